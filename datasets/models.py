@@ -1,0 +1,163 @@
+"""The model zoo: every model is a flat ``nn.Sequential`` with named stages.
+
+Flat and named on purpose: a prunable unit group is then just the name of a stage whose output is masked (the
+output's dimension 1: neurons of a Linear layer, channels of a conv layer), and a neuron game can split any model
+into a prefix, computed once and cached, and the masked suffix.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import OrderedDict
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from methods.registry import Registry
+
+ModelFactory = Callable[..., nn.Sequential]
+MODELS: Registry[ModelFactory] = Registry("model")
+
+
+@MODELS.register("lenet300")
+def lenet300(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Sequential:
+    """LeNet-300-100 (LeCun et al. 1998): two fully connected hidden layers of 300 and 100 ReLU units."""
+    return nn.Sequential(
+        OrderedDict(
+            flatten=nn.Flatten(),
+            fc1=nn.Linear(math.prod(input_shape), 300),
+            relu1=nn.ReLU(),
+            fc2=nn.Linear(300, 100),
+            relu2=nn.ReLU(),
+            fc3=nn.Linear(100, num_classes),
+        )
+    )
+
+
+@MODELS.register("lenet5")
+def lenet5(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Sequential:
+    """LeNet5: two 5x5 conv layers (6 and 16 channels, max-pooled) and a 120-84 fully connected head.
+
+    For 28x28 MNIST the first conv is zero-padded by 2, the usual way to get LeNet5's 32x32 geometry, so the last
+    conv block outputs 16x5x5 = 400 features (the units the GTAP paper treats as input neurons).
+    """
+    channels, height, width = input_shape
+    pad = 2 if (height, width) == (28, 28) else 0
+    flat = 16 * (((height + 2 * pad - 4) // 2 - 4) // 2) * (((width + 2 * pad - 4) // 2 - 4) // 2)
+    return nn.Sequential(
+        OrderedDict(
+            conv1=nn.Conv2d(channels, 6, kernel_size=5, padding=pad),
+            relu1=nn.ReLU(),
+            pool1=nn.MaxPool2d(2),
+            conv2=nn.Conv2d(6, 16, kernel_size=5),
+            relu2=nn.ReLU(),
+            pool2=nn.MaxPool2d(2),
+            flatten=nn.Flatten(),
+            fc1=nn.Linear(flat, 120),
+            relu3=nn.ReLU(),
+            fc2=nn.Linear(120, 84),
+            relu4=nn.ReLU(),
+            fc3=nn.Linear(84, num_classes),
+        )
+    )
+
+
+@MODELS.register("ffn")
+def ffn(*, input_shape: tuple[int, ...], num_classes: int, hidden: int = 256, depth: int = 3) -> nn.Sequential:
+    """The GTAP paper's text classifier: ``depth`` fully connected ReLU layers of ``hidden`` units (k=3, h=256)."""
+    stages: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
+    width = math.prod(input_shape)
+    for i in range(1, depth + 1):
+        stages[f"fc{i}"] = nn.Linear(width, hidden)
+        stages[f"relu{i}"] = nn.ReLU()
+        width = hidden
+    stages[f"fc{depth + 1}"] = nn.Linear(width, num_classes)
+    return nn.Sequential(stages)
+
+
+@MODELS.register("alexnet")
+def alexnet(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Sequential:
+    """torchvision's AlexNet, adapted to small inputs and flattened into named stages.
+
+    For inputs of 64 pixels or fewer (Tiny ImageNet) the 11x11 stride-4 stem would leave a 1x1 map after the third
+    pooling, so the stem becomes 5x5 stride 2 (64 -> 32 -> 15 -> 7 -> 3) and the adaptive pool keeps the 3x3 map;
+    the classifier's first layer is resized to match. Larger inputs keep torchvision's layout unchanged.
+    """
+    from torchvision.models import alexnet as tv_alexnet
+
+    net = tv_alexnet(weights=None, num_classes=num_classes)
+    channels, height, _ = input_shape
+    if height <= 64:
+        net.features[0] = nn.Conv2d(channels, 64, kernel_size=5, stride=2, padding=2)
+        net.avgpool = nn.AdaptiveAvgPool2d((3, 3))
+        net.classifier[1] = nn.Linear(256 * 3 * 3, 4096)
+    elif channels != 3:
+        net.features[0] = nn.Conv2d(channels, 64, kernel_size=11, stride=4, padding=2)
+    names = ["conv1", "relu1", "pool1", "conv2", "relu2", "pool2", "conv3", "relu3", "conv4", "relu4", "conv5",
+             "relu5", "pool3"]
+    stages: OrderedDict[str, nn.Module] = OrderedDict(zip(names, net.features, strict=True))
+    stages["avgpool"] = net.avgpool
+    stages["flatten"] = nn.Flatten()
+    for name, module in zip(["drop1", "fc1", "relu6", "drop2", "fc2", "relu7", "fc3"], net.classifier, strict=True):
+        stages[name] = module
+    return nn.Sequential(stages)
+
+
+@MODELS.register("face-mlp")
+def face_mlp(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Sequential:
+    """The fully connected baseline for face attributes (NEUROGAME's "standard MLP"): 512-256 ReLU hidden layers."""
+    return nn.Sequential(
+        OrderedDict(
+            flatten=nn.Flatten(),
+            fc1=nn.Linear(math.prod(input_shape), 512),
+            relu1=nn.ReLU(),
+            fc2=nn.Linear(512, 256),
+            relu2=nn.ReLU(),
+            fc3=nn.Linear(256, num_classes),
+        )
+    )
+
+
+@MODELS.register("face-cnn")
+def face_cnn(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Sequential:
+    """The convolutional baseline for face attributes (NEUROGAME's "standard CNN"): three conv blocks and a 256 head."""
+    channels, height, width = input_shape
+    flat = 128 * (height // 8) * (width // 8)
+    return nn.Sequential(
+        OrderedDict(
+            conv1=nn.Conv2d(channels, 32, kernel_size=3, padding=1),
+            relu1=nn.ReLU(),
+            pool1=nn.MaxPool2d(2),
+            conv2=nn.Conv2d(32, 64, kernel_size=3, padding=1),
+            relu2=nn.ReLU(),
+            pool2=nn.MaxPool2d(2),
+            conv3=nn.Conv2d(64, 128, kernel_size=3, padding=1),
+            relu3=nn.ReLU(),
+            pool3=nn.MaxPool2d(2),
+            flatten=nn.Flatten(),
+            fc1=nn.Linear(flat, 256),
+            relu4=nn.ReLU(),
+            fc2=nn.Linear(256, num_classes),
+        )
+    )
+
+
+def build_model(name: str, *, input_shape: tuple[int, ...], num_classes: int) -> nn.Sequential:
+    """Builds a registered model for the given input shape and class count."""
+    return MODELS.get(name)(input_shape=tuple(input_shape), num_classes=num_classes)
+
+
+def unit_counts(model: nn.Sequential, units: tuple[str, ...], input_shape: tuple[int, ...]) -> dict[str, int]:
+    """Number of units (size of dimension 1 of the output) of each named stage, found with one dummy forward."""
+    sizes: dict[str, int] = {}
+    x = torch.zeros(1, *input_shape)
+    with torch.no_grad():
+        for name, module in model.named_children():
+            x = module(x)
+            if name in units:
+                sizes[name] = int(x.shape[1])
+    missing = [u for u in units if u not in sizes]
+    if missing:
+        raise ValueError(f"unit groups {missing} are not stages of the model; stages: {[n for n, _ in model.named_children()]}")
+    return sizes

@@ -1,0 +1,144 @@
+"""Model/dataset pairs: a model, a dataset, a training recipe and the units that may be pruned.
+
+Each pair is registered next to its definition. ``units`` names the model stages whose outputs are the prunable
+units (players of the neuron game), in forward order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from methods.registry import Registry
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """How a pair is trained. Part of the checkpoint cache key, so changing any field retrains.
+
+    Args:
+        epochs: passes over the training split.
+        batch_size: examples per step.
+        lr: peak learning rate.
+        optimizer: "adam" or "sgd" (SGD uses Nesterov momentum ``momentum``).
+        momentum: SGD momentum.
+        weight_decay: L2 penalty.
+        schedule: "cosine" (to zero over all steps) or "constant".
+    """
+
+    epochs: int
+    batch_size: int = 128
+    lr: float = 1e-3
+    optimizer: str = "adam"
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    schedule: str = "cosine"
+
+    def __post_init__(self) -> None:
+        if self.optimizer not in ("adam", "sgd"):
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; valid: adam, sgd")
+        if self.schedule not in ("cosine", "constant"):
+            raise ValueError(f"unknown schedule {self.schedule!r}; valid: cosine, constant")
+        if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
+            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+
+
+@dataclass(frozen=True)
+class Pair:
+    """A registered model/dataset combination.
+
+    Args:
+        name: registry name, e.g. "lenet300-mnist".
+        model: a name in ``datasets.models.MODELS``.
+        dataset: a name in ``datasets.data.DATASETS``.
+        recipe: the training recipe.
+        units: model stages whose outputs are the prunable units, in forward order.
+        dataset_options: keyword options for the dataset loader (vocabulary size, image size, target, ...).
+        description: one line for ``bench list``.
+        gpu_sized: True when training or evaluating it on a 2-core CPU is impractical.
+    """
+
+    name: str
+    model: str
+    dataset: str
+    recipe: Recipe
+    units: tuple[str, ...]
+    dataset_options: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    gpu_sized: bool = False
+
+    def with_recipe(self, **changes: Any) -> Pair:
+        """The same pair with some recipe fields changed (a different cache key, so it retrains)."""
+        return dataclasses.replace(self, recipe=dataclasses.replace(self.recipe, **changes))
+
+
+PAIRS: Registry[Pair] = Registry("pair")
+
+
+def register_pair(pair: Pair) -> Pair:
+    PAIRS.add(pair.name, pair)
+    return pair
+
+
+def get_pair(name: str) -> Pair:
+    return PAIRS.get(name)
+
+
+register_pair(Pair(
+    name="lenet300-mnist", model="lenet300", dataset="mnist",
+    recipe=Recipe(epochs=12, batch_size=128, lr=1e-3),
+    # The GTAP paper prunes every layer of LeNet-300-100 but the output: the 300 and 100 hidden neurons.
+    units=("relu1", "relu2"),
+    description="LeNet-300-100 on MNIST; players: the 300+100 hidden neurons",
+))
+register_pair(Pair(
+    name="lenet5-mnist", model="lenet5", dataset="mnist",
+    recipe=Recipe(epochs=10, batch_size=128, lr=2e-3),
+    # The paper leaves the conv layers alone and treats the last conv block's 400 output features as input
+    # neurons of the fully connected part, which it prunes together with the 120 and 84 hidden neurons.
+    units=("flatten", "relu3", "relu4"),
+    description="LeNet5 on MNIST; players: 400 conv features + 120 + 84 hidden neurons",
+))
+register_pair(Pair(
+    name="lenet5-mnist01", model="lenet5", dataset="mnist-01",
+    recipe=Recipe(epochs=2, batch_size=128, lr=2e-3),
+    units=("flatten", "relu3", "relu4"),
+    description="LeNet5 on MNIST digits 0 and 1 (the paper's binary task)",
+))
+register_pair(Pair(
+    name="ffn-emotion", model="ffn", dataset="emotion",
+    recipe=Recipe(epochs=6, batch_size=64, lr=1e-3, weight_decay=1e-5),
+    units=("relu1", "relu2", "relu3"),
+    dataset_options={"vocab_size": 5000},
+    description="3x256 ReLU feed-forward net on CARER emotion, binary bag of words",
+))
+register_pair(Pair(
+    name="ffn-twitter-topic", model="ffn", dataset="twitter-topic",
+    recipe=Recipe(epochs=6, batch_size=64, lr=1e-3, weight_decay=1e-5),
+    units=("relu1", "relu2", "relu3"),
+    dataset_options={"vocab_size": 5000},
+    description="3x256 ReLU feed-forward net on twitter financial news topics, binary bag of words",
+))
+register_pair(Pair(
+    name="alexnet-tiny-imagenet", model="alexnet", dataset="tiny-imagenet",
+    recipe=Recipe(epochs=30, batch_size=256, lr=0.02, optimizer="sgd", weight_decay=5e-4),
+    # Conv channels and fully connected neurons, as in the paper's AlexNet experiment (usually per-layer games).
+    units=("relu1", "relu2", "relu3", "relu4", "relu5", "relu6", "relu7"),
+    description="AlexNet (adapted to 64x64) on Tiny ImageNet; players: conv channels + FC neurons",
+    gpu_sized=True,
+))
+register_pair(Pair(
+    name="face-mlp-utkface", model="face-mlp", dataset="utkface",
+    recipe=Recipe(epochs=10, batch_size=128, lr=1e-3),
+    units=("relu1", "relu2"),
+    dataset_options={"target": "gender", "image_size": 64},
+    description="MLP baseline for gender on UTKFace (64x64 RGB)",
+))
+register_pair(Pair(
+    name="face-cnn-utkface", model="face-cnn", dataset="utkface",
+    recipe=Recipe(epochs=10, batch_size=128, lr=1e-3),
+    units=("relu1", "relu2", "relu3", "relu4"),
+    dataset_options={"target": "gender", "image_size": 64},
+    description="CNN baseline for gender on UTKFace (64x64 RGB)",
+))

@@ -1,0 +1,253 @@
+"""Seeded training of a pair, with trained weights cached on disk.
+
+The cache key is a hash of everything that determines the weights: the pair's model, dataset and options, the
+recipe, the seed and the validation carve. Suites reuse cached models; a changed recipe changes the key and retrains.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import os
+import random
+import tempfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from datasets.data import Splits, as_tensors, load_dataset
+from datasets.models import build_model
+from datasets.pairs import Pair, Recipe, get_pair
+from datasets.paths import cache_dir
+
+# Bump when training code changes in a way that changes the weights, so stale checkpoints are not reused.
+CACHE_VERSION = 1
+
+
+@dataclass
+class TrainedPair:
+    """A trained model with the data it was trained on.
+
+    Attributes:
+        pair: the pair definition.
+        model: the trained network, in eval mode, on ``device``.
+        splits: train / validation / test data.
+        seed: the training seed.
+        metrics: val_accuracy, test_accuracy, train_seconds, epochs, device, cache_key.
+        path: the checkpoint file.
+    """
+
+    pair: Pair
+    model: nn.Sequential
+    splits: Splits
+    seed: int
+    metrics: dict[str, Any]
+    path: Path
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"`` (or None) picks CUDA when there is a GPU, else the CPU; anything else is passed to torch."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda was asked for, but torch sees no GPU")
+    return device
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+
+
+def cache_key(pair: Pair, *, seed: int, val_fraction: float, split_seed: int) -> str:
+    material = {
+        "version": CACHE_VERSION,
+        "model": pair.model,
+        "dataset": pair.dataset,
+        "dataset_options": pair.dataset_options,
+        "recipe": dataclasses.asdict(pair.recipe),
+        "seed": seed,
+        "val_fraction": val_fraction,
+        "split_seed": split_seed,
+    }
+    blob = json.dumps(material, sort_keys=True).encode()
+    return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def checkpoint_path(pair: Pair, key: str) -> Path:
+    return cache_dir() / "models" / f"{pair.name}-{key}.pt"
+
+
+def load_splits(pair: Pair, *, data_dir: str | Path | None = None, val_fraction: float = 0.1, split_seed: int = 0,
+                download: bool = False) -> Splits:
+    return load_dataset(pair.dataset, data_dir=data_dir, val_fraction=val_fraction, split_seed=split_seed,
+                        download=download, **pair.dataset_options)
+
+
+def train_pair(
+    pair: Pair | str,
+    *,
+    seed: int,
+    data_dir: str | Path | None = None,
+    device: str | torch.device | None = "auto",
+    val_fraction: float = 0.1,
+    split_seed: int = 0,
+    download: bool = False,
+    force: bool = False,
+    progress: bool = True,
+) -> TrainedPair:
+    """Returns the trained model of a pair, from the cache when it is there, else by training it.
+
+    Args:
+        pair: a Pair or a registered pair name.
+        seed: the training seed (initialisation and batch order).
+        data_dir: data root (see ``datasets.paths.resolve_data_root``).
+        device: "auto", "cpu", "cuda", ...
+        val_fraction: fraction of the training data carved off as the validation split.
+        split_seed: seed of that carve (kept fixed across training seeds).
+        download: let torchvision download missing data (needs internet).
+        force: retrain even if a checkpoint exists.
+        progress: show progress bars.
+
+    Returns:
+        The trained pair; ``metrics`` holds the validation and test accuracy and the training time.
+    """
+    pair = get_pair(pair) if isinstance(pair, str) else pair
+    device = resolve_device(device)
+    splits = load_splits(pair, data_dir=data_dir, val_fraction=val_fraction, split_seed=split_seed,
+                         download=download)
+    key = cache_key(pair, seed=seed, val_fraction=val_fraction, split_seed=split_seed)
+    path = checkpoint_path(pair, key)
+    model = build_model(pair.model, input_shape=splits.input_shape, num_classes=splits.num_classes)
+
+    if path.exists() and not force:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        model.load_state_dict(state["state_dict"])
+        metrics = json.loads(state["metrics"])
+        model.to(device).eval()
+        return TrainedPair(pair=pair, model=model, splits=splits, seed=seed, metrics=metrics, path=path)
+
+    seed_everything(seed)
+    model = build_model(pair.model, input_shape=splits.input_shape, num_classes=splits.num_classes)
+    model.to(device)
+    start = time.perf_counter()
+    fit(model, splits.train, pair.recipe, seed=seed, device=device, progress=progress, desc=pair.name)
+    train_seconds = time.perf_counter() - start
+    model.eval()
+    metrics = {
+        "val_accuracy": accuracy(model, splits.val, device=device),
+        "test_accuracy": accuracy(model, splits.test, device=device),
+        "train_seconds": round(train_seconds, 2),
+        "epochs": pair.recipe.epochs,
+        "device": str(device),
+        "cache_key": key,
+        "seed": seed,
+    }
+    save_checkpoint(path, model, metrics)
+    return TrainedPair(pair=pair, model=model, splits=splits, seed=seed, metrics=metrics, path=path)
+
+
+def save_checkpoint(path: Path, model: nn.Module, metrics: dict[str, Any]) -> None:
+    """Writes atomically: a killed run never leaves a half-written checkpoint that a later run would trust."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+             "metrics": json.dumps(metrics)}
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(state, tmp)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _is_in_memory(dataset: Dataset) -> bool:
+    from torch.utils.data import Subset, TensorDataset
+
+    while isinstance(dataset, Subset):
+        dataset = dataset.dataset
+    return isinstance(dataset, TensorDataset)
+
+
+def batches(dataset: Dataset, *, batch_size: int, shuffle: bool, generator: torch.Generator | None,
+            device: torch.device) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """Batches on ``device``; in-memory datasets are sliced directly, which is far faster than a DataLoader."""
+    if _is_in_memory(dataset):
+        x, y = as_tensors(dataset)
+        x, y = x.to(device), y.to(device)
+        n = len(y)
+        order = torch.randperm(n, generator=generator).to(device) if shuffle else torch.arange(n, device=device)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            yield x[idx], y[idx]
+        return
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
+                        num_workers=min(4, os.cpu_count() or 1), pin_memory=device.type == "cuda")
+    for x, y in loader:
+        yield x.to(device, non_blocking=True), torch.as_tensor(y).to(device, non_blocking=True)
+
+
+def fit(model: nn.Module, dataset: Dataset, recipe: Recipe, *, seed: int, device: torch.device,
+        progress: bool = True, desc: str = "train") -> None:
+    """Trains ``model`` in place with softmax cross-entropy under ``recipe``; deterministic for a given seed."""
+    generator = torch.Generator().manual_seed(seed)
+    if recipe.optimizer == "adam":
+        optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    else:
+        optimizer = torch.optim.SGD(model.parameters(), lr=recipe.lr, momentum=recipe.momentum, nesterov=True,
+                                    weight_decay=recipe.weight_decay)
+    steps_per_epoch = math.ceil(len(dataset) / recipe.batch_size)
+    total = recipe.epochs * steps_per_epoch
+    if recipe.schedule == "cosine":
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
+    else:
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
+    loss_fn = nn.CrossEntropyLoss()
+    model.train()
+    with tqdm(total=total, desc=desc, unit="step", disable=not progress, leave=False) as bar:
+        for epoch in range(recipe.epochs):
+            running, seen = 0.0, 0
+            for x, y in batches(dataset, batch_size=recipe.batch_size, shuffle=True, generator=generator,
+                                device=device):
+                optimizer.zero_grad(set_to_none=True)
+                loss = loss_fn(model(x), y)
+                loss.backward()
+                optimizer.step()
+                scheduler.step()
+                running += loss.item() * len(y)
+                seen += len(y)
+                bar.update(1)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{running / max(seen, 1):.4f}")
+    model.eval()
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, dataset: Dataset, *, device: torch.device, batch_size: int = 2048) -> float:
+    """Top-1 accuracy of ``model`` on ``dataset``."""
+    model.eval()
+    correct, total = 0, 0
+    for x, y in batches(dataset, batch_size=batch_size, shuffle=False, generator=None, device=device):
+        correct += int((model(x).argmax(1) == y).sum())
+        total += len(y)
+    return correct / max(total, 1)
+

@@ -1,0 +1,180 @@
+"""Compression curves: the test accuracy of pruned networks against the fraction of units (and parameters) kept.
+
+Scores and masks come from the validation split; a curve evaluates them on the *test* split, the only use of it.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from methods.neuron_game import NeuronGame
+from methods.structure import UnitGroup, attached_parameters, parameter_counts
+from methods.strategies import PruningPath
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One pruned network.
+
+    Attributes:
+        target_fraction: the kept fraction asked for (of units, or of parameters for unstructured pruning).
+        units_kept: units kept; unit_fraction: units_kept / all units.
+        param_fraction: kept / all parameters of the layers attached to the units.
+        accuracy: test accuracy.
+        n_evaluations: coalition evaluations spent to find this network (cumulative along a path).
+        seconds: wall seconds spent to find it.
+    """
+
+    target_fraction: float
+    units_kept: int
+    unit_fraction: float
+    param_fraction: float
+    accuracy: float
+    n_evaluations: int
+    seconds: float
+
+    def as_dict(self) -> dict[str, float]:
+        return asdict(self)
+
+
+def kept_counts(fractions: Sequence[float], n_units: int) -> dict[float, int]:
+    """Target unit counts for kept fractions: round(f n), at least 1 for a positive fraction."""
+    out = {}
+    for f in fractions:
+        if not 0 <= f <= 1:
+            raise ValueError(f"kept fractions must lie in [0, 1], got {f}")
+        out[float(f)] = max(1, round(f * n_units)) if f > 0 else 0
+    return out
+
+
+def evaluate_path(path: PruningPath, fractions: Sequence[float], test_game: NeuronGame, model: nn.Sequential,
+                  groups: Sequence[UnitGroup]) -> list[CurvePoint]:
+    """Test accuracy of each mask of a path; all masks are evaluated in one batched call of the test game."""
+    targets = kept_counts(fractions, test_game.n_players)
+    order = sorted(targets, key=targets.get)
+    masks = np.stack([path.masks[targets[f]] for f in order])
+    accuracies = test_game(masks)
+    points = []
+    for f, mask, accuracy in zip(order, masks, accuracies, strict=True):
+        kept, total = parameter_counts(model, groups, mask)
+        r = targets[f]
+        points.append(CurvePoint(f, int(mask.sum()), float(mask.mean()), kept / total, float(accuracy),
+                                 int(path.n_evaluations[r]), float(path.seconds[r])))
+    return points
+
+
+def area_under_curve(points: Sequence[CurvePoint], axis: str = "unit_fraction") -> float:
+    """Trapezoidal area under accuracy vs ``axis``, divided by the axis range: a mean accuracy in [0, 1].
+
+    Normalising by the range makes curves over different fraction grids comparable.
+    """
+    if axis not in ("unit_fraction", "param_fraction", "target_fraction"):
+        raise ValueError(f"unknown axis {axis!r}")
+    pts = sorted(points, key=lambda p: getattr(p, axis))
+    x = np.array([getattr(p, axis) for p in pts])
+    y = np.array([p.accuracy for p in pts])
+    if len(pts) < 2 or x[-1] == x[0]:
+        return float(y.mean()) if len(y) else math.nan
+    return float(np.trapezoid(y, x) / (x[-1] - x[0]))
+
+
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> float:
+    with torch.no_grad():
+        correct = sum(int((model(xb).argmax(1) == yb).sum())
+                      for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True))
+    return correct / len(y)
+
+
+def unstructured_magnitude_curve(model: nn.Sequential, groups: Sequence[UnitGroup], fractions: Sequence[float],
+                                 x_test: torch.Tensor, y_test: torch.Tensor) -> list[CurvePoint]:
+    """Global unstructured magnitude pruning (the WMP of the paper, after Frankle & Carbin).
+
+    For each kept fraction f of the attached layers' weights, keeps the f largest |w| network-wide (biases stay)
+    and measures test accuracy. ``unit_fraction`` counts units that still have an outgoing weight.
+    """
+    stages = dict(model.named_children())
+    names = attached_parameters(model, groups)
+    weights = torch.cat([stages[n].weight.detach().abs().flatten() for n in names])
+    consumers = {g.consumer: g for g in groups if g.consumer is not None}
+    points = []
+    for f in sorted(float(v) for v in fractions):
+        k = int(round(f * weights.numel()))
+        threshold = torch.topk(weights, k).values.min() if k > 0 else torch.tensor(math.inf)
+        pruned = copy.deepcopy(model)
+        alive_units = 0
+        pruned_stages = dict(pruned.named_children())
+        for name in names:
+            w = pruned_stages[name].weight
+            keep = (w.detach().abs() >= threshold)
+            with torch.no_grad():
+                w.mul_(keep)
+            if name in consumers:
+                g = consumers[name]
+                per_input = keep.transpose(0, 1).reshape(w.shape[1], -1).any(1).reshape(g.size, g.fan).any(1)
+                alive_units += int(per_input.sum())
+        n_units = sum(g.size for g in groups)
+        points.append(CurvePoint(f, alive_units, alive_units / n_units, k / weights.numel(),
+                                 _accuracy(pruned.eval(), x_test, y_test), 0, 0.0))
+    return points
+
+
+def fine_tune(model: nn.Sequential, groups: Sequence[UnitGroup], mask: np.ndarray, x: torch.Tensor, y: torch.Tensor,
+              *, epochs: int = 1, lr: float = 1e-3, batch_size: int = 128, seed: int = 0) -> nn.Sequential:
+    """A copy of ``model`` trained for a few epochs with the pruned units held at zero (their activations masked).
+
+    Args:
+        model: the trained network (not modified).
+        groups: unit groups; mask: bool (n_units,) keep-mask.
+        x, y: training data (the training split, never the test split).
+        epochs, lr, batch_size, seed: the fine-tuning recipe (Adam).
+
+    Returns:
+        The fine-tuned copy, with forward hooks that keep the pruned units at zero, in eval mode.
+    """
+    tuned = copy.deepcopy(model)
+    stages = dict(tuned.named_children())
+    device = next(tuned.parameters()).device
+    for group in groups:
+        keep = torch.as_tensor(mask[group.players], dtype=torch.float32, device=device)
+
+        def hook(_module, _inputs, output, keep=keep):
+            return output * keep.view(1, -1, *([1] * (output.dim() - 2)))
+
+        stages[group.name].register_forward_hook(hook)
+    generator = torch.Generator().manual_seed(seed)
+    optimizer = torch.optim.Adam(tuned.parameters(), lr=lr)
+    tuned.train()
+    for _ in range(epochs):
+        order = torch.randperm(len(y), generator=generator)
+        for start in range(0, len(y), batch_size):
+            idx = order[start:start + batch_size]
+            optimizer.zero_grad(set_to_none=True)
+            F.cross_entropy(tuned(x[idx].to(device)), y[idx].to(device)).backward()
+            optimizer.step()
+    return tuned.eval()
+
+
+def evaluate_fine_tuned(model: nn.Sequential, groups: Sequence[UnitGroup], path: PruningPath,
+                        fractions: Sequence[float], x_train: torch.Tensor, y_train: torch.Tensor,
+                        x_test: torch.Tensor, y_test: torch.Tensor, **recipe) -> list[CurvePoint]:
+    """Like :func:`evaluate_path`, but each pruned network is fine-tuned first (see :func:`fine_tune`)."""
+    n_units = sum(g.size for g in groups)
+    targets = kept_counts(fractions, n_units)
+    points = []
+    for f in sorted(targets, key=targets.get):
+        r = targets[f]
+        mask = path.masks[r]
+        tuned = fine_tune(model, groups, mask, x_train, y_train, **recipe)
+        kept, total = parameter_counts(model, groups, mask)
+        points.append(CurvePoint(f, int(mask.sum()), float(mask.mean()), kept / total,
+                                 _accuracy(tuned, x_test, y_test), int(path.n_evaluations[r]),
+                                 float(path.seconds[r])))
+    return points

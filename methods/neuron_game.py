@@ -1,0 +1,371 @@
+"""The neuron game of GTAP: players are prunable units, v(C) is the network's accuracy with only C kept.
+
+Masking a unit zeroes its activation (the output of a named stage of a flat ``nn.Sequential``, along dimension 1:
+a neuron of a Linear layer or a channel of a conv layer). Everything before the first masked stage does not depend
+on the coalition, so it is computed once and cached; a coalition value is a masked pass over the rest only.
+
+Two exact evaluation strategies, chosen by ``strategy``:
+
+``"dense"``
+    Batched: a chunk of k coalitions is one pass over k x N samples. A mask that feeds a Linear layer is folded into
+    its weight, (X * m) W^T = X (m[:, None] * W^T), so k coalitions become one batched GEMM. The chunk size k adapts
+    to ``memory_cap`` (bytes), so a large game never exhausts RAM or GPU memory. Works for any architecture; it is
+    the GPU path.
+``"sparse"``
+    For suffixes made only of Linear and ReLU stages (LeNets, the text nets), in features x samples layout. A
+    coalition touches only the weight columns of its members, so each masked GEMM is computed from the cheapest of:
+    the members alone (cost |C|), the cached full product minus the non-members (cost n - |C|, first layer only),
+    or the previous coalition's result plus the players that differ (cost |C xor C_prev|). Estimators emit
+    structured coalitions (permutation prefixes, pairs C and C+i) in order, so the last option is often a rank-1
+    update. It is the CPU path.
+
+``"auto"`` picks sparse on the CPU when the suffix allows it, else dense. Both agree with ``naive_logits`` (a
+per-coalition masked forward of the whole network through hooks), which the tests use as the oracle.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from methods.games import check_coalitions
+
+DEFAULT_MEMORY_CAP = 1 << 30  # bytes for the dense path's activations per chunk (1 GiB)
+METRICS = ("accuracy", "neg_loss")
+STRATEGIES = ("auto", "dense", "sparse")
+# The sparse path updates a layer's pre-activations incrementally; recompute from scratch after this many updates
+# so float rounding cannot accumulate along a long chain of coalitions.
+MAX_DELTA_CHAIN = 64
+
+
+@dataclass(frozen=True)
+class _Block:
+    """A Linear layer of the sparse path: z = W a + b, optional ReLU, input masked by ``group`` (or unmasked)."""
+
+    weight: torch.Tensor  # (out, in)
+    bias: torch.Tensor  # (out, 1)
+    relu: bool
+    group: int | None
+
+
+class NeuronGame:
+    """GTAP's cooperative game over the prunable units of a trained network.
+
+    Args:
+        model: a flat ``nn.Sequential`` (see ``datasets.models``); it is not modified.
+        units: names of the stages whose outputs are the players, in forward order.
+        x: evaluation inputs (the validation split: never the test split when estimating indices).
+        y: evaluation labels.
+        metric: "accuracy" (the paper's v) or "neg_loss" (minus the mean cross-entropy).
+        strategy: "auto", "dense" or "sparse" (see the module docstring).
+        memory_cap: bytes the dense path may use for one chunk of coalitions.
+        device: where to evaluate (default: the model's device).
+
+    Attributes:
+        n_players: total number of units.
+        group_names: the unit groups (stage names), in player order.
+        group_slices: the player indices of each group.
+        n_evaluations: coalitions evaluated so far.
+    """
+
+    def __init__(
+        self,
+        model: nn.Sequential,
+        units: Sequence[str],
+        x: torch.Tensor,
+        y: torch.Tensor,
+        *,
+        metric: str = "accuracy",
+        strategy: str = "auto",
+        memory_cap: int = DEFAULT_MEMORY_CAP,
+        device: torch.device | str | None = None,
+    ) -> None:
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
+        if strategy not in STRATEGIES:
+            raise ValueError(f"unknown strategy {strategy!r}; valid: {', '.join(STRATEGIES)}")
+        stages = list(model.named_children())
+        names = [name for name, _ in stages]
+        missing = [u for u in units if u not in names]
+        if missing:
+            raise ValueError(f"unit groups {missing} are not stages of the model; stages: {names}")
+        positions = [names.index(u) for u in units]
+        if positions != sorted(positions) or len(set(positions)) != len(positions):
+            raise ValueError("units must be distinct stages listed in forward order")
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.metric = metric
+        self.memory_cap = int(memory_cap)
+        self.n_evaluations = 0
+        self.group_names = tuple(units)
+        self._mask_after = {pos: g for g, pos in enumerate(positions)}
+
+        first = positions[0]
+        prefix = nn.Sequential(*[m for _, m in stages[: first + 1]]).to(self.device).eval()
+        self._suffix = [m.to(self.device).eval() for _, m in stages[first + 1:]]
+        self._suffix_positions = list(range(first + 1, len(stages)))
+        self.y = y.to(self.device)
+        with torch.no_grad():
+            self._cached = torch.cat([prefix(chunk.to(self.device)) for chunk in x.split(4096)])
+        self.n_samples = len(self.y)
+
+        sizes = [int(self._cached.shape[1])]
+        with torch.no_grad():  # one sample through the suffix gives every group's width
+            a = self._cached[:1]
+            for pos, stage in zip(self._suffix_positions, self._suffix, strict=True):
+                a = stage(a)
+                if pos in self._mask_after:
+                    sizes.append(int(a.shape[1]))
+        self.group_sizes = tuple(sizes)
+        bounds = np.cumsum([0, *sizes])
+        self.group_slices = tuple(slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+        self.n_players = int(bounds[-1])
+
+        self._blocks = self._sparse_blocks()
+        if strategy == "auto":
+            strategy = "sparse" if self._blocks is not None and self.device.type == "cpu" else "dense"
+        if strategy == "sparse" and self._blocks is None:
+            raise ValueError("the sparse strategy needs a suffix of Linear/ReLU stages after the first unit group")
+        self.strategy = strategy
+        if strategy == "sparse":
+            self._x_t = self._cached.t().contiguous()  # features x samples: row gathers are contiguous
+            first_block = self._blocks[0]
+            self._full_first = torch.addmm(first_block.bias, first_block.weight, self._x_t)
+            self._reset_chain()
+
+    # ------------------------------------------------------------------ public API
+    def __call__(self, coalitions: np.ndarray) -> np.ndarray:
+        """v(C) for each row of a bool (k, n_players) coalition matrix."""
+        coalitions = check_coalitions(coalitions, self.n_players)
+        self.n_evaluations += len(coalitions)
+        if len(coalitions) == 0:
+            return np.zeros(0)
+        with torch.no_grad():
+            if self.strategy == "sparse":
+                values = [self._sparse_value(row) for row in coalitions]
+                return np.asarray(values, dtype=np.float64)
+            return self._dense_values(coalitions)
+
+    def grand_value(self) -> float:
+        """v(N): the unpruned network's metric."""
+        return float(self(np.ones((1, self.n_players), dtype=bool))[0])
+
+    def predictions(self, coalitions: np.ndarray, sample_index: np.ndarray | torch.Tensor) -> tuple[
+            torch.Tensor, torch.Tensor]:
+        """Per-sample outputs of sub-networks, for uncertainty estimation (MCUE).
+
+        Args:
+            coalitions: bool (k, n_players).
+            sample_index: (k, m) indices into the evaluation samples: row j is evaluated on its own m instances.
+
+        Returns:
+            (correct, confidence), each (k, m): whether the prediction is right, and the softmax probability of the
+            predicted class.
+        """
+        coalitions = check_coalitions(coalitions, self.n_players)
+        sample_index = torch.as_tensor(np.asarray(sample_index), device=self.device, dtype=torch.long)
+        self.n_evaluations += len(coalitions)
+        correct, confidence = [], []
+        with torch.no_grad():
+            for rows in self._chunks(len(coalitions), sample_index.shape[1]):
+                idx = sample_index[rows]
+                logits = self._dense_logits(self._masks(coalitions[rows]), self._cached[idx], shared=False)
+                prob = logits.softmax(-1)
+                confidence.append(prob.max(-1).values)
+                correct.append(logits.argmax(-1) == self.y[idx])
+        return torch.cat(correct).cpu(), torch.cat(confidence).cpu()
+
+    # ------------------------------------------------------------------ dense path
+    def _masks(self, coalitions: np.ndarray) -> list[torch.Tensor]:
+        full = torch.as_tensor(coalitions, device=self.device, dtype=self._cached.dtype)
+        return [full[:, s] for s in self.group_slices]
+
+    def _chunks(self, k: int, n_samples: int) -> list[slice]:
+        # Activation bytes of one coalition over n_samples: every suffix output, plus the folded weights.
+        per_sample = sum(self._suffix_widths()) + self.group_sizes[0]
+        per_coalition = 4 * (2 * n_samples * per_sample + self._folded_weight_elements())
+        step = int(max(1, min(k, self.memory_cap // max(per_coalition, 1))))
+        return [slice(i, min(i + step, k)) for i in range(0, k, step)]
+
+    def _suffix_widths(self) -> list[int]:
+        if not hasattr(self, "_widths"):
+            widths, a = [], self._cached[:1]
+            with torch.no_grad():
+                for stage in self._suffix:
+                    a = stage(a)
+                    widths.append(int(a[0].numel()))
+            self._widths = widths
+        return self._widths
+
+    def _folded_weight_elements(self) -> int:
+        return sum(s.weight.numel() for s in self._suffix if isinstance(s, nn.Linear))
+
+    def _dense_values(self, coalitions: np.ndarray) -> np.ndarray:
+        out = []
+        for rows in self._chunks(len(coalitions), self.n_samples):
+            masks = self._masks(coalitions[rows])
+            k = rows.stop - rows.start
+            sample_step = self.n_samples
+            if k == 1:  # a single coalition may still be too big: split the samples too
+                per_sample = 4 * 2 * (sum(self._suffix_widths()) + self.group_sizes[0])
+                sample_step = int(max(1, min(self.n_samples, self.memory_cap // per_sample)))
+            total = torch.zeros(k, device=self.device, dtype=torch.float64)
+            for start in range(0, self.n_samples, sample_step):
+                part = slice(start, start + sample_step)
+                logits = self._dense_logits(masks, self._cached[part], shared=True)
+                total += self._metric_sum(logits, self.y[part])
+            out.append(total / self.n_samples)
+        return torch.cat(out).cpu().numpy()
+
+    def _metric_sum(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Sum over samples of the metric, per coalition; logits (k, n, C), y (n,) or (k, n)."""
+        y = y.expand(logits.shape[:2])
+        if self.metric == "accuracy":
+            return (logits.argmax(-1) == y).sum(-1, dtype=torch.float64)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
+        return -loss.sum(-1, dtype=torch.float64)
+
+    def _dense_logits(self, masks: list[torch.Tensor], a: torch.Tensor, *, shared: bool) -> torch.Tensor:
+        """Logits (k, n, C) of k masked sub-networks; ``a`` is the cached activation, (n, ...) if ``shared`` (the
+        same samples for every coalition) else (k, n, ...)."""
+        k = masks[0].shape[0]
+        pending = masks[0]
+        for pos, stage in zip(self._suffix_positions, self._suffix, strict=True):
+            n_rows = a.shape[0] if shared else a.shape[1]
+            # Folding costs k*in*out multiplies, masking the activations k*n*in: fold only when it is cheaper.
+            if (pending is not None and isinstance(stage, nn.Linear) and a.dim() == (2 if shared else 3)
+                    and n_rows >= stage.out_features):
+                folded = pending[:, :, None] * stage.weight.t()[None]  # (k, in, out)
+                a = torch.matmul(a, folded) if shared else torch.bmm(a, folded)
+                if stage.bias is not None:
+                    a = a + stage.bias
+                shared, pending = False, None
+            else:
+                if pending is not None:
+                    a, shared, pending = self._apply_mask(a, pending, shared), False, None
+                if shared:
+                    a = stage(a)
+                else:
+                    a = stage(a.flatten(0, 1)).unflatten(0, (k, -1))
+            if pos in self._mask_after:
+                pending = masks[self._mask_after[pos]]
+        if pending is not None:
+            a, shared = self._apply_mask(a, pending, shared), False
+        return a.expand(k, *a.shape) if shared else a
+
+    @staticmethod
+    def _apply_mask(a: torch.Tensor, mask: torch.Tensor, shared: bool) -> torch.Tensor:
+        k = mask.shape[0]
+        if shared:
+            a = a.unsqueeze(0)
+        view = mask.view(k, 1, mask.shape[1], *([1] * (a.dim() - 3)))
+        return a * view
+
+    # ------------------------------------------------------------------ sparse path
+    def _sparse_blocks(self) -> list[_Block] | None:
+        if self._cached.dim() != 2:
+            return None
+        blocks: list[_Block] = []
+        group: int | None = 0
+        for pos, stage in zip(self._suffix_positions, self._suffix, strict=True):
+            if isinstance(stage, nn.Linear):
+                bias = stage.bias if stage.bias is not None else torch.zeros(stage.out_features, device=self.device)
+                blocks.append(_Block(stage.weight.detach().contiguous(), bias.detach()[:, None], False, group))
+                group = None
+            elif isinstance(stage, nn.ReLU) and blocks and not blocks[-1].relu and group is None:
+                blocks[-1] = _Block(blocks[-1].weight, blocks[-1].bias, True, blocks[-1].group)
+            elif isinstance(stage, (nn.Dropout, nn.Identity, nn.Flatten)):
+                pass  # identities in eval mode on 2-d activations
+            else:
+                return None
+            if pos in self._mask_after:
+                if group is not None:
+                    return None  # two masks without a Linear in between
+                group = self._mask_after[pos]
+        if group is not None or not blocks:
+            return None  # the last unit group must feed a Linear layer
+        return blocks
+
+    def _reset_chain(self) -> None:
+        self._prev_masks: list[np.ndarray | None] = [None] * len(self._blocks)
+        self._prev_z: list[torch.Tensor | None] = [None] * len(self._blocks)
+        self._chain = [0] * len(self._blocks)
+
+    def _sparse_value(self, coalition: np.ndarray) -> float:
+        a_t = self._x_t
+        upstream_same = True
+        for j, block in enumerate(self._blocks):
+            mask = None if block.group is None else coalition[self.group_slices[block.group]]
+            prev_z, prev_mask = self._prev_z[j], self._prev_masks[j]
+            can_delta = upstream_same and prev_z is not None and self._chain[j] < MAX_DELTA_CHAIN
+            if mask is None:
+                if can_delta:
+                    z = prev_z
+                else:
+                    z, self._chain[j] = torch.addmm(block.bias, block.weight, a_t), 0
+            else:
+                members = int(mask.sum())
+                costs = {"gather": members}
+                if j == 0:
+                    costs["complement"] = mask.size - members
+                if can_delta:
+                    changed = mask != prev_mask
+                    costs["delta"] = int(changed.sum())
+                how = min(costs, key=costs.__getitem__)
+                if how == "delta":
+                    if costs["delta"] == 0:
+                        z = prev_z
+                    else:
+                        idx = torch.from_numpy(np.flatnonzero(changed)).to(self.device)
+                        sign = torch.from_numpy(np.where(mask[changed], 1.0, -1.0).astype(np.float32)).to(self.device)
+                        z = torch.addmm(prev_z, block.weight[:, idx] * sign, a_t[idx])
+                        self._chain[j] += 1
+                elif how == "complement":
+                    idx = torch.from_numpy(np.flatnonzero(~mask)).to(self.device)
+                    z = torch.addmm(self._full_first, block.weight[:, idx], a_t[idx], alpha=-1.0)
+                    self._chain[j] = 0
+                else:
+                    idx = torch.from_numpy(np.flatnonzero(mask)).to(self.device)
+                    z = torch.addmm(block.bias, block.weight[:, idx], a_t[idx])
+                    self._chain[j] = 0
+            upstream_same = z is prev_z
+            self._prev_z[j], self._prev_masks[j] = z, mask
+            a_t = torch.relu(z) if block.relu else z
+        logits = a_t  # (C, N)
+        if self.metric == "accuracy":
+            return float((logits.argmax(0) == self.y).sum()) / self.n_samples
+        return -float(F.cross_entropy(logits.t(), self.y))
+
+
+def naive_logits(model: nn.Sequential, units: Sequence[str], x: torch.Tensor, coalition: np.ndarray) -> torch.Tensor:
+    """Logits of the whole network with the units outside ``coalition`` zeroed by forward hooks.
+
+    The reference (oracle) implementation: one full forward pass per coalition, nothing cached.
+    """
+    stages = dict(model.named_children())
+    sizes: list[int] = []
+    with torch.no_grad():
+        a = x[:1]
+        for name, stage in model.named_children():
+            a = stage(a)
+            if name in units:
+                sizes.append(int(a.shape[1]))
+    bounds = np.cumsum([0, *sizes])
+    handles = []
+    for g, name in enumerate(units):
+        mask = torch.as_tensor(coalition[bounds[g]:bounds[g + 1]], dtype=x.dtype, device=x.device)
+
+        def hook(_module, _inputs, output, mask=mask):
+            return output * mask.view(1, -1, *([1] * (output.dim() - 2)))
+
+        handles.append(stages[name].register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            return model(x)
+    finally:
+        for handle in handles:
+            handle.remove()

@@ -1,0 +1,332 @@
+"""Unit scorers: one score per prunable unit, higher meaning more important (Torch-Pruning's ``Importance``).
+
+Every method of the benchmark, GTAP and baselines alike, is a scorer in ``SCORERS``; pruning strategies
+(``methods.strategies``) take any of them. A scorer sees a :class:`PruningProblem` (the trained model, its units and
+the *validation* data) and may be told that some units are fixed in or out (the iterated strategies); it returns
+scores for the free units and what it spent, in coalition evaluations.
+
+Variants are constructor arguments of frozen dataclasses, never subclasses.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from methods import indices
+from methods.games import RestrictedGame
+from methods.neuron_game import NeuronGame
+from methods.registry import Registry
+from methods.structure import UnitGroup, per_unit_weight_statistic, unit_groups
+
+
+@dataclass
+class PruningProblem:
+    """What a scorer may look at.
+
+    Attributes:
+        model: the trained flat ``nn.Sequential`` (never modified).
+        units: the unit-group stage names.
+        x: validation inputs; y: validation labels (index estimation and tuning never see the test split).
+        game: the neuron game on (x, y).
+        groups: the unit groups with their producer/consumer layers.
+    """
+
+    model: nn.Sequential
+    units: tuple[str, ...]
+    x: torch.Tensor
+    y: torch.Tensor
+    game: NeuronGame
+    groups: list[UnitGroup] = field(default_factory=list)
+
+    @classmethod
+    def build(cls, model: nn.Sequential, units: Sequence[str], x: torch.Tensor, y: torch.Tensor,
+              **game_options: Any) -> PruningProblem:
+        """Builds the game and the unit layout; ``game_options`` go to :class:`NeuronGame`."""
+        units = tuple(units)
+        game = NeuronGame(model, units, x, y, **game_options)
+        groups = unit_groups(model, units, tuple(x.shape[1:]))
+        return cls(model=model, units=units, x=x, y=y, game=game, groups=groups)
+
+    @property
+    def n_units(self) -> int:
+        return self.game.n_players
+
+    def group_players(self) -> list[np.ndarray]:
+        return [np.arange(g.players.start, g.players.stop) for g in self.groups]
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Scores of the units (NaN for units fixed in or out) and the coalition evaluations spent."""
+
+    values: np.ndarray
+    n_evaluations: int = 0
+
+
+class Scorer(Protocol):
+    """Scores units; higher is more important."""
+
+    def __call__(self, problem: PruningProblem, *, rng: np.random.Generator, include: np.ndarray | None = None,
+                 exclude: np.ndarray | None = None) -> Scores:
+        """Scores the free units.
+
+        Args:
+            problem: the model, units and validation data.
+            rng: the only source of randomness.
+            include: bool (n_units,), units known to stay (Iterated Building).
+            exclude: bool (n_units,), units already pruned (Iterated Pruning); they are masked out while scoring.
+
+        Returns:
+            Scores with NaN at fixed units.
+        """
+        ...
+
+
+SCORERS: Registry[type] = Registry("method")
+
+
+def _fixed(problem: PruningProblem, include, exclude) -> tuple[np.ndarray, np.ndarray]:
+    n = problem.n_units
+    include = np.zeros(n, bool) if include is None else np.asarray(include, bool)
+    exclude = np.zeros(n, bool) if exclude is None else np.asarray(exclude, bool)
+    return include, exclude
+
+
+def _with_nan(values: np.ndarray, include: np.ndarray, exclude: np.ndarray) -> np.ndarray:
+    values = np.asarray(values, dtype=np.float64).copy()
+    values[include | exclude] = np.nan
+    return values
+
+
+@SCORERS.register("gtap")
+@dataclass(frozen=True)
+class GTAPScorer:
+    """GTAP: a power index of each unit in the neuron game (Diaz-Ortiz et al., Sec. III-B).
+
+    Args:
+        index: "shapley", "banzhaf" (coalitions from R_1/2) or "beta" (biased Banzhaf beta_d, coalitions from R_d).
+        keep_prob: d of beta_d (usually MCUE's d = 1 - t*); ignored by shapley and banzhaf.
+        estimator: "shared" (footnote 5: one sample serves every unit), "per-player" (Algorithm 2), for Shapley
+            "permutation" or "stratified", or "exact" for tiny games.
+        budget: coalition evaluations per estimate (each re-estimation of an iterated strategy spends this much).
+        layerwise: estimate per unit group with the other groups always included (the paper's AlexNet setting),
+            splitting the budget by group size; otherwise one global game.
+        antithetic: antithetic sampling (None: the estimator's default).
+    """
+
+    index: str = "beta"
+    keep_prob: float | None = None
+    estimator: str = "shared"
+    budget: int = 2000
+    layerwise: bool = False
+    antithetic: bool | None = None
+
+    def __post_init__(self) -> None:
+        if self.index not in ("shapley", "banzhaf", "beta"):
+            raise ValueError(f"unknown index {self.index!r}; valid: shapley, banzhaf, beta")
+        if self.index == "beta" and self.keep_prob is None:
+            raise ValueError("index 'beta' needs keep_prob (d), e.g. from MCUE")
+        if self.index == "shapley" and self.estimator == "shared":
+            object.__setattr__(self, "estimator", "stratified")  # Shapley's shared-sample estimator
+
+    def _estimator_kwargs(self) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {}
+        if self.index != "shapley":
+            kwargs["keep_prob"] = 0.5 if self.index == "banzhaf" else float(self.keep_prob)
+        if self.antithetic is not None and self.estimator not in ("exact", "stratified"):
+            kwargs["antithetic"] = self.antithetic
+        return kwargs
+
+    def __call__(self, problem, *, rng, include=None, exclude=None) -> Scores:
+        include, exclude = _fixed(problem, include, exclude)
+        game = RestrictedGame(problem.game, include=include, exclude=exclude)
+        family = "shapley" if self.index == "shapley" else "banzhaf"
+        function = indices.ESTIMATORS[family][self.estimator]
+        kwargs = self._estimator_kwargs()
+        budget = None if self.estimator == "exact" else self.budget
+        before = problem.game.n_evaluations
+        if self.layerwise:
+            position = {player: i for i, player in enumerate(game.free)}
+            groups = [np.array([position[p] for p in players if p in position], dtype=int)
+                      for players in problem.group_players()]
+            groups = [g for g in groups if len(g)]
+            result = indices.per_group(function, game, groups, budget=budget, rng=rng, **kwargs)
+        elif budget is None:
+            result = function(game, **kwargs)
+        else:
+            result = function(game, budget=budget, rng=rng, **kwargs)
+        values = np.full(problem.n_units, np.nan)
+        values[game.free] = result.values
+        return Scores(values, problem.game.n_evaluations - before)
+
+
+@SCORERS.register("wmp")
+@dataclass(frozen=True)
+class WeightMagnitude:
+    """Weight magnitude pruning (WMP). ``form="neuron"``: mean |w| over each unit's incoming and outgoing weights.
+
+    ``form="unstructured"`` is the global magnitude pruning the paper compares with (Frankle & Carbin): it prunes
+    individual weights, so it has no unit scores; ``methods.curves`` evaluates it on the parameter axis, and here it
+    scores a unit by its largest attached |w| (a unit survives while any of its weights does).
+    """
+
+    form: str = "neuron"
+
+    def __post_init__(self) -> None:
+        if self.form not in ("neuron", "unstructured"):
+            raise ValueError(f"unknown form {self.form!r}; valid: neuron, unstructured")
+
+    def __call__(self, problem, *, rng, include=None, exclude=None) -> Scores:
+        include, exclude = _fixed(problem, include, exclude)
+        stages = dict(problem.model.named_children())
+        magnitudes = {name: stages[name].weight.abs() for name in _attached(problem)}
+        if self.form == "neuron":
+            values = per_unit_weight_statistic(problem.model, problem.groups, magnitudes)
+        else:
+            values = _per_unit_max(problem.groups, magnitudes)
+        return Scores(_with_nan(values, include, exclude))
+
+
+@SCORERS.register("wgmp")
+@dataclass(frozen=True)
+class WeightGradientMagnitude:
+    """W·GMP: |w * dL/dw| on the validation data, averaged over each unit's weights (with pruned units masked).
+
+    Args:
+        batch_size: validation examples per backward pass.
+    """
+
+    batch_size: int = 1024
+
+    def __call__(self, problem, *, rng, include=None, exclude=None) -> Scores:
+        include, exclude = _fixed(problem, include, exclude)
+        model = problem.model
+        stages = dict(model.named_children())
+        names = _attached(problem)
+        model.zero_grad(set_to_none=True)
+        with _unit_masks(model, problem.groups, ~exclude):
+            for xb, yb in zip(problem.x.split(self.batch_size), problem.y.split(self.batch_size), strict=True):
+                loss = F.cross_entropy(model(xb), yb, reduction="sum") / len(problem.y)
+                loss.backward()
+        products = {n: (stages[n].weight * stages[n].weight.grad).abs() for n in names}
+        model.zero_grad(set_to_none=True)
+        values = per_unit_weight_statistic(model, problem.groups, products)
+        return Scores(_with_nan(values, include, exclude))
+
+
+@SCORERS.register("random")
+@dataclass(frozen=True)
+class RandomScorer:
+    """Uniformly random scores: the floor every method should beat."""
+
+    def __call__(self, problem, *, rng, include=None, exclude=None) -> Scores:
+        include, exclude = _fixed(problem, include, exclude)
+        return Scores(_with_nan(rng.random(problem.n_units), include, exclude))
+
+
+@SCORERS.register("activation")
+@dataclass(frozen=True)
+class MeanActivation:
+    """Mean absolute activation of each unit over the validation data (Hu et al.'s network trimming, inverted)."""
+
+    batch_size: int = 2048
+
+    def __call__(self, problem, *, rng, include=None, exclude=None) -> Scores:
+        include, exclude = _fixed(problem, include, exclude)
+        sums = [torch.zeros(g.size, dtype=torch.float64) for g in problem.groups]
+        with torch.no_grad(), _unit_masks(problem.model, problem.groups, ~exclude, record=sums, mode="abs"):
+            for xb in problem.x.split(self.batch_size):
+                problem.model(xb)
+        values = torch.cat(sums).numpy() / len(problem.y)
+        return Scores(_with_nan(values, include, exclude))
+
+
+@SCORERS.register("taylor")
+@dataclass(frozen=True)
+class FirstOrderTaylor:
+    """First-order Taylor importance (Molchanov et al. 2017): |mean over samples of a * dL/da| per unit."""
+
+    batch_size: int = 1024
+
+    def __call__(self, problem, *, rng, include=None, exclude=None) -> Scores:
+        include, exclude = _fixed(problem, include, exclude)
+        sums = [torch.zeros(g.size, dtype=torch.float64) for g in problem.groups]
+        model = problem.model
+        with _unit_masks(model, problem.groups, ~exclude, record=sums, mode="taylor"):
+            for xb, yb in zip(problem.x.split(self.batch_size), problem.y.split(self.batch_size), strict=True):
+                F.cross_entropy(model(xb), yb, reduction="sum").backward()
+        model.zero_grad(set_to_none=True)
+        values = torch.cat(sums).abs().numpy() / len(problem.y)
+        return Scores(_with_nan(values, include, exclude))
+
+
+def build_scorer(name: str, **params: Any) -> Scorer:
+    """A registered scorer with its parameters; an unknown parameter is an error that lists the valid ones."""
+    cls = SCORERS.get(name)
+    valid = list(cls.__dataclass_fields__)
+    unknown = sorted(set(params) - set(valid))
+    if unknown:
+        raise ValueError(f"unknown parameter(s) {unknown} for method {name!r}; valid: {', '.join(valid) or 'none'}")
+    return cls(**params)
+
+
+def _attached(problem: PruningProblem) -> list[str]:
+    from methods.structure import attached_parameters
+
+    return attached_parameters(problem.model, problem.groups)
+
+
+def _per_unit_max(groups: Sequence[UnitGroup], values: dict[str, torch.Tensor]) -> np.ndarray:
+    out = []
+    for group in groups:
+        best = torch.zeros(group.size, dtype=torch.float64)
+        if group.producer is not None:
+            best = torch.maximum(best, values[group.producer].detach().double().reshape(group.size, -1).amax(1))
+        if group.consumer is not None:
+            v = values[group.consumer].detach().double()
+            cols = v.transpose(0, 1).reshape(v.shape[1], -1).amax(1).reshape(group.size, group.fan).amax(1)
+            best = torch.maximum(best, cols)
+        out.append(best.numpy())
+    return np.concatenate(out)
+
+
+@contextlib.contextmanager
+def _unit_masks(model: nn.Sequential, groups: Sequence[UnitGroup], keep: np.ndarray, *,
+                record: list[torch.Tensor] | None = None, mode: str = "abs") -> Iterator[None]:
+    """Zeroes the units outside ``keep`` during forward passes; optionally accumulates per-unit statistics.
+
+    ``mode="abs"`` adds sum |a| per unit to ``record``; ``mode="taylor"`` adds sum a * dL/da (via a tensor hook).
+    """
+    stages = dict(model.named_children())
+    handles = []
+    for g, group in enumerate(groups):
+        mask = torch.as_tensor(keep[group.players], dtype=torch.float32, device=next(model.parameters()).device)
+
+        def hook(_module, _inputs, output, mask=mask, g=g):
+            shape = (1, -1, *([1] * (output.dim() - 2)))
+            output = output * mask.view(shape)
+            if record is not None:
+                reduce_dims = [0, *range(2, output.dim())]
+                if mode == "abs":
+                    record[g] += output.detach().abs().sum(reduce_dims).double().cpu()
+                elif output.requires_grad:
+                    def grad_hook(grad, out=output.detach(), g=g, dims=reduce_dims):
+                        record[g] += (out * grad).sum(dims).double().cpu()
+
+                    output.register_hook(grad_hook)
+            return output
+
+        handles.append(stages[group.name].register_forward_hook(hook))
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()

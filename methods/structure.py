@@ -1,0 +1,145 @@
+"""Which weights belong to which unit: parameter counts of pruned networks and per-unit weight statistics.
+
+Removing a unit removes its incoming weights (the row or filter of the layer that produces it, when that layer
+produces exactly this unit) and its outgoing weights (the columns of the next Linear or Conv layer that reads it;
+after a Flatten a channel owns one column per spatial position).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+# Stages that keep the unit axis one-to-one (a unit's value only moves along the other axes).
+_PASS_THROUGH = (nn.ReLU, nn.Dropout, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
+                 nn.BatchNorm1d, nn.BatchNorm2d)
+_WEIGHTED = (nn.Linear, nn.Conv2d)
+
+
+@dataclass(frozen=True)
+class UnitGroup:
+    """One prunable layer of units.
+
+    Attributes:
+        name: the stage whose output holds the units.
+        size: number of units.
+        players: slice of the group's players in the game's player order.
+        producer: the stage whose output channels are these units (None, e.g. for flattened conv features).
+        consumer: the Linear/Conv stage that reads the units.
+        fan: columns of the consumer that one unit feeds (spatial positions after a Flatten, else 1).
+    """
+
+    name: str
+    size: int
+    players: slice
+    producer: str | None
+    consumer: str | None
+    fan: int
+
+
+def unit_groups(model: nn.Sequential, units: Sequence[str], input_shape: Sequence[int]) -> list[UnitGroup]:
+    """Finds the producer and consumer layer of every unit group by tracing one sample through the model."""
+    stages = list(model.named_children())
+    names = [n for n, _ in stages]
+    shapes = []
+    with torch.no_grad():
+        a = torch.zeros(1, *input_shape, device=next(model.parameters()).device)
+        for _, stage in stages:
+            a = stage(a)
+            shapes.append(tuple(a.shape[1:]))
+    groups, start = [], 0
+    for name in units:
+        pos = names.index(name)
+        size = shapes[pos][0]
+        producer = None
+        for back in range(pos, -1, -1):
+            stage = stages[back][1]
+            if isinstance(stage, _WEIGHTED):
+                out = stage.out_features if isinstance(stage, nn.Linear) else stage.out_channels
+                producer = names[back] if out == size else None
+                break
+            if not isinstance(stage, _PASS_THROUGH):
+                break
+        consumer, fan = None, 1
+        for ahead in range(pos + 1, len(stages)):
+            stage = stages[ahead][1]
+            if isinstance(stage, _WEIGHTED):
+                consumer = names[ahead]
+                width = stage.in_features if isinstance(stage, nn.Linear) else stage.in_channels
+                fan = width // size
+                break
+            if isinstance(stage, nn.Flatten) and len(shapes[ahead - 1]) > 1:
+                continue  # a channel becomes `fan` consecutive features
+            if not isinstance(stage, _PASS_THROUGH):
+                break
+        groups.append(UnitGroup(name, size, slice(start, start + size), producer, consumer, fan))
+        start += size
+    return groups
+
+
+def attached_parameters(model: nn.Sequential, groups: Sequence[UnitGroup]) -> list[str]:
+    """Names of the weighted stages that produce or consume some unit group (the prunable parameters)."""
+    seen: list[str] = []
+    for group in groups:
+        for name in (group.producer, group.consumer):
+            if name is not None and name not in seen:
+                seen.append(name)
+    order = [n for n, _ in model.named_children()]
+    return sorted(seen, key=order.index)
+
+
+def _unit_masks_per_layer(model, groups, mask):
+    """For each attached layer: (input-unit mask or None, output-unit mask or None, fan of the input)."""
+    layers = {name: [None, None, 1] for name in attached_parameters(model, groups)}
+    for group in groups:
+        keep = np.asarray(mask[group.players], dtype=bool)
+        if group.producer is not None:
+            layers[group.producer][1] = keep
+        if group.consumer is not None:
+            layers[group.consumer][0] = keep
+            layers[group.consumer][2] = group.fan
+    return layers
+
+
+def parameter_counts(model: nn.Sequential, groups: Sequence[UnitGroup], mask: np.ndarray) -> tuple[int, int]:
+    """(kept, total) parameters of the attached layers when only the units in ``mask`` are kept (structured)."""
+    stages = dict(model.named_children())
+    kept = total = 0
+    for name, (in_keep, out_keep, fan) in _unit_masks_per_layer(model, groups, mask).items():
+        stage = stages[name]
+        weight = stage.weight
+        n_out, n_in = weight.shape[0], weight.shape[1]
+        per_connection = int(np.prod(weight.shape[2:])) if weight.dim() > 2 else 1
+        k_out = int(out_keep.sum()) if out_keep is not None else n_out
+        k_in = int(in_keep.sum()) * fan if in_keep is not None else n_in
+        has_bias = stage.bias is not None
+        kept += k_out * k_in * per_connection + (k_out if has_bias else 0)
+        total += n_out * n_in * per_connection + (n_out if has_bias else 0)
+    return kept, total
+
+
+def per_unit_weight_statistic(model: nn.Sequential, groups: Sequence[UnitGroup],
+                              values: dict[str, torch.Tensor]) -> np.ndarray:
+    """Mean of ``values[layer]`` (e.g. |w| or |w * grad|) over each unit's incoming and outgoing weights.
+
+    The mean, not the sum, keeps units of wide and narrow layers comparable in a global ranking.
+    """
+    scores = []
+    for group in groups:
+        total = torch.zeros(group.size, dtype=torch.float64)
+        count = torch.zeros(group.size, dtype=torch.float64)
+        if group.producer is not None:
+            v = values[group.producer].detach().double().cpu()
+            total += v.reshape(group.size, -1).sum(1)
+            count += v[0].numel()
+        if group.consumer is not None:
+            v = values[group.consumer].detach().double().cpu()
+            per_column = v.transpose(0, 1).reshape(v.shape[1], -1).sum(1)  # (in,)
+            total += per_column.reshape(group.size, group.fan).sum(1)
+            count += v.numel() / v.shape[1] * group.fan
+        scores.append((total / count.clamp(min=1)).numpy())
+    return np.concatenate(scores)
