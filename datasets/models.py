@@ -159,5 +159,6 @@ def unit_counts(model: nn.Sequential, units: tuple[str, ...], input_shape: tuple
                 sizes[name] = int(x.shape[1])
     missing = [u for u in units if u not in sizes]
     if missing:
-        raise ValueError(f"unit groups {missing} are not stages of the model; stages: {[n for n, _ in model.named_children()]}")
+        stages = [n for n, _ in model.named_children()]
+        raise ValueError(f"unit groups {missing} are not stages of the model; stages: {stages}")
     return sizes

@@ -71,7 +71,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
 
 def seed_everything(seed: int) -> None:
     random.seed(seed)
-    np.random.seed(seed % 2**32)
+    np.random.seed(seed % 2**32)  # noqa: NPY002 - seeds third-party code that uses the legacy global state
     torch.manual_seed(seed)
     if torch.cuda.is_available():
         torch.backends.cudnn.deterministic = True

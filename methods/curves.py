@@ -16,8 +16,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from methods.neuron_game import NeuronGame
-from methods.structure import UnitGroup, attached_parameters, parameter_counts
 from methods.strategies import PruningPath
+from methods.structure import UnitGroup, attached_parameters, parameter_counts
 
 
 @dataclass(frozen=True)

@@ -101,6 +101,7 @@ class NeuronGame:
         self.metric = metric
         self.memory_cap = int(memory_cap)
         self.n_evaluations = 0
+        self.gemm_flops = 0  # multiply-adds x 2 executed by coalition evaluations (for throughput reports)
         self.group_names = tuple(units)
         self._mask_after = {pos: g for g, pos in enumerate(positions)}
 
@@ -241,6 +242,7 @@ class NeuronGame:
                     and n_rows >= stage.out_features):
                 folded = pending[:, :, None] * stage.weight.t()[None]  # (k, in, out)
                 a = torch.matmul(a, folded) if shared else torch.bmm(a, folded)
+                self.gemm_flops += 2 * a.numel() * stage.in_features
                 if stage.bias is not None:
                     a = a + stage.bias
                 shared, pending = False, None
@@ -251,6 +253,8 @@ class NeuronGame:
                     a = stage(a)
                 else:
                     a = stage(a.flatten(0, 1)).unflatten(0, (k, -1))
+                if isinstance(stage, nn.Linear):
+                    self.gemm_flops += 2 * a.numel() * stage.in_features
             if pos in self._mask_after:
                 pending = masks[self._mask_after[pos]]
         if pending is not None:
@@ -298,47 +302,71 @@ class NeuronGame:
     def _sparse_value(self, coalition: np.ndarray) -> float:
         a_t = self._x_t
         upstream_same = True
+        last = len(self._blocks) - 1
         for j, block in enumerate(self._blocks):
             mask = None if block.group is None else coalition[self.group_slices[block.group]]
             prev_z, prev_mask = self._prev_z[j], self._prev_masks[j]
             can_delta = upstream_same and prev_z is not None and self._chain[j] < MAX_DELTA_CHAIN
+            if j == last:
+                # The logits are computed samples x classes, so the argmax runs along contiguous rows.
+                z = self._last_logits(block, a_t, mask)
+                self._prev_z[j], self._prev_masks[j] = None, mask
+                break
             if mask is None:
                 if can_delta:
                     z = prev_z
                 else:
                     z, self._chain[j] = torch.addmm(block.bias, block.weight, a_t), 0
             else:
-                members = int(mask.sum())
+                members = int(np.count_nonzero(mask))
                 costs = {"gather": members}
                 if j == 0:
                     costs["complement"] = mask.size - members
                 if can_delta:
                     changed = mask != prev_mask
-                    costs["delta"] = int(changed.sum())
+                    costs["delta"] = int(np.count_nonzero(changed))
                 how = min(costs, key=costs.__getitem__)
                 if how == "delta":
                     if costs["delta"] == 0:
                         z = prev_z
                     else:
-                        idx = torch.from_numpy(np.flatnonzero(changed)).to(self.device)
-                        sign = torch.from_numpy(np.where(mask[changed], 1.0, -1.0).astype(np.float32)).to(self.device)
-                        z = torch.addmm(prev_z, block.weight[:, idx] * sign, a_t[idx])
+                        idx = self._index(changed)
+                        sign = torch.from_numpy(np.where(mask[changed], 1.0, -1.0).astype(np.float32))
+                        z = torch.addmm(prev_z, block.weight.index_select(1, idx) * sign.to(self.device),
+                                        a_t.index_select(0, idx))
                         self._chain[j] += 1
+                        self.gemm_flops += 2 * z.numel() * len(idx)
                 elif how == "complement":
-                    idx = torch.from_numpy(np.flatnonzero(~mask)).to(self.device)
-                    z = torch.addmm(self._full_first, block.weight[:, idx], a_t[idx], alpha=-1.0)
+                    idx = self._index(~mask)
+                    z = torch.addmm(self._full_first, block.weight.index_select(1, idx), a_t.index_select(0, idx),
+                                    alpha=-1.0)
                     self._chain[j] = 0
+                    self.gemm_flops += 2 * z.numel() * len(idx)
                 else:
-                    idx = torch.from_numpy(np.flatnonzero(mask)).to(self.device)
-                    z = torch.addmm(block.bias, block.weight[:, idx], a_t[idx])
+                    idx = self._index(mask)
+                    z = torch.addmm(block.bias, block.weight.index_select(1, idx), a_t.index_select(0, idx))
                     self._chain[j] = 0
+                    self.gemm_flops += 2 * z.numel() * len(idx)
             upstream_same = z is prev_z
             self._prev_z[j], self._prev_masks[j] = z, mask
             a_t = torch.relu(z) if block.relu else z
-        logits = a_t  # (C, N)
+        logits = z  # (N, C)
         if self.metric == "accuracy":
-            return float((logits.argmax(0) == self.y).sum()) / self.n_samples
-        return -float(F.cross_entropy(logits.t(), self.y))
+            return int((logits.argmax(1) == self.y).sum()) / self.n_samples
+        return -float(F.cross_entropy(logits, self.y))
+
+    def _index(self, selector: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.flatnonzero(selector)).to(self.device)
+
+    def _last_logits(self, block: _Block, a_t: torch.Tensor, mask: np.ndarray | None) -> torch.Tensor:
+        """Logits (N, C) of the output layer; cheap (C is small), so always computed from the members."""
+        if mask is None:
+            out = torch.addmm(block.bias.t(), a_t.t(), block.weight.t())
+        else:
+            idx = self._index(mask)
+            out = torch.addmm(block.bias.t(), a_t.index_select(0, idx).t(), block.weight.index_select(1, idx).t())
+            self.gemm_flops += 2 * out.numel() * len(idx)
+        return out
 
 
 def naive_logits(model: nn.Sequential, units: Sequence[str], x: torch.Tensor, coalition: np.ndarray) -> torch.Tensor:

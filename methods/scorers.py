@@ -318,7 +318,9 @@ def _unit_masks(model: nn.Sequential, groups: Sequence[UnitGroup], keep: np.ndar
                 if mode == "abs":
                     record[g] += output.detach().abs().sum(reduce_dims).double().cpu()
                 elif output.requires_grad:
-                    def grad_hook(grad, out=output.detach(), g=g, dims=reduce_dims):
+                    activation = output.detach()
+
+                    def grad_hook(grad, out=activation, g=g, dims=reduce_dims):
                         record[g] += (out * grad).sum(dims).double().cpu()
 
                     output.register_hook(grad_hook)

@@ -89,7 +89,7 @@ def test_strategy_masks_nest_and_hit_targets(problem, strategy, scorer_name):
     path = STRATEGIES.get(strategy)(scorer, problem, targets, rng=np.random.default_rng(0), step=4)
     masks = [path.masks[t] for t in targets]
     assert [int(m.sum()) for m in masks] == targets
-    for small, large in zip(masks, masks[1:]):
+    for small, large in zip(masks, masks[1:], strict=False):
         assert not (small & ~large).any(), "a smaller network must be a subset of a larger one"
     costs = [path.n_evaluations[t] for t in targets]
     if strategy == "iterated-pruning":
@@ -105,7 +105,7 @@ def test_iterated_pruning_excludes_pruned_units_from_coalitions(problem):
 
     class Recorder:
         def __call__(self, problem, *, rng, include=None, exclude=None):
-            seen.append((None if exclude is None else exclude.copy()))
+            seen.append(None if exclude is None else exclude.copy())
             return build_scorer("wmp")(problem, rng=rng, include=include, exclude=exclude)
 
     path = STRATEGIES.get("iterated-pruning")(Recorder(), problem, [10], rng=np.random.default_rng(0), step=6)
