@@ -36,6 +36,19 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--force", action="store_true", help="retrain even if a cached checkpoint exists")
     train.add_argument("--no-progress", action="store_true", help="hide progress bars")
     _add_data_args(train)
+
+    prune = sub.add_parser("prune", help="prune one trained pair with one method and print its compression curve")
+    prune.add_argument("pair")
+    prune.add_argument("--seed", type=int, default=0, help="training seed of the pair, and the method's seed")
+    prune.add_argument("--method", default="gtap", help="a registered method (see `list`)")
+    prune.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                       help="method parameter, e.g. --param index=beta --param budget=4000 (repeatable)")
+    prune.add_argument("--strategy", default="top-n", help="top-n, iterated-pruning or iterated-building")
+    prune.add_argument("--step", type=float, default=0.05, help="iterated step: units, or a fraction of all units")
+    prune.add_argument("--fractions", default="0.05,0.1,0.2,0.3,0.5,0.75,1.0",
+                       help="comma-separated kept fractions; 'd' stands for MCUE's d")
+    prune.add_argument("--mcue-samples", type=int, default=64, help="MCUE sub-networks per (p, q) cell")
+    _add_data_args(prune)
     return parser
 
 
@@ -72,7 +85,61 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "train": cmd_train}
+def _parse_params(items: Sequence[str]) -> dict[str, object]:
+    import yaml
+
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise CliError(f"--param expects KEY=VALUE, got {item!r}")
+        params[key] = yaml.safe_load(value)
+    return params
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    import time
+
+    from bench.pipeline import problem_for, run_experiment, run_mcue
+    from datasets.training import train_pair
+    from methods.curves import area_under_curve
+    from methods.scorers import check_method_params
+    from methods.strategies import STRATEGIES
+
+    params = _parse_params(args.param)
+    check_method_params(args.method, params)  # fail before any work starts
+    STRATEGIES.get(args.strategy)
+    step = int(args.step) if args.step >= 1 else args.step
+    raw = [f.strip() for f in args.fractions.split(",") if f.strip()]
+    trained = train_pair(args.pair, seed=args.seed, data_dir=args.data_dir, device=args.device,
+                         download=args.download, progress=True)
+    problem = problem_for(trained)
+    mcue_result = None
+    needs_d = "d" in raw or (args.method == "gtap" and params.get("index", "beta") == "beta"
+                             and "keep_prob" not in params)
+    if needs_d:
+        start = time.perf_counter()
+        mcue_result = run_mcue(problem, seed=args.seed, samples=args.mcue_samples)
+        print(f"MCUE: t* = {mcue_result.t_star}, d = {mcue_result.keep_prob} "
+              f"({mcue_result.n_evaluations} sub-networks, {time.perf_counter() - start:.1f}s)")
+    try:
+        fractions = sorted({mcue_result.keep_prob if f == "d" else float(f) for f in raw})
+    except ValueError as err:
+        raise CliError(f"--fractions must be numbers or 'd': {err}") from None
+    result = run_experiment(trained, method=args.method, params=params, strategy=args.strategy,
+                            fractions=fractions, seed=args.seed, step=step, problem=problem,
+                            mcue_result=mcue_result)
+    print(f"{args.pair} seed={args.seed} method={args.method} {result.params} strategy={args.strategy} "
+          f"(full network: test accuracy {trained.metrics['test_accuracy']:.4f})")
+    print(f"{'kept':>6s} {'units':>6s} {'params':>7s} {'test acc':>9s} {'evaluations':>12s} {'seconds':>8s}")
+    for p in result.points:
+        print(f"{p.target_fraction:6.3f} {p.units_kept:6d} {p.param_fraction:7.3f} {p.accuracy:9.4f} "
+              f"{p.n_evaluations:12d} {p.seconds:8.1f}")
+    print(f"AUC (units) {area_under_curve(result.points):.4f}; total {result.seconds:.1f}s")
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "train": cmd_train, "prune": cmd_prune}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

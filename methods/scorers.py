@@ -268,14 +268,19 @@ class FirstOrderTaylor:
         return Scores(_with_nan(values, include, exclude))
 
 
-def build_scorer(name: str, **params: Any) -> Scorer:
-    """A registered scorer with its parameters; an unknown parameter is an error that lists the valid ones."""
+def check_method_params(name: str, params: dict[str, Any]) -> type:
+    """The scorer class of a registered method, after checking that every parameter name is one of its fields."""
     cls = SCORERS.get(name)
     valid = list(cls.__dataclass_fields__)
     unknown = sorted(set(params) - set(valid))
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown} for method {name!r}; valid: {', '.join(valid) or 'none'}")
-    return cls(**params)
+    return cls
+
+
+def build_scorer(name: str, **params: Any) -> Scorer:
+    """A registered scorer with its parameters; an unknown parameter is an error that lists the valid ones."""
+    return check_method_params(name, params)(**params)
 
 
 def _attached(problem: PruningProblem) -> list[str]:

@@ -1,0 +1,87 @@
+"""One pruning experiment: a trained pair, a method, a strategy -> a compression curve on the test split.
+
+Scores, MCUE and masks use the validation split only; the test split is touched once, to evaluate the finished
+masks. No tracking here: the runner logs what this returns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from datasets.data import as_tensors
+from datasets.training import TrainedPair
+from methods.curves import CurvePoint, evaluate_path, kept_counts, unstructured_magnitude_curve
+from methods.mcue import MCUEResult, mcue
+from methods.neuron_game import NeuronGame
+from methods.scorers import PruningProblem, build_scorer
+from methods.strategies import STRATEGIES, PruningPath
+
+
+@dataclass
+class Experiment:
+    """What one (pair, method, strategy, seed) produced."""
+
+    points: list[CurvePoint]
+    path: PruningPath | None
+    mcue: MCUEResult | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+def problem_for(trained: TrainedPair, **game_options: Any) -> PruningProblem:
+    x_val, y_val = as_tensors(trained.splits.val)
+    device = trained.device
+    return PruningProblem.build(trained.model, trained.pair.units, x_val.to(device), y_val.to(device), **game_options)
+
+
+def test_game_for(trained: TrainedPair, **game_options: Any) -> NeuronGame:
+    x_test, y_test = as_tensors(trained.splits.test)
+    device = trained.device
+    return NeuronGame(trained.model, trained.pair.units, x_test.to(device), y_test.to(device), **game_options)
+
+
+def run_mcue(problem: PruningProblem, *, seed: int, **options: Any) -> MCUEResult:
+    return mcue(problem.game, rng=np.random.default_rng([seed, 1]), **options)
+
+
+def run_experiment(trained: TrainedPair, *, method: str, params: dict[str, Any], strategy: str,
+                   fractions: Sequence[float], seed: int, step: int | float = 0.05,
+                   problem: PruningProblem | None = None, test_game: NeuronGame | None = None,
+                   mcue_result: MCUEResult | None = None, mcue_options: dict[str, Any] | None = None) -> Experiment:
+    """Scores, prunes and evaluates one method.
+
+    Args:
+        trained: the trained pair.
+        method: a scorer name; params: its parameters. For ``gtap`` with ``index="beta"`` and no ``keep_prob``,
+            MCUE runs first (or ``mcue_result`` is used) and d = 1 - t*.
+        strategy: "top-n", "iterated-pruning" or "iterated-building"; for ``wmp`` with ``form="unstructured"``
+            the strategy is ignored (it prunes weights, not units).
+        fractions: kept fractions of units (of parameters for unstructured WMP).
+        seed: seeds the scorer and tie breaks (the model's training seed is separate).
+        step: the iterated strategies' step (a unit count or a fraction of all units).
+        problem, test_game: reuse these across experiments on the same trained pair.
+        mcue_result: reuse a finished MCUE; mcue_options: options for running one.
+    """
+    start = time.perf_counter()
+    problem = problem or problem_for(trained)
+    params = dict(params)
+    if method == "gtap" and params.get("index", "beta") == "beta" and params.get("keep_prob") is None:
+        mcue_result = mcue_result or run_mcue(problem, seed=seed, **(mcue_options or {}))
+        params["keep_prob"] = mcue_result.keep_prob
+    if method == "wmp" and params.get("form") == "unstructured":
+        x_test, y_test = as_tensors(trained.splits.test)
+        device = trained.device
+        points = unstructured_magnitude_curve(trained.model, problem.groups, fractions, x_test.to(device),
+                                              y_test.to(device))
+        return Experiment(points, None, mcue_result, params, time.perf_counter() - start)
+    scorer = build_scorer(method, **params)
+    targets = list(kept_counts(fractions, problem.n_units).values())
+    path = STRATEGIES.get(strategy)(scorer, problem, targets, rng=np.random.default_rng([seed, 2]), step=step)
+    test_game = test_game or test_game_for(trained)
+    points = evaluate_path(path, fractions, test_game, trained.model, problem.groups)
+    return Experiment(points, path, mcue_result, params, time.perf_counter() - start)

@@ -1,0 +1,154 @@
+"""Pairs, seeded training, the checkpoint cache and the CLI, on tiny generated data."""
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+from test_datasets import OPTIONS, WRITERS
+
+from bench.cli import main
+from datasets import training
+from datasets.data import load_dataset
+from datasets.models import MODELS, build_model, unit_counts
+from datasets.pairs import PAIRS, Pair, Recipe
+from datasets.training import train_pair
+from methods.scorers import PruningProblem
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("COALITION_BENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+
+
+@pytest.fixture()
+def mnist_root(tmp_path):
+    WRITERS["mnist"](tmp_path)
+    return tmp_path
+
+
+def _tiny_pair(**recipe) -> Pair:
+    return Pair(name="tiny-lenet300", model="lenet300", dataset="mnist", units=("relu1", "relu2"),
+                recipe=Recipe(**{"epochs": 1, "batch_size": 16, **recipe}), dataset_options={"verify_checksums": False})
+
+
+@pytest.mark.parametrize("name", PAIRS.names())
+def test_pair_contract(name, tmp_path):
+    """Every registered pair builds on its dataset, its units exist, and a neuron game can be played on it."""
+    pair = PAIRS.get(name)
+    WRITERS[pair.dataset](tmp_path)
+    options = {**pair.dataset_options, **OPTIONS.get(pair.dataset, {})}
+    if pair.dataset == "utkface":
+        options["image_size"] = 16
+    splits = load_dataset(pair.dataset, data_dir=tmp_path, **options)
+    model = build_model(pair.model, input_shape=splits.input_shape, num_classes=splits.num_classes).eval()
+    sizes = unit_counts(model, pair.units, splits.input_shape)
+    assert all(size > 0 for size in sizes.values())
+    x = torch.stack([splits.val[i][0] for i in range(min(4, len(splits.val)))])
+    y = torch.as_tensor([int(splits.val[i][1]) for i in range(len(x))])
+    assert model(x).shape == (len(x), splits.num_classes)
+    problem = PruningProblem.build(model, pair.units, x, y)
+    assert problem.n_units == sum(sizes.values())
+    assert problem.game(np.ones((1, problem.n_units), bool)).shape == (1,)
+    recipe = dataclasses.asdict(pair.recipe)
+    assert recipe["epochs"] >= 1
+
+
+def test_models_registry_is_loud():
+    assert {"lenet300", "lenet5", "ffn", "alexnet", "face-mlp", "face-cnn"} <= set(MODELS.names())
+    with pytest.raises(KeyError, match="Did you mean 'lenet5'"):
+        MODELS.get("lenet-5")
+    with pytest.raises(ValueError, match="already registered"):
+        MODELS.add("lenet5", lambda **_: None)
+
+
+def test_lenet_geometry_matches_the_paper():
+    lenet5 = build_model("lenet5", input_shape=(1, 28, 28), num_classes=10)
+    assert unit_counts(lenet5, ("flatten", "relu3", "relu4"), (1, 28, 28)) == {"flatten": 400, "relu3": 120, "relu4": 84}
+    lenet300 = build_model("lenet300", input_shape=(1, 28, 28), num_classes=10)
+    assert sum(p.numel() for p in lenet300.parameters()) == 784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10
+    alexnet = build_model("alexnet", input_shape=(3, 64, 64), num_classes=200)
+    assert alexnet(torch.zeros(2, 3, 64, 64)).shape == (2, 200)
+
+
+def test_training_is_seeded_and_cached(mnist_root, monkeypatch):
+    pair = _tiny_pair()
+    first = train_pair(pair, seed=3, data_dir=mnist_root, device="cpu", progress=False)
+    assert first.path.exists() and 0 <= first.metrics["test_accuracy"] <= 1
+    assert first.metrics["cache_key"] in first.path.name
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("a cached pair must not be retrained")
+
+    monkeypatch.setattr(training, "fit", no_training)
+    cached = train_pair(pair, seed=3, data_dir=mnist_root, device="cpu", progress=False)
+    assert cached.path == first.path and cached.metrics == first.metrics
+    for a, b in zip(first.model.state_dict().values(), cached.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+    monkeypatch.undo()
+
+    again = train_pair(pair, seed=3, data_dir=mnist_root, device="cpu", progress=False, force=True)
+    for a, b in zip(first.model.state_dict().values(), again.model.state_dict().values(), strict=True):
+        assert torch.equal(a, b), "same seed, same weights"
+    other_seed = train_pair(pair, seed=4, data_dir=mnist_root, device="cpu", progress=False)
+    assert other_seed.path != first.path
+    changed = train_pair(_tiny_pair(lr=3e-3), seed=3, data_dir=mnist_root, device="cpu", progress=False)
+    assert changed.path != first.path, "a changed recipe must retrain"
+
+
+def test_no_half_written_checkpoint(mnist_root, monkeypatch):
+    pair = _tiny_pair(epochs=2)
+
+    def broken_save(obj, path):
+        with open(path, "wb") as f:
+            f.write(b"partial")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(KeyboardInterrupt):
+        train_pair(pair, seed=0, data_dir=mnist_root, device="cpu", progress=False)
+    key = training.cache_key(pair, seed=0, val_fraction=0.1, split_seed=0)
+    path = training.checkpoint_path(pair, key)
+    assert not path.exists() and not list(path.parent.glob("*.tmp"))
+
+
+def test_cli_list(capsys):
+    assert main(["list"]) == 0
+    out = capsys.readouterr().out
+    for name in ("lenet300-mnist", "lenet5-mnist", "lenet5-mnist01", "ffn-emotion", "ffn-twitter-topic",
+                 "alexnet-tiny-imagenet", "mnist", "gtap", "wmp"):
+        assert name in out
+
+
+def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
+    assert main(["train", "lenet300-mnsit"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "did you mean 'lenet300-mnist'" in err.lower()
+    assert main(["train", "lenet300-mnist", "--data-dir", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "train-images-idx3-ubyte.gz" in err and str(tmp_path) in err
+
+
+def test_cli_train(mnist_root, capsys, monkeypatch):
+    monkeypatch.setitem(PAIRS._items, "tiny-lenet300", _tiny_pair())
+    assert main(["train", "tiny-lenet300", "--seed", "1", "--data-dir", str(mnist_root), "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "test accuracy" in out and "checkpoint:" in out
+
+
+def test_cli_prune_prints_a_curve(mnist_root, capsys, monkeypatch):
+    monkeypatch.setitem(PAIRS._items, "tiny-lenet300", _tiny_pair())
+    argv = ["prune", "tiny-lenet300", "--data-dir", str(mnist_root), "--method", "gtap", "--param", "index=beta",
+            "--param", "budget=60", "--strategy", "iterated-building", "--step", "0.25", "--fractions", "d,0.5,1.0",
+            "--mcue-samples", "4"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "MCUE: t* =" in out and "AUC (units)" in out
+    assert len([line for line in out.splitlines() if line.strip() and line.split()[0].replace(".", "").isdigit()]) == 3
+
+
+def test_cli_prune_rejects_bad_method_parameters(mnist_root, capsys, monkeypatch):
+    monkeypatch.setitem(PAIRS._items, "tiny-lenet300", _tiny_pair())
+    assert main(["prune", "tiny-lenet300", "--data-dir", str(mnist_root), "--method", "wmp", "--param", "frm=x"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "valid: form" in err
