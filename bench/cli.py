@@ -48,6 +48,8 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--fractions", default="0.05,0.1,0.2,0.3,0.5,0.75,1.0",
                        help="comma-separated kept fractions; 'd' stands for MCUE's d")
     prune.add_argument("--mcue-samples", type=int, default=64, help="MCUE sub-networks per (p, q) cell")
+    prune.add_argument("--fine-tune-epochs", type=int, default=0,
+                       help="fine-tune each pruned network this many epochs on the training split first")
     _add_data_args(prune)
     return parser
 
@@ -128,7 +130,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         raise CliError(f"--fractions must be numbers or 'd': {err}") from None
     result = run_experiment(trained, method=args.method, params=params, strategy=args.strategy,
                             fractions=fractions, seed=args.seed, step=step, problem=problem,
-                            mcue_result=mcue_result)
+                            mcue_result=mcue_result, fine_tune_epochs=args.fine_tune_epochs)
     print(f"{args.pair} seed={args.seed} method={args.method} {result.params} strategy={args.strategy} "
           f"(full network: test accuracy {trained.metrics['test_accuracy']:.4f})")
     print(f"{'kept':>6s} {'units':>6s} {'params':>7s} {'test acc':>9s} {'evaluations':>12s} {'seconds':>8s}")

@@ -15,7 +15,13 @@ import numpy as np
 
 from datasets.data import as_tensors
 from datasets.training import TrainedPair
-from methods.curves import CurvePoint, evaluate_path, kept_counts, unstructured_magnitude_curve
+from methods.curves import (
+    CurvePoint,
+    evaluate_fine_tuned,
+    evaluate_path,
+    kept_counts,
+    unstructured_magnitude_curve,
+)
 from methods.mcue import MCUEResult, mcue
 from methods.neuron_game import NeuronGame
 from methods.scorers import PruningProblem, build_scorer
@@ -52,7 +58,8 @@ def run_mcue(problem: PruningProblem, *, seed: int, **options: Any) -> MCUEResul
 def run_experiment(trained: TrainedPair, *, method: str, params: dict[str, Any], strategy: str,
                    fractions: Sequence[float], seed: int, step: int | float = 0.05,
                    problem: PruningProblem | None = None, test_game: NeuronGame | None = None,
-                   mcue_result: MCUEResult | None = None, mcue_options: dict[str, Any] | None = None) -> Experiment:
+                   mcue_result: MCUEResult | None = None, mcue_options: dict[str, Any] | None = None,
+                   fine_tune_epochs: int = 0) -> Experiment:
     """Scores, prunes and evaluates one method.
 
     Args:
@@ -66,6 +73,8 @@ def run_experiment(trained: TrainedPair, *, method: str, params: dict[str, Any],
         step: the iterated strategies' step (a unit count or a fraction of all units).
         problem, test_game: reuse these across experiments on the same trained pair.
         mcue_result: reuse a finished MCUE; mcue_options: options for running one.
+        fine_tune_epochs: if > 0, fine-tune each pruned network this many epochs on the training split (pruned
+            units held at zero) before measuring its test accuracy.
     """
     start = time.perf_counter()
     problem = problem or problem_for(trained)
@@ -82,6 +91,14 @@ def run_experiment(trained: TrainedPair, *, method: str, params: dict[str, Any],
     scorer = build_scorer(method, **params)
     targets = list(kept_counts(fractions, problem.n_units).values())
     path = STRATEGIES.get(strategy)(scorer, problem, targets, rng=np.random.default_rng([seed, 2]), step=step)
+    if fine_tune_epochs > 0:
+        device = trained.device
+        x_train, y_train = as_tensors(trained.splits.train)
+        x_test, y_test = as_tensors(trained.splits.test)
+        points = evaluate_fine_tuned(trained.model, problem.groups, path, fractions, x_train.to(device),
+                                     y_train.to(device), x_test.to(device), y_test.to(device),
+                                     epochs=fine_tune_epochs, seed=seed)
+        return Experiment(points, path, mcue_result, params, time.perf_counter() - start)
     test_game = test_game or test_game_for(trained)
     points = evaluate_path(path, fractions, test_game, trained.model, problem.groups)
     return Experiment(points, path, mcue_result, params, time.perf_counter() - start)

@@ -64,7 +64,8 @@ def test_models_registry_is_loud():
 
 def test_lenet_geometry_matches_the_paper():
     lenet5 = build_model("lenet5", input_shape=(1, 28, 28), num_classes=10)
-    assert unit_counts(lenet5, ("flatten", "relu3", "relu4"), (1, 28, 28)) == {"flatten": 400, "relu3": 120, "relu4": 84}
+    sizes = unit_counts(lenet5, ("flatten", "relu3", "relu4"), (1, 28, 28))
+    assert sizes == {"flatten": 400, "relu3": 120, "relu4": 84}
     lenet300 = build_model("lenet300", input_shape=(1, 28, 28), num_classes=10)
     assert sum(p.numel() for p in lenet300.parameters()) == 784 * 300 + 300 + 300 * 100 + 100 + 100 * 10 + 10
     alexnet = build_model("alexnet", input_shape=(3, 64, 64), num_classes=200)
@@ -152,3 +153,14 @@ def test_cli_prune_rejects_bad_method_parameters(mnist_root, capsys, monkeypatch
     assert main(["prune", "tiny-lenet300", "--data-dir", str(mnist_root), "--method", "wmp", "--param", "frm=x"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "valid: form" in err
+
+
+def test_cli_prune_with_fine_tuning(mnist_root, capsys, monkeypatch):
+    monkeypatch.setitem(PAIRS._items, "tiny-lenet300", _tiny_pair())
+    base = ["prune", "tiny-lenet300", "--data-dir", str(mnist_root), "--method", "wmp", "--fractions", "0.1"]
+    assert main(base) == 0
+    plain = capsys.readouterr().out
+    assert main([*base, "--fine-tune-epochs", "2"]) == 0
+    tuned = capsys.readouterr().out
+    acc = [float(out.split("AUC (units) ")[1].split(";")[0]) for out in (plain, tuned)]
+    assert acc[0] != acc[1]  # fine-tuning changed the pruned network
