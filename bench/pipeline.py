@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -79,8 +79,11 @@ def run_experiment(trained: TrainedPair, *, method: str, params: dict[str, Any],
     start = time.perf_counter()
     problem = problem or problem_for(trained)
     params = dict(params)
+    overhead = (0, 0.0)  # evaluations and seconds spent before scoring, charged to every point of the curve
     if method == "gtap" and params.get("index", "beta") == "beta" and params.get("keep_prob") is None:
         mcue_result = mcue_result or run_mcue(problem, seed=seed, **(mcue_options or {}))
+        # Choosing d is part of beta_d's cost, even when the MCUE run is shared between experiments.
+        overhead = (mcue_result.n_evaluations, mcue_result.seconds)
         params["keep_prob"] = mcue_result.keep_prob
     if method == "wmp" and params.get("form") == "unstructured":
         x_test, y_test = as_tensors(trained.splits.test)
@@ -98,7 +101,9 @@ def run_experiment(trained: TrainedPair, *, method: str, params: dict[str, Any],
         points = evaluate_fine_tuned(trained.model, problem.groups, path, fractions, x_train.to(device),
                                      y_train.to(device), x_test.to(device), y_test.to(device),
                                      epochs=fine_tune_epochs, seed=seed)
-        return Experiment(points, path, mcue_result, params, time.perf_counter() - start)
-    test_game = test_game or test_game_for(trained)
-    points = evaluate_path(path, fractions, test_game, trained.model, problem.groups)
+    else:
+        test_game = test_game or test_game_for(trained)
+        points = evaluate_path(path, fractions, test_game, trained.model, problem.groups)
+    points = [replace(p, n_evaluations=p.n_evaluations + overhead[0], seconds=p.seconds + overhead[1])
+              for p in points]
     return Experiment(points, path, mcue_result, params, time.perf_counter() - start)

@@ -152,6 +152,14 @@ def fine_tune(model: nn.Sequential, groups: Sequence[UnitGroup], mask: np.ndarra
     generator = torch.Generator().manual_seed(seed)
     optimizer = torch.optim.Adam(tuned.parameters(), lr=lr)
     tuned.train()
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(seed)  # dropout draws from the global generator; fork it so the caller's stays put
+        _train_epochs(tuned, optimizer, x, y, epochs=epochs, batch_size=batch_size, generator=generator,
+                      device=device)
+    return tuned.eval()
+
+
+def _train_epochs(tuned, optimizer, x, y, *, epochs, batch_size, generator, device) -> None:
     for _ in range(epochs):
         order = torch.randperm(len(y), generator=generator)
         for start in range(0, len(y), batch_size):
@@ -159,7 +167,6 @@ def fine_tune(model: nn.Sequential, groups: Sequence[UnitGroup], mask: np.ndarra
             optimizer.zero_grad(set_to_none=True)
             F.cross_entropy(tuned(x[idx].to(device)), y[idx].to(device)).backward()
             optimizer.step()
-    return tuned.eval()
 
 
 def evaluate_fine_tuned(model: nn.Sequential, groups: Sequence[UnitGroup], path: PruningPath,

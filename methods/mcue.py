@@ -20,6 +20,7 @@ Interpretations (the paper leaves them open):
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -45,6 +46,7 @@ class MCUEResult:
         keep_prob: d = 1 - t*.
         n_evaluations: sub-networks evaluated (each on ``instances`` instances).
         samples: sub-networks per cell; instances: instances per sub-network.
+        seconds: wall time of the run.
     """
 
     grid: np.ndarray
@@ -57,6 +59,7 @@ class MCUEResult:
     n_evaluations: int
     samples: int
     instances: int
+    seconds: float = 0.0
 
     def to_records(self) -> list[dict[str, float]]:
         """One row per (p, q) cell with every output's mean and variance (for tables and plots)."""
@@ -108,7 +111,7 @@ def mcue(game: NeuronGame, *, rng: np.random.Generator, grid: Sequence[float] = 
     shape = (len(grid), len(grid))
     variance = {name: np.zeros(shape) for name in OUTPUTS}
     mean = {name: np.zeros(shape) for name in OUTPUTS}
-    before = game.n_evaluations
+    before, start = game.n_evaluations, time.perf_counter()
     for i, p in enumerate(grid):
         # One batch per row of the heatmap keeps the game's chunks large.
         coalitions = np.concatenate([sample_subnetworks(game.n_players, p, q, samples, rng) for q in grid])
@@ -122,4 +125,4 @@ def mcue(game: NeuronGame, *, rng: np.random.Generator, grid: Sequence[float] = 
     t_star = float(grid[int(np.argmax(diagonal))])
     return MCUEResult(grid=grid, variance=variance, mean=mean, output=output, diagonal=diagonal, t_star=t_star,
                       keep_prob=round(1.0 - t_star, 6), n_evaluations=game.n_evaluations - before, samples=samples,
-                      instances=instances)
+                      instances=instances, seconds=time.perf_counter() - start)

@@ -25,6 +25,7 @@ per-coalition masked forward of the whole network through hooks), which the test
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -57,7 +58,7 @@ class NeuronGame:
     """GTAP's cooperative game over the prunable units of a trained network.
 
     Args:
-        model: a flat ``nn.Sequential`` (see ``datasets.models``); it is not modified.
+        model: a flat ``nn.Sequential`` (see ``datasets.models``); the game works on its own copy.
         units: names of the stages whose outputs are the players, in forward order.
         x: evaluation inputs (the validation split: never the test split when estimating indices).
         y: evaluation labels.
@@ -106,8 +107,11 @@ class NeuronGame:
         self._mask_after = {pos: g for g, pos in enumerate(positions)}
 
         first = positions[0]
-        prefix = nn.Sequential(*[m for _, m in stages[: first + 1]]).to(self.device).eval()
-        self._suffix = [m.to(self.device).eval() for _, m in stages[first + 1:]]
+        # A private copy: the caller's model keeps its mode and device, and later edits to it cannot desynchronise
+        # the cached activations from the weights used here.
+        stages = [(name, copy.deepcopy(m).to(self.device).eval()) for name, m in stages]
+        prefix = nn.Sequential(*[m for _, m in stages[: first + 1]])
+        self._suffix = [m for _, m in stages[first + 1:]]
         self._suffix_positions = list(range(first + 1, len(stages)))
         self.y = y.to(self.device)
         with torch.no_grad():
@@ -147,6 +151,9 @@ class NeuronGame:
             return np.zeros(0)
         with torch.no_grad():
             if self.strategy == "sparse":
+                # A private copy: the incremental updates compare against the previous rows, which must not change
+                # under us if the caller reuses its buffer.
+                coalitions = coalitions.copy()
                 values = [self._sparse_value(row) for row in coalitions]
                 return np.asarray(values, dtype=np.float64)
             return self._dense_values(coalitions)
@@ -169,6 +176,11 @@ class NeuronGame:
         """
         coalitions = check_coalitions(coalitions, self.n_players)
         sample_index = torch.as_tensor(np.asarray(sample_index), device=self.device, dtype=torch.long)
+        if sample_index.dim() != 2 or sample_index.shape[0] != len(coalitions):
+            raise ValueError(f"sample_index must have shape ({len(coalitions)}, m), got {tuple(sample_index.shape)}")
+        if len(coalitions) == 0:
+            empty = torch.zeros(0, sample_index.shape[1])
+            return empty.bool(), empty
         self.n_evaluations += len(coalitions)
         correct, confidence = [], []
         with torch.no_grad():

@@ -235,7 +235,8 @@ class RandomScorer:
 @SCORERS.register("activation")
 @dataclass(frozen=True)
 class MeanActivation:
-    """Mean absolute activation of each unit over the validation data (Hu et al.'s network trimming, inverted)."""
+    """Mean absolute activation of each unit (over its feature map and the validation data), after Hu et al.'s
+    network trimming: units that are rarely active score low."""
 
     batch_size: int = 2048
 
@@ -252,7 +253,8 @@ class MeanActivation:
 @SCORERS.register("taylor")
 @dataclass(frozen=True)
 class FirstOrderTaylor:
-    """First-order Taylor importance (Molchanov et al. 2017): |mean over samples of a * dL/da| per unit."""
+    """First-order Taylor importance (Molchanov et al. 2017): per example |mean over the unit's feature map of
+    a * dL/da|, averaged over the validation examples."""
 
     batch_size: int = 1024
 
@@ -264,7 +266,7 @@ class FirstOrderTaylor:
             for xb, yb in zip(problem.x.split(self.batch_size), problem.y.split(self.batch_size), strict=True):
                 F.cross_entropy(model(xb), yb, reduction="sum").backward()
         model.zero_grad(set_to_none=True)
-        values = torch.cat(sums).abs().numpy() / len(problem.y)
+        values = torch.cat(sums).numpy() / len(problem.y)
         return Scores(_with_nan(values, include, exclude))
 
 
@@ -319,14 +321,21 @@ def _unit_masks(model: nn.Sequential, groups: Sequence[UnitGroup], keep: np.ndar
             shape = (1, -1, *([1] * (output.dim() - 2)))
             output = output * mask.view(shape)
             if record is not None:
-                reduce_dims = [0, *range(2, output.dim())]
+                # Statistics are means over a unit's positions (a conv channel's feature map), so channels and
+                # neurons stay comparable in a global ranking, summed over the batch.
+                spatial = list(range(2, output.dim()))
                 if mode == "abs":
-                    record[g] += output.detach().abs().sum(reduce_dims).double().cpu()
+                    per_example = output.detach().abs()
+                    per_example = per_example.mean(spatial) if spatial else per_example
+                    record[g] += per_example.sum(0).double().cpu()
                 elif output.requires_grad:
                     activation = output.detach()
 
-                    def grad_hook(grad, out=activation, g=g, dims=reduce_dims):
-                        record[g] += (out * grad).sum(dims).double().cpu()
+                    def grad_hook(grad, out=activation, g=g, spatial=spatial):
+                        # Molchanov et al.: |mean over the feature map of a * dL/da| per example.
+                        product = out * grad
+                        product = product.mean(spatial) if spatial else product
+                        record[g] += product.abs().sum(0).double().cpu()
 
                     output.register_hook(grad_hook)
             return output

@@ -62,6 +62,15 @@ def _step_size(step: int | float, n: int) -> int:
     return int(step)
 
 
+def _split(total: int, sizes: np.ndarray) -> np.ndarray:
+    """``total`` spread over groups in proportion to ``sizes`` by largest remainder: the parts sum to ``total``."""
+    exact = total * sizes / sizes.sum()
+    parts = np.floor(exact).astype(int)
+    order = np.argsort(-(exact - parts), kind="stable")
+    parts[order[: total - parts.sum()]] += 1
+    return parts
+
+
 def _order(values: np.ndarray, candidates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Candidates sorted by increasing score, ties broken at random (so equal scores do not favour low indices)."""
     tie_break = rng.random(len(candidates))
@@ -103,10 +112,11 @@ def top_n(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int], *
     else:
         rankings = [_order(scores.values, np.arange(g.players.start, g.players.stop), rng)[::-1]
                     for g in problem.groups]
+        sizes = np.array([len(ranking) for ranking in rankings])
         for r in targets:
             mask = np.zeros(n, bool)
-            for ranking in rankings:
-                mask[ranking[: round(r / n * len(ranking))]] = True
+            for ranking, keep in zip(rankings, _split(r, sizes), strict=True):
+                mask[ranking[:keep]] = True
             path.record(r, mask, evaluations, seconds)
     assert problem.game.n_evaluations - before == evaluations
     return path

@@ -110,3 +110,31 @@ def test_rejects_bad_input():
     game = NeuronGame(model, units, x, y)
     with pytest.raises(ValueError, match="shape"):
         game(np.ones((2, 3), bool))
+
+
+def test_sparse_path_is_safe_when_the_caller_reuses_its_buffer():
+    """A caller (shapiq, a hand-written loop) may flip players in one buffer between calls."""
+    model, x, y, units = _setup(*CASES["lenet300"])
+    game = NeuronGame(model, units, x, y, metric="neg_loss", strategy="sparse")
+    buffer = np.ones((1, 400), bool)
+    for player in np.random.default_rng(0).permutation(400)[:12]:
+        buffer[0, player] = False
+        expected = -float(torch.nn.functional.cross_entropy(naive_logits(model, units, x, buffer[0]), y))
+        assert game(buffer)[0] == pytest.approx(expected, rel=1e-4)
+
+
+def test_game_leaves_the_callers_model_alone():
+    model, x, y, units = _setup(*CASES["lenet300"])
+    model.train()
+    game = NeuronGame(model, units, x, y)
+    assert model.training and all(m.training for m in model.children())
+    before = game(np.ones((1, 400), bool))[0]
+    with torch.no_grad():
+        model[1].weight.zero_()  # editing the caller's model does not desynchronise the game
+    assert game(np.ones((1, 400), bool))[0] == before
+
+
+def test_predictions_of_no_coalitions():
+    model, x, y, units = _setup(*CASES["lenet300"])
+    correct, confidence = NeuronGame(model, units, x, y).predictions(np.zeros((0, 400), bool), np.zeros((0, 3), int))
+    assert correct.shape == confidence.shape == (0, 3)

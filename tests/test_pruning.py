@@ -182,3 +182,27 @@ def test_fine_tune_keeps_pruned_units_silent(trained, problem):
     tuned(x[:10])
     assert (acts["relu1"][:, :8] == 0).all()
     assert not torch.equal(tuned[1].weight, model[1].weight)  # it trained
+
+
+def test_uniform_allocation_hits_every_target_exactly(problem):
+    targets = [1, 5, 9, 13, 27]
+    path = STRATEGIES.get("top-n")(build_scorer("wmp"), problem, targets, rng=np.random.default_rng(0),
+                                   allocation="uniform")
+    assert [int(path.masks[t].sum()) for t in targets] == targets
+    half = path.masks[13]
+    assert abs(int(half[:16].sum()) - 13 * 16 / 28) < 1 and abs(int(half[16:].sum()) - 13 * 12 / 28) < 1
+
+
+def test_activation_scores_are_means_over_feature_maps():
+    """A conv channel's score is its mean |activation| per position, comparable to a neuron's."""
+    torch.manual_seed(0)
+    model = build_model("face-cnn", input_shape=(3, 16, 16), num_classes=2).eval()
+    x = torch.rand(32, 3, 16, 16)
+    y = torch.randint(0, 2, (32,))
+    problem = PruningProblem.build(model, ("relu1", "relu4"), x, y)
+    scores = build_scorer("activation")(problem, rng=np.random.default_rng(0)).values
+    with torch.no_grad():
+        relu1 = model[:2](x)
+    np.testing.assert_allclose(scores[:32], relu1.abs().mean((0, 2, 3)).numpy(), rtol=1e-5)
+    taylor = build_scorer("taylor")(problem, rng=np.random.default_rng(0)).values
+    assert np.isfinite(taylor).all() and (taylor >= 0).all()
