@@ -119,10 +119,12 @@ class NeuronGame:
         self.n_samples = len(self.y)
 
         sizes = [int(self._cached.shape[1])]
+        self._widths: list[int] = []  # per-sample size of every suffix output, for the dense path's chunking
         with torch.no_grad():  # one sample through the suffix gives every group's width
             a = self._cached[:1]
             for pos, stage in zip(self._suffix_positions, self._suffix, strict=True):
                 a = stage(a)
+                self._widths.append(int(a[0].numel()))
                 if pos in self._mask_after:
                     sizes.append(int(a.shape[1]))
         self.group_sizes = tuple(sizes)
@@ -199,20 +201,10 @@ class NeuronGame:
 
     def _chunks(self, k: int, n_samples: int) -> list[slice]:
         # Activation bytes of one coalition over n_samples: every suffix output, plus the folded weights.
-        per_sample = sum(self._suffix_widths()) + self.group_sizes[0]
+        per_sample = sum(self._widths) + self.group_sizes[0]
         per_coalition = 4 * (2 * n_samples * per_sample + self._folded_weight_elements())
         step = int(max(1, min(k, self.memory_cap // max(per_coalition, 1))))
         return [slice(i, min(i + step, k)) for i in range(0, k, step)]
-
-    def _suffix_widths(self) -> list[int]:
-        if not hasattr(self, "_widths"):
-            widths, a = [], self._cached[:1]
-            with torch.no_grad():
-                for stage in self._suffix:
-                    a = stage(a)
-                    widths.append(int(a[0].numel()))
-            self._widths = widths
-        return self._widths
 
     def _folded_weight_elements(self) -> int:
         return sum(s.weight.numel() for s in self._suffix if isinstance(s, nn.Linear))
@@ -224,7 +216,7 @@ class NeuronGame:
             k = rows.stop - rows.start
             sample_step = self.n_samples
             if k == 1:  # a single coalition may still be too big: split the samples too
-                per_sample = 4 * 2 * (sum(self._suffix_widths()) + self.group_sizes[0])
+                per_sample = 4 * 2 * (sum(self._widths) + self.group_sizes[0])
                 sample_step = int(max(1, min(self.n_samples, self.memory_cap // per_sample)))
             total = torch.zeros(k, device=self.device, dtype=torch.float64)
             for start in range(0, self.n_samples, sample_step):
