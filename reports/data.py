@@ -1,0 +1,116 @@
+"""The input of a report: one suite's stored results as DataFrames (filled by bench/tracking, never by reports/)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import pandas as pd
+
+RUN_COLUMNS = (
+    "run_id", "pair", "method", "scorer", "strategy", "seed", "axis", "auc", "accuracy_at_d", "keep_prob_d",
+    "n_evaluations", "seconds", "trained_test_accuracy",
+)
+CURVE_COLUMNS = (
+    "run_id", "pair", "method", "seed", "target_fraction", "units_kept", "unit_fraction", "param_fraction",
+    "accuracy", "n_evaluations", "seconds", "is_mcue_point",
+)
+SCORE_COLUMNS = ("run_id", "pair", "method", "scorer", "seed", "unit", "layer", "position", "score")
+MCUE_COLUMNS = ("pair", "seed", "p", "q", "var_correct", "mean_correct", "var_confidence", "mean_confidence")
+MCUE_RUN_COLUMNS = ("pair", "seed", "t_star", "keep_prob", "output", "n_evaluations", "seconds")
+CORRELATION_COLUMNS = ("pair", "layer", "method_a", "method_b", "spearman", "kendall", "n_seeds")
+
+FRAME_COLUMNS = {
+    "runs": RUN_COLUMNS,
+    "curves": CURVE_COLUMNS,
+    "scores": SCORE_COLUMNS,
+    "mcue": MCUE_COLUMNS,
+    "mcue_runs": MCUE_RUN_COLUMNS,
+    "correlations": CORRELATION_COLUMNS,
+}
+
+UNIT_AXIS = "unit_fraction"
+PARAM_AXIS = "param_fraction"
+
+
+class ReportError(Exception):
+    """There is nothing to report (e.g. no finished runs in the store); the message says what to run."""
+
+
+def empty_frame(columns: tuple[str, ...]) -> pd.DataFrame:
+    """A DataFrame with the given columns and no rows.
+
+    Args:
+        columns: the column names.
+
+    Returns:
+        An empty DataFrame.
+    """
+    return pd.DataFrame({name: pd.Series(dtype=object) for name in columns})
+
+
+@dataclass(frozen=True)
+class SuiteData:
+    """The stored results of one benchmark suite, one DataFrame per kind of record.
+
+    Attributes:
+        suite: the suite's name, e.g. "lenet".
+        profile: the suite profile that ran, e.g. "default".
+        parent_run_id: the MLflow parent run of the suite, if any.
+        fractions: the suite's fixed kept-fraction grid, e.g. [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0].
+        runs: one row per finished method run (columns ``RUN_COLUMNS``).
+        curves: one row per point of each run's compression curve (``CURVE_COLUMNS``).
+        scores: one row per unit per run, the unit scores (``SCORE_COLUMNS``).
+        mcue: MCUE heatmap cells, one per (pair, seed, p, q) (``MCUE_COLUMNS``).
+        mcue_runs: one row per (pair, seed) MCUE run (``MCUE_RUN_COLUMNS``).
+        correlations: rank correlations between methods' unit scores per pair and layer (``CORRELATION_COLUMNS``).
+    """
+
+    suite: str
+    profile: str
+    parent_run_id: str | None
+    fractions: list[float]
+    runs: pd.DataFrame = field(default_factory=lambda: empty_frame(RUN_COLUMNS))
+    curves: pd.DataFrame = field(default_factory=lambda: empty_frame(CURVE_COLUMNS))
+    scores: pd.DataFrame = field(default_factory=lambda: empty_frame(SCORE_COLUMNS))
+    mcue: pd.DataFrame = field(default_factory=lambda: empty_frame(MCUE_COLUMNS))
+    mcue_runs: pd.DataFrame = field(default_factory=lambda: empty_frame(MCUE_RUN_COLUMNS))
+    correlations: pd.DataFrame = field(default_factory=lambda: empty_frame(CORRELATION_COLUMNS))
+
+    def __post_init__(self) -> None:
+        for name, columns in FRAME_COLUMNS.items():
+            missing = [column for column in columns if column not in getattr(self, name).columns]
+            if missing:
+                raise ValueError(f"SuiteData.{name} lacks columns {missing}")
+
+    @classmethod
+    def empty(cls, suite: str, profile: str, fractions: list[float] | None = None) -> SuiteData:
+        """A suite with no stored results (every frame has its columns and no rows).
+
+        Args:
+            suite: the suite's name.
+            profile: the profile's name.
+            fractions: the kept-fraction grid, empty if not given.
+
+        Returns:
+            An empty SuiteData.
+        """
+        return cls(suite=suite, profile=profile, parent_run_id=None, fractions=list(fractions or []))
+
+    @property
+    def pairs(self) -> list[str]:
+        """The model/dataset pairs with finished runs, in the order they first appear in ``runs``."""
+        return list(dict.fromkeys(self.runs["pair"]))
+
+
+def require_runs(data: SuiteData) -> None:
+    """Raise ReportError when the suite has no finished runs.
+
+    Args:
+        data: the suite's results.
+
+    Raises:
+        ReportError: with a one-line message naming the command that fills the store.
+    """
+    if data.runs.empty:
+        command = f"python -m bench run --suite {data.suite}"
+        raise ReportError(f"no finished runs for suite '{data.suite}' in the store; run `{command}` first")

@@ -1,0 +1,607 @@
+"""Plots of one suite's stored results: each function writes one or more PNGs and returns their paths.
+
+Every function takes plain DataFrames (or a :class:`~reports.data.SuiteData`), draws with matplotlib's Agg backend
+and closes its figures, so it is safe to call from a runner that logs artifacts in a loop.
+"""
+
+from __future__ import annotations
+
+import re
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+
+from reports.data import PARAM_AXIS, SuiteData  # noqa: E402
+from reports.leaderboard import per_seed_runs, sample_sd  # noqa: E402
+
+P_LABEL = "p (drop probability within S)"
+Q_LABEL = "q (1 - |S|/n)"
+
+
+def _cell_edges(centres: np.ndarray) -> np.ndarray:
+    """Edges of the cells around sorted grid centres (midpoints, extended half a step at both ends).
+
+    Args:
+        centres: sorted 1-D grid values, at least one.
+
+    Returns:
+        An array of len(centres) + 1 edges.
+    """
+    if len(centres) == 1:
+        return np.array([centres[0] - 0.025, centres[0] + 0.025])
+    middles = (centres[:-1] + centres[1:]) / 2
+    first = centres[0] - (middles[0] - centres[0])
+    last = centres[-1] + (centres[-1] - middles[-1])
+    return np.concatenate([[first], middles, [last]])
+
+
+def mcue_matrix(cells: pd.DataFrame, value_column: str) -> pd.DataFrame:
+    """The MCUE cells of one (pair, seed) as a p x q matrix (rows p ascending, columns q ascending).
+
+    Args:
+        cells: rows with columns p, q and ``value_column``; duplicate (p, q) cells are averaged.
+        value_column: e.g. "var_correct".
+
+    Returns:
+        A DataFrame indexed by p with one column per q.
+    """
+    numeric = cells[["p", "q", value_column]].apply(pd.to_numeric, errors="coerce")
+    matrix = numeric.pivot_table(index="p", columns="q", values=value_column, aggfunc="mean")
+    return matrix.sort_index().sort_index(axis=1)
+
+
+def mcue_title(t_star: float, keep_prob: float, output: str, title: str = "") -> str:
+    """The title of an MCUE heatmap, naming t* and d.
+
+    Args:
+        t_star: argmax of the variance on the p = q diagonal.
+        keep_prob: d = 1 - t*, the bias of beta_d.
+        output: which output's variance is shown ("correct" or "confidence").
+        title: an optional prefix, e.g. the pair and seed.
+
+    Returns:
+        One or two lines of title text.
+    """
+    detail = f"Var({output}); t* = {t_star:.3f}, d = 1 - t* = {keep_prob:.3f}"
+    return f"{title}\n{detail}" if title else detail
+
+
+def mcue_description(t_star: float, keep_prob: float, output: str) -> str:
+    """Machine-readable summary of an MCUE heatmap, stored in the PNG's Description chunk.
+
+    Args:
+        t_star: t* on the diagonal.
+        keep_prob: d = 1 - t*.
+        output: the variance drawn.
+
+    Returns:
+        e.g. "t_star=0.775; keep_prob=0.225; output=correct".
+    """
+    return f"t_star={t_star:.6g}; keep_prob={keep_prob:.6g}; output={output}"
+
+
+def plot_mcue(
+    cells: pd.DataFrame, *, t_star: float, keep_prob: float, output: str, path: Path, title: str = ""
+) -> Path:
+    """Heatmap of MCUE's variance over (p, q) with the p = q diagonal and t* on it (GTAP Fig. 2).
+
+    Args:
+        cells: the grid cells of one (pair, seed), or their mean over seeds; columns p, q, var_<output>.
+        t_star: t* = argmax_p MCUE(p, p), marked on the diagonal.
+        keep_prob: d = 1 - t*, written in the title and legend.
+        output: "correct" or "confidence", which variance column to draw.
+        path: where to write the PNG; its folder is created.
+        title: a prefix for the title, e.g. "lenet5-mnist, seed 0".
+
+    Returns:
+        ``path``.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    value_column = f"var_{output}"
+    fig, ax = plt.subplots(figsize=(6.4, 5.4))
+    try:
+        values = pd.to_numeric(cells[value_column], errors="coerce") if value_column in cells.columns else None
+        if values is not None and values.notna().any():
+            matrix = mcue_matrix(cells, value_column)
+            p_values = matrix.index.to_numpy(dtype=float)
+            q_values = matrix.columns.to_numpy(dtype=float)
+            variance = matrix.to_numpy(dtype=float)
+            mesh = ax.pcolormesh(_cell_edges(q_values), _cell_edges(p_values), variance, cmap="viridis", shading="flat")
+            fig.colorbar(mesh, ax=ax, label=f"Var({output})")
+            low = float(min(p_values.min(), q_values.min()))
+            high = float(max(p_values.max(), q_values.max()))
+            diagonal_colour = "white"
+        else:
+            ax.text(0.5, 0.5, f"no {value_column} cells", ha="center", va="center", transform=ax.transAxes)
+            low, high, diagonal_colour = 0.0, 1.0, "0.5"
+        ax.plot([low, high], [low, high], color=diagonal_colour, linestyle="--", linewidth=1.2, label="p = q")
+        if np.isfinite(t_star):
+            ax.plot(
+                [t_star], [t_star], marker="*", markersize=16, color="red", markeredgecolor="black", linestyle="none",
+                label=f"t* = {t_star:.3f} (d = {keep_prob:.3f})",
+            )
+        ax.set_xlabel(Q_LABEL)
+        ax.set_ylabel(P_LABEL)
+        ax.set_title(mcue_title(t_star, keep_prob, output, title), fontsize=10)
+        ax.legend(loc="lower left", fontsize=8, framealpha=0.8)
+        fig.tight_layout()
+        # The PNG's text chunks carry t* and d, so a reader (or a test) can check them without parsing pixels.
+        metadata = {
+            "Title": mcue_title(t_star, keep_prob, output, title),
+            "Description": mcue_description(t_star, keep_prob, output),
+        }
+        fig.savefig(path, dpi=100, metadata=metadata)
+    finally:
+        plt.close(fig)
+    return path
+
+
+# --- Suite plots: one PNG per pair, named <kind>_<pair>.png ---------------------------------------------------------
+
+STRATEGY_ORDER = ("top-n", "iterated-pruning", "iterated-building")
+GTAP_SCORER = "gtap"
+MAGNITUDE_SCORER = "wmp"
+TOP_N = "top-n"
+ANNOTATE_UP_TO = 16  # methods; beyond this, heatmap cell labels become unreadable
+
+
+def file_stem(text: str) -> str:
+    """A string made safe for a file name (letters, digits, '-', '_' and '.').
+
+    Args:
+        text: e.g. a pair name.
+
+    Returns:
+        The text with every other character replaced by '_'.
+    """
+    return re.sub(r"[^A-Za-z0-9_.-]", "_", str(text))
+
+
+def method_palette(methods: Sequence[str]) -> dict[str, tuple[float, float, float]]:
+    """One distinct colour per method, stable for a given method list.
+
+    Args:
+        methods: method names.
+
+    Returns:
+        method -> RGB colour.
+    """
+    names = list(dict.fromkeys(methods))
+    colours = sns.color_palette("tab10" if len(names) <= 10 else "tab20" if len(names) <= 20 else "husl", len(names))
+    return dict(zip(names, colours, strict=True))
+
+
+def method_table(data: SuiteData, pair: str) -> pd.DataFrame:
+    """The methods of one pair with their scorer, strategy and axis (first run of each method).
+
+    Args:
+        data: the suite's results.
+        pair: the pair.
+
+    Returns:
+        Columns method, scorer, strategy, axis; one row per method in order of appearance.
+    """
+    runs = data.runs[data.runs["pair"] == pair]
+    return runs.drop_duplicates("method")[["method", "scorer", "strategy", "axis"]].reset_index(drop=True)
+
+
+def mean_keep_prob(data: SuiteData, pair: str) -> float:
+    """MCUE's d for a pair, averaged over seeds (from mcue_runs, else from the runs' keep_prob_d).
+
+    Args:
+        data: the suite's results.
+        pair: the pair.
+
+    Returns:
+        The mean d, NaN if none is stored.
+    """
+    stored = pd.to_numeric(data.mcue_runs.loc[data.mcue_runs["pair"] == pair, "keep_prob"], errors="coerce").dropna()
+    if stored.empty:
+        stored = pd.to_numeric(data.runs.loc[data.runs["pair"] == pair, "keep_prob_d"], errors="coerce").dropna()
+    return float(stored.mean()) if len(stored) else float("nan")
+
+
+def curve_summary(data: SuiteData, pair: str) -> pd.DataFrame:
+    """Each method's compression curve of one pair, mean and sample sd over seeds at each grid fraction.
+
+    The x value is the method's own axis (kept units, or kept parameters for param-axis methods), averaged over
+    seeds. MCUE's extra points at d are summarised separately (is_mcue_point True, grouped per method).
+
+    Args:
+        data: the suite's results.
+        pair: the pair.
+
+    Returns:
+        Columns method, is_mcue_point, target_fraction, x, accuracy_mean, accuracy_sd, n_seeds.
+    """
+    methods = method_table(data, pair)
+    curves = data.curves[data.curves["pair"] == pair].merge(methods[["method", "axis"]], on="method", how="inner")
+    if curves.empty:
+        return pd.DataFrame(
+            columns=["method", "is_mcue_point", "target_fraction", "x", "accuracy_mean", "accuracy_sd", "n_seeds"]
+        )
+    curves = curves.assign(
+        x=np.where(curves["axis"] == PARAM_AXIS, curves["param_fraction"], curves["unit_fraction"]).astype(float),
+        accuracy=pd.to_numeric(curves["accuracy"], errors="coerce"),
+        is_mcue_point=curves["is_mcue_point"].fillna(False).astype(bool),
+        # MCUE points of different seeds sit at different d; group them together.
+        target_fraction=np.where(curves["is_mcue_point"].fillna(False).astype(bool), -1.0, curves["target_fraction"]),
+    )
+    per_seed = curves.groupby(["method", "is_mcue_point", "target_fraction", "seed"], as_index=False, sort=False)[
+        ["x", "accuracy"]
+    ].mean()
+    grouped = per_seed.groupby(["method", "is_mcue_point", "target_fraction"], sort=False)
+    summary = grouped.agg(x=("x", "mean"), accuracy_mean=("accuracy", "mean"), n_seeds=("seed", "nunique"))
+    summary["accuracy_sd"] = grouped["accuracy"].agg(sample_sd)
+    return summary.reset_index().sort_values(["method", "x"]).reset_index(drop=True)
+
+
+def _strategy_panels(methods: pd.DataFrame) -> list[str]:
+    """The strategies of a pair's methods, in the order top-n, iterated pruning, iterated building, then others."""
+    present = list(dict.fromkeys(methods["strategy"].astype(str)))
+    return [strategy for strategy in STRATEGY_ORDER if strategy in present] + [
+        strategy for strategy in present if strategy not in STRATEGY_ORDER
+    ]
+
+
+def plot_curves(data: SuiteData, path_dir: Path) -> list[Path]:
+    """Compression curves, one PNG per pair: test accuracy against the kept fraction, one panel per strategy.
+
+    Each line is one method's mean over seeds with a +-1 sample-sd band. Param-axis methods (unstructured weight
+    pruning) are dashed and their x is the kept fraction of parameters. Baselines (non-GTAP scorers) are repeated,
+    thinner, in every panel for comparison. The grey vertical line is MCUE's d (mean over seeds), the horizontal one
+    the unpruned network's test accuracy (mean over seeds); crosses mark each method's accuracy at d.
+
+    Args:
+        data: the suite's results.
+        path_dir: folder for the PNGs.
+
+    Returns:
+        The written paths, one per pair with curve points.
+    """
+    written = []
+    for pair in data.pairs:
+        summary = curve_summary(data, pair)
+        if summary.empty:
+            continue
+        methods = method_table(data, pair)
+        palette = method_palette(methods["method"])
+        panels = _strategy_panels(methods)
+        keep_prob = mean_keep_prob(data, pair)
+        trained = pd.to_numeric(data.runs.loc[data.runs["pair"] == pair, "trained_test_accuracy"], errors="coerce")
+        fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels) + 3.2, 4.6), sharey=True, squeeze=False)
+        try:
+            handles = {}
+            for ax, strategy in zip(axes[0], panels, strict=True):
+                for method, scorer, method_strategy, axis in methods.itertuples(index=False):
+                    own = method_strategy == strategy
+                    if not own and scorer == GTAP_SCORER:
+                        continue
+                    points = summary[(summary["method"] == method) & ~summary["is_mcue_point"]]
+                    label = f"{method} (params)" if axis == PARAM_AXIS else method
+                    (line,) = ax.plot(
+                        points["x"], points["accuracy_mean"], color=palette[method],
+                        linestyle="--" if axis == PARAM_AXIS else "-", linewidth=1.8 if own else 0.9,
+                        alpha=1.0 if own else 0.55, marker="o" if own else None, markersize=3, label=label,
+                    )
+                    if own:
+                        handles[label] = line
+                        low = points["accuracy_mean"] - points["accuracy_sd"]
+                        high = points["accuracy_mean"] + points["accuracy_sd"]
+                        ax.fill_between(points["x"], low, high, color=palette[method], alpha=0.15, linewidth=0)
+                        at_d = summary[(summary["method"] == method) & summary["is_mcue_point"]]
+                        ax.plot(at_d["x"], at_d["accuracy_mean"], "x", color=palette[method], markersize=7)
+                if np.isfinite(keep_prob):
+                    ax.axvline(keep_prob, color="0.4", linestyle=":", linewidth=1.2)
+                if trained.notna().any():
+                    ax.axhline(trained.mean(), color="0.2", linestyle="-.", linewidth=1.0)
+                ax.set_title(strategy)
+                ax.set_xlabel("kept fraction (units; dashed: parameters)")
+                ax.set_xlim(0, 1.02)
+                ax.grid(alpha=0.3)
+            axes[0][0].set_ylabel("test accuracy (mean ± 1 sd over seeds)")
+            extras = [Line2D([], [], color="0.3", marker="x", linestyle="none", label="accuracy at d")]
+            if np.isfinite(keep_prob):
+                extras.append(Line2D([], [], color="0.4", linestyle=":", label=f"MCUE d = {keep_prob:.3f} (seed mean)"))
+            if trained.notna().any():
+                extras.append(Line2D([], [], color="0.2", linestyle="-.", label=f"unpruned = {trained.mean():.4f}"))
+            fig.legend(
+                handles=[*handles.values(), *extras], loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
+                frameon=False,
+            )
+            fig.suptitle(f"{data.suite}: {pair} — compression curves")
+            fig.tight_layout()
+            path = Path(path_dir) / f"curves_{file_stem(pair)}.png"
+            fig.savefig(path, dpi=100, bbox_inches="tight")
+            written.append(path)
+        finally:
+            plt.close(fig)
+    return written
+
+
+def plot_mcue_grid(data: SuiteData, path_dir: Path) -> list[Path]:
+    """MCUE heatmaps, one PNG per pair, of the pair's first (lowest) seed that has cells.
+
+    The seed's own stored t* and d are marked (see :func:`plot_mcue`); the title lists d for every seed, so the
+    spread over seeds is visible without averaging heatmaps whose argmax differs.
+
+    Args:
+        data: the suite's results.
+        path_dir: folder for the PNGs.
+
+    Returns:
+        The written paths, one per pair with MCUE cells.
+    """
+    written = []
+    for pair in data.pairs:
+        cells = data.mcue[data.mcue["pair"] == pair]
+        if cells.empty:
+            continue
+        seed = sorted(cells["seed"].unique())[0]
+        mcue_runs = data.mcue_runs[data.mcue_runs["pair"] == pair].sort_values("seed")
+        chosen = mcue_runs[mcue_runs["seed"] == seed]
+        t_star = float(chosen["t_star"].iloc[0]) if len(chosen) else float("nan")
+        keep_prob = float(chosen["keep_prob"].iloc[0]) if len(chosen) else float("nan")
+        output = str(chosen["output"].iloc[0]) if len(chosen) else "correct"
+        d_per_seed = ", ".join(f"{value:.3f}" for value in pd.to_numeric(mcue_runs["keep_prob"], errors="coerce"))
+        title = f"{pair}, seed {seed}" + (f" (d over seeds: {d_per_seed})" if d_per_seed else "")
+        path = Path(path_dir) / f"mcue_{file_stem(pair)}.png"
+        written.append(
+            plot_mcue(
+                cells[cells["seed"] == seed], t_star=t_star, keep_prob=keep_prob, output=output, path=path, title=title
+            )
+        )
+    return written
+
+
+def correlation_matrix(correlations: pd.DataFrame, value_column: str) -> pd.DataFrame:
+    """A symmetric method x method matrix from pairwise correlation rows (1 on the diagonal).
+
+    Args:
+        correlations: rows of one pair and layer with method_a, method_b and ``value_column``.
+        value_column: "spearman" or "kendall".
+
+    Returns:
+        A square DataFrame indexed and columned by method (sorted); NaN where a pair of methods has no row.
+    """
+    methods = sorted(set(correlations["method_a"]) | set(correlations["method_b"]))
+    matrix = pd.DataFrame(np.nan, index=methods, columns=methods)
+    for method_a, method_b, value in correlations[["method_a", "method_b", value_column]].itertuples(index=False):
+        matrix.loc[method_a, method_b] = value
+        matrix.loc[method_b, method_a] = value
+    for method in methods:
+        matrix.loc[method, method] = 1.0
+    return matrix
+
+
+def plot_correlations(data: SuiteData, path_dir: Path, *, layer: str = "all") -> list[Path]:
+    """Rank correlations between methods' unit scores, one PNG per pair: Spearman and Kendall heatmaps side by side.
+
+    Args:
+        data: the suite's results.
+        path_dir: folder for the PNGs.
+        layer: which layer's correlations ("all" for all units together).
+
+    Returns:
+        The written paths, one per pair with correlations for that layer.
+    """
+    written = []
+    for pair in data.pairs:
+        rows = data.correlations[(data.correlations["pair"] == pair) & (data.correlations["layer"] == layer)]
+        if rows.empty:
+            continue
+        n_methods = len(set(rows["method_a"]) | set(rows["method_b"]))
+        size = max(4.5, 0.45 * n_methods + 2.5)
+        fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
+        try:
+            for ax, column in zip(axes, ("spearman", "kendall"), strict=True):
+                matrix = correlation_matrix(rows, column)
+                sns.heatmap(
+                    matrix, ax=ax, vmin=-1, vmax=1, cmap="vlag", square=True, annot=n_methods <= ANNOTATE_UP_TO,
+                    fmt=".2f", annot_kws={"fontsize": 7}, cbar_kws={"shrink": 0.7, "label": column},
+                )
+                ax.set_title(f"{column} (mean over seeds), layer {layer}")
+                ax.set_xlabel("")
+                ax.set_ylabel("")
+            n_seeds = ", ".join(map(str, sorted(set(rows["n_seeds"].dropna().astype(int)))))
+            fig.suptitle(f"{data.suite}: {pair} — rank correlation of unit scores between methods (seeds: {n_seeds})")
+            fig.tight_layout()
+            path = Path(path_dir) / f"correlations_{file_stem(pair)}.png"
+            fig.savefig(path, dpi=100, bbox_inches="tight")
+            written.append(path)
+        finally:
+            plt.close(fig)
+    return written
+
+
+def index_vs_magnitude_table(data: SuiteData, pair: str) -> tuple[str | None, pd.DataFrame]:
+    """GTAP Top-n scores joined to the weight-magnitude scores of the same (seed, unit), with within-layer ranks.
+
+    Args:
+        data: the suite's results.
+        pair: the pair.
+
+    Returns:
+        The wmp method's name (None if the pair has no wmp or no GTAP Top-n run) and a frame with columns method,
+        seed, layer, unit, score, magnitude, score_rank, magnitude_rank (ranks as fractions in (0, 1] within
+        method, seed and layer).
+    """
+    columns = ["method", "seed", "layer", "unit", "score", "magnitude", "score_rank", "magnitude_rank"]
+    methods = method_table(data, pair)
+    magnitude_methods = methods[methods["scorer"] == MAGNITUDE_SCORER].sort_values(
+        "strategy", key=lambda strategy: strategy != TOP_N, kind="stable"
+    )
+    gtap_methods = methods[(methods["scorer"] == GTAP_SCORER) & (methods["strategy"] == TOP_N)]["method"].tolist()
+    if magnitude_methods.empty or not gtap_methods:
+        return None, pd.DataFrame(columns=columns)
+    magnitude_method = magnitude_methods["method"].iloc[0]
+    scores = data.scores[data.scores["pair"] == pair]
+    magnitude = scores[scores["method"] == magnitude_method][["seed", "unit", "score"]]
+    magnitude = magnitude.groupby(["seed", "unit"], as_index=False)["score"].mean()
+    magnitude = magnitude.rename(columns={"score": "magnitude"})
+    gtap = scores[scores["method"].isin(gtap_methods)]
+    gtap = gtap.groupby(["method", "seed", "layer", "unit"], as_index=False, sort=False)["score"].mean()
+    joined = gtap.merge(magnitude, on=["seed", "unit"], how="inner").dropna(subset=["score", "magnitude"])
+    by_layer = joined.groupby(["method", "seed", "layer"], sort=False)
+    joined["score_rank"] = by_layer["score"].rank(pct=True)
+    joined["magnitude_rank"] = by_layer["magnitude"].rank(pct=True)
+    return magnitude_method, joined[columns].reset_index(drop=True)
+
+
+def mean_seed_spearman(joined: pd.DataFrame) -> float:
+    """Spearman rho between score and magnitude per seed, averaged over seeds.
+
+    Args:
+        joined: rows of one method and layer from :func:`index_vs_magnitude_table`.
+
+    Returns:
+        The mean rho, NaN where no seed has two distinct values on both sides.
+    """
+    rhos = [
+        seed_rows["score"].corr(seed_rows["magnitude"], method="spearman")
+        for _, seed_rows in joined.groupby("seed")
+        if len(seed_rows) >= 2
+    ]
+    rhos = [rho for rho in rhos if np.isfinite(rho)]
+    return float(np.mean(rhos)) if rhos else float("nan")
+
+
+def plot_index_vs_magnitude(data: SuiteData, path_dir: Path, *, max_columns: int = 4) -> list[Path]:
+    """GTAP's power indices against weight magnitude (GTAP Fig. 8), one PNG per pair, one panel per layer.
+
+    The GTAP entries are those with strategy Top-n (their scores come from the full network), one colour each.
+    Points are within-layer ranks (fractions, per seed) of the wmp score (x) and the power index (y), all seeds
+    pooled; each panel gives Spearman's rho per GTAP entry as the mean of per-seed values. Pairs without a wmp run
+    or without a GTAP Top-n run are skipped.
+
+    Args:
+        data: the suite's results.
+        path_dir: folder for the PNGs.
+        max_columns: panels per row.
+
+    Returns:
+        The written paths.
+    """
+    written = []
+    for pair in data.pairs:
+        magnitude_method, joined = index_vs_magnitude_table(data, pair)
+        if magnitude_method is None or joined.empty:
+            continue
+        layers = joined.groupby("layer", sort=False)["unit"].min().sort_values().index.tolist()
+        gtap_methods = list(dict.fromkeys(joined["method"]))
+        palette = method_palette(gtap_methods)
+        n_columns = min(max_columns, len(layers))
+        n_rows = int(np.ceil(len(layers) / n_columns))
+        fig, axes = plt.subplots(n_rows, n_columns, figsize=(4.0 * n_columns + 2.8, 3.8 * n_rows), squeeze=False)
+        try:
+            for ax, layer in zip(axes.ravel(), layers, strict=False):
+                lines = []
+                for method in gtap_methods:
+                    rows = joined[(joined["method"] == method) & (joined["layer"] == layer)]
+                    ax.scatter(
+                        rows["magnitude_rank"], rows["score_rank"], s=8, alpha=0.45, color=palette[method], label=method
+                    )
+                    lines.append(f"{method}: ρ = {mean_seed_spearman(rows):.2f}")
+                ax.plot([0, 1], [0, 1], color="0.5", linewidth=0.8, linestyle=":")
+                ax.text(0.02, 0.98, "\n".join(lines), transform=ax.transAxes, va="top", fontsize=7,
+                        bbox={"facecolor": "white", "alpha": 0.75, "linewidth": 0})
+                ax.set_title(f"layer {layer}")
+                ax.set_xlabel(f"{magnitude_method} score (rank within layer)")
+                ax.set_ylabel("power index (rank within layer)")
+                ax.set_xlim(0, 1.02)
+                ax.set_ylim(0, 1.02)
+            for ax in axes.ravel()[len(layers) :]:
+                ax.set_visible(False)
+            handles, labels = axes[0][0].get_legend_handles_labels()
+            fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False,
+                       markerscale=2)
+            fig.suptitle(f"{data.suite}: {pair} — power index vs weight magnitude (all seeds; ρ: mean over seeds)")
+            fig.tight_layout()
+            path = Path(path_dir) / f"index_vs_magnitude_{file_stem(pair)}.png"
+            fig.savefig(path, dpi=100, bbox_inches="tight")
+            written.append(path)
+        finally:
+            plt.close(fig)
+    return written
+
+
+def accuracy_sd_matrix(data: SuiteData, pair: str) -> pd.DataFrame:
+    """Sample sd over seeds of each method's test accuracy at each fraction of the fixed grid.
+
+    Args:
+        data: the suite's results.
+        pair: the pair.
+
+    Returns:
+        A method x target_fraction DataFrame (methods in order of appearance).
+    """
+    summary = curve_summary(data, pair)
+    summary = summary[~summary["is_mcue_point"]]
+    if summary.empty:
+        return pd.DataFrame()
+    matrix = summary.pivot_table(index="method", columns="target_fraction", values="accuracy_sd", dropna=False)
+    order = [method for method in method_table(data, pair)["method"] if method in matrix.index]
+    return matrix.loc[order]
+
+
+def plot_seed_variance(data: SuiteData, path_dir: Path) -> list[Path]:
+    """Spread over seeds, one PNG per pair: AUC per seed and method (box + points), and the sd of accuracy per fraction.
+
+    Args:
+        data: the suite's results.
+        path_dir: folder for the PNGs.
+
+    Returns:
+        The written paths, one per pair.
+    """
+    written = []
+    for pair in data.pairs:
+        runs = per_seed_runs(data.runs[data.runs["pair"] == pair])
+        order = runs.groupby("method", sort=False)["auc"].mean().sort_values(ascending=False).index.tolist()
+        sd_matrix = accuracy_sd_matrix(data, pair)
+        height = max(3.5, 0.35 * len(order) + 1.5)
+        fig, axes = plt.subplots(1, 2, figsize=(13, height), gridspec_kw={"width_ratios": [1, 1.2]})
+        try:
+            with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib's deprecated `vert` to boxplot
+                warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
+                sns.boxplot(
+                    data=runs, x="auc", y="method", order=order, ax=axes[0], color="0.9", fliersize=0, width=0.6
+                )
+            sns.stripplot(
+                data=runs, x="auc", y="method", order=order, ax=axes[0], hue="seed", palette="dark", size=5, jitter=0.15
+            )
+            axes[0].set_title("AUC per seed (box: quartiles over seeds)")
+            axes[0].set_xlabel("AUC (mean test accuracy over the kept-fraction grid)")
+            axes[0].set_ylabel("")
+            axes[0].legend(title="seed", fontsize=7, title_fontsize=8, loc="best")
+            if sd_matrix.empty:
+                axes[1].text(0.5, 0.5, "no curve points", ha="center", va="center", transform=axes[1].transAxes)
+                axes[1].set_axis_off()
+            else:
+                sd_matrix.columns = [f"{fraction:g}" for fraction in sd_matrix.columns]
+                sns.heatmap(
+                    sd_matrix, ax=axes[1], cmap="rocket_r", vmin=0, annot=len(sd_matrix) <= ANNOTATE_UP_TO, fmt=".3f",
+                    annot_kws={"fontsize": 7}, cbar_kws={"label": "sd of test accuracy"},
+                )
+                axes[1].set_title("sd over seeds of test accuracy at each kept fraction")
+                axes[1].set_xlabel("kept fraction (grid)")
+                axes[1].set_ylabel("")
+            fig.suptitle(f"{data.suite}: {pair} — spread over seeds")
+            fig.tight_layout()
+            path = Path(path_dir) / f"seed_variance_{file_stem(pair)}.png"
+            fig.savefig(path, dpi=100, bbox_inches="tight")
+            written.append(path)
+        finally:
+            plt.close(fig)
+    return written

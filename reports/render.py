@@ -1,0 +1,489 @@
+"""Render a suite's leaderboard report: PNG plots, report.md and report.html in one output folder.
+
+The report is described once as a list of blocks (heading, paragraph, table, image, list) and written by two small
+renderers, so Markdown and HTML always say the same thing.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+import shutil
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pandas as pd
+
+from reports import plots
+from reports.data import PARAM_AXIS, SuiteData, require_runs
+from reports.leaderboard import (
+    coverage,
+    fraction_label,
+    leaderboard,
+    load_references,
+    matching_references,
+    mcue_summary,
+)
+
+PARAM_MARK = "†"
+PARAM_FOOTNOTE = f"{PARAM_MARK} over kept parameters, not units (unstructured weight pruning)."
+MISSING = "–"
+# Reference "methods" that describe the pair rather than a suite entry, and where the report shows our value.
+PAIR_LEVEL_METHODS = {
+    "mcue": "compare with the MCUE line above",
+    "unpruned": "compare with the unpruned accuracy above",
+}
+METRIC_LABELS = {"auc": "AUC", "acc_at_d": "acc@d", "d": "d", "t_star": "t*", "trained_test_accuracy": "unpruned acc"}
+CSS = """
+body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em; color: #222; }
+table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.55em; text-align: right; white-space: nowrap; }
+th { background: #f0f0f0; }
+td:nth-child(2), td:nth-child(3), td:nth-child(4) { text-align: left; }
+img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
+.meta { color: #555; }
+"""
+
+
+@dataclass(frozen=True)
+class Block:
+    """One piece of the report.
+
+    Attributes:
+        kind: "h1", "h2", "h3", "p", "table", "image" or "list".
+        text: the heading or paragraph text, the image's caption.
+        table: the cells of a table (all strings).
+        path: an image's file name, relative to the report.
+        items: the entries of a list.
+    """
+
+    kind: str
+    text: str = ""
+    table: pd.DataFrame | None = None
+    path: str = ""
+    items: tuple[str, ...] = ()
+
+
+def format_number(value: float, digits: int = 4) -> str:
+    """A number with fixed decimals, or a dash for NaN/None.
+
+    Args:
+        value: the number.
+        digits: decimals.
+
+    Returns:
+        e.g. "0.8734" or "–".
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return MISSING
+    return f"{value:.{digits}f}"
+
+
+def format_mean_sd(mean: float, sd: float, digits: int = 4) -> str:
+    """Mean ± sd as text, e.g. "0.8734 ± 0.0121"; the mean alone when sd is NaN (one seed).
+
+    Args:
+        mean: the mean, may be NaN.
+        sd: the sample sd, may be NaN.
+        digits: decimals of both.
+
+    Returns:
+        The text.
+    """
+    if pd.isna(mean):
+        return MISSING
+    return f"{mean:.{digits}f}" if pd.isna(sd) else f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def format_count(value: float) -> str:
+    """A large count, rounded, with thousands separators (or a dash for NaN).
+
+    Args:
+        value: e.g. a mean number of coalition evaluations.
+
+    Returns:
+        e.g. "12,345".
+    """
+    return MISSING if pd.isna(value) else f"{value:,.0f}"
+
+
+def seeds_cell(n_seeds: int, n_runs: int, missing_seeds: str) -> str:
+    """The seeds column of a leaderboard row: the count, repeated runs, and the missing seeds if any.
+
+    Args:
+        n_seeds: seeds with a run.
+        n_runs: runs, more than n_seeds when a seed was run again (its runs are averaged).
+        missing_seeds: the seeds other methods of the pair have but this one lacks ("" if none).
+
+    Returns:
+        e.g. "3", "3 (4 runs)" or "2 (missing: 2)".
+    """
+    notes = [f"{n_runs} runs"] if n_runs > n_seeds else []
+    notes += [f"missing: {missing_seeds}"] if missing_seeds else []
+    return f"{n_seeds} ({'; '.join(notes)})" if notes else str(n_seeds)
+
+
+def paper_cell(row: pd.Series) -> str:
+    """The paper column of a leaderboard row: every matched paper metric as "label value ± sd".
+
+    Args:
+        row: a leaderboard row with paper_<metric> and paper_<metric>_sd columns.
+
+    Returns:
+        e.g. "acc@d 0.8710 ± 0.0190", or "" if the paper gives nothing for this row.
+    """
+    cells = []
+    for column in row.index:
+        if column.startswith("paper_") and not column.endswith(("_sd", "_source")) and pd.notna(row[column]):
+            metric = column.removeprefix("paper_")
+            label = METRIC_LABELS.get(metric, metric)
+            cells.append(f"{label} {format_mean_sd(row[column], row.get(f'{column}_sd', float('nan')), 3)}")
+    return "; ".join(cells)
+
+
+def leaderboard_cells(table: pd.DataFrame, fixed_fractions: Sequence[float]) -> pd.DataFrame:
+    """The displayed leaderboard of one pair: every cell formatted as text.
+
+    Args:
+        table: the rows of one pair from :func:`reports.leaderboard.leaderboard`.
+        fixed_fractions: the fractions whose acc_at_<f> columns are shown.
+
+    Returns:
+        A DataFrame of strings with columns #, method, scorer, strategy, seeds, AUC, acc@d, d, acc@<f>...,
+        evaluations, seconds, paper.
+    """
+    rows = []
+    for _, row in table.iterrows():
+        cells = {
+            "#": str(row["rank"]),
+            "method": f"{row['method']}{PARAM_MARK if row['axis'] == PARAM_AXIS else ''}",
+            "scorer": str(row["scorer"]),
+            "strategy": str(row["strategy"]),
+            "seeds": seeds_cell(int(row["n_seeds"]), int(row["n_runs"]), row["missing_seeds"] or ""),
+            "AUC": format_mean_sd(row["auc_mean"], row["auc_sd"]),
+            "acc@d": format_mean_sd(row["acc_at_d_mean"], row["acc_at_d_sd"]),
+            "d": format_number(row["d_mean"], 3),
+        }
+        for fraction in fixed_fractions:
+            stem = fraction_label(fraction)
+            cells[f"acc@{fraction:g}"] = format_mean_sd(row[f"{stem}_mean"], row[f"{stem}_sd"])
+        cells["evaluations"] = format_count(row["n_evaluations_mean"])
+        cells["seconds"] = format_number(row["seconds_mean"], 1)
+        cells["paper"] = paper_cell(row)
+        rows.append(cells)
+    return pd.DataFrame(rows)
+
+
+def mcue_sentence(summary: pd.Series) -> str:
+    """One line on a pair's MCUE d and unpruned accuracy, beside the paper's values where it gives them.
+
+    Args:
+        summary: a row of :func:`reports.leaderboard.mcue_summary`.
+
+    Returns:
+        The sentence.
+    """
+    if summary["n_mcue_seeds"]:
+        t_star = format_mean_sd(summary["t_star_mean"], summary["t_star_sd"], 3)
+        keep_prob = format_mean_sd(summary["d_mean"], summary["d_sd"], 3)
+        mcue = (
+            f"MCUE (variance of '{summary['output']}'): t* = {t_star}, d = 1 - t* = {keep_prob} over "
+            f"{summary['n_mcue_seeds']} seed(s) (per seed {summary['d_per_seed']})"
+        )
+    else:
+        mcue = "No MCUE run stored"
+    if pd.notna(summary["paper_d"]) or pd.notna(summary["paper_t_star"]):
+        mcue += f"; paper: t* = {format_number(summary['paper_t_star'], 3)}, d = {format_number(summary['paper_d'], 3)}"
+    trained_accuracy = format_mean_sd(summary["trained_accuracy_mean"], summary["trained_accuracy_sd"])
+    trained = f"Unpruned test accuracy {trained_accuracy}"
+    if pd.notna(summary["paper_trained_accuracy"]):
+        trained += f" (paper: {format_number(summary['paper_trained_accuracy'], 3)})"
+    return f"{mcue}. {trained}."
+
+
+def reference_items(references: Sequence[dict], pair: str, methods: Sequence[str]) -> tuple[str, ...]:
+    """The paper's figures for one pair, each with its source and the suite entries it is matched to.
+
+    Args:
+        references: as from :func:`reports.leaderboard.load_references`.
+        pair: the pair.
+        methods: the suite's methods for this pair.
+
+    Returns:
+        One text line per reference.
+    """
+    items = []
+    for reference in references:
+        if reference["pair"] != pair:
+            continue
+        label = METRIC_LABELS.get(reference["metric"], reference["metric"])
+        matched = [method for method in methods if matching_references([reference], pair, method)]
+        where = "matches " + ", ".join(matched) if matched else "no matching entry in this suite"
+        if reference["method"] in PAIR_LEVEL_METHODS:
+            where = PAIR_LEVEL_METHODS[reference["method"]]
+        note = f" Note: {reference['note']}." if reference.get("note") else ""
+        value = format_mean_sd(reference["value"], reference["sd"], 3)
+        items.append(f"{reference['method']} {label} = {value} [{where}] — {reference['source']}.{note}")
+    return tuple(items)
+
+
+def report_blocks(
+    data: SuiteData,
+    board: pd.DataFrame,
+    mcue: pd.DataFrame,
+    runs_coverage: pd.DataFrame,
+    images: dict[tuple[str, str], str],
+    references: Sequence[dict],
+    fixed_fractions: Sequence[float],
+    generated_at: datetime,
+) -> list[Block]:
+    """The whole report as blocks: header, how to read, one section per pair, correlations, spread over seeds.
+
+    Args:
+        data: the suite's results.
+        board: :func:`reports.leaderboard.leaderboard` of the suite.
+        mcue: :func:`reports.leaderboard.mcue_summary` of the suite.
+        runs_coverage: :func:`reports.leaderboard.coverage` of the suite.
+        images: (plot kind, pair) -> image file name, for the plots that were written.
+        references: the paper's figures.
+        fixed_fractions: the fractions with their own columns.
+        generated_at: the time written in the header.
+
+    Returns:
+        The blocks, in reading order.
+    """
+    grid = ", ".join(f"{fraction:g}" for fraction in data.fractions) or "not recorded"
+    blocks = [
+        Block("h1", f"coalition-bench leaderboard: suite '{data.suite}'"),
+        Block(
+            "p",
+            f"Profile: {data.profile} · parent run: {data.parent_run_id or MISSING} · "
+            f"generated {generated_at.isoformat(timespec='seconds')} · {len(data.runs)} finished runs, "
+            f"{len(data.pairs)} pairs.",
+        ),
+        Block(
+            "p",
+            f"How to read: AUC = mean test accuracy over the kept-fraction grid ({grid}); acc@d = test accuracy at "
+            "MCUE's critical kept fraction d, acc@f at kept fraction f. Unit scores and d are estimated on the "
+            "validation split, accuracy on the test split. Values are mean ± sample sd over seeds; rows are ranked "
+            f"by mean AUC within each pair. {PARAM_FOOTNOTE} 'paper' = the figure the GTAP paper states for that "
+            "pair and method (sources listed under each table).",
+        ),
+    ]
+    gaps = runs_coverage[runs_coverage["missing_seeds"] != ""]
+    if len(gaps):
+        missing = [
+            f"{row.pair} / {row.method}: seeds {row.seeds} (missing {row.missing_seeds})" for row in gaps.itertuples()
+        ]
+        blocks.append(Block("p", "Partial store: some methods lack seeds that other methods of the pair have."))
+        blocks.append(Block("list", items=tuple(missing)))
+    for pair in data.pairs:
+        rows = board[board["pair"] == pair]
+        blocks.append(Block("h2", pair))
+        summary = mcue[mcue["pair"] == pair]
+        if len(summary):
+            blocks.append(Block("p", mcue_sentence(summary.iloc[0])))
+        blocks.append(Block("table", table=leaderboard_cells(rows, fixed_fractions)))
+        if (rows["axis"] == PARAM_AXIS).any():
+            blocks.append(Block("p", PARAM_FOOTNOTE))
+        paper_lines = reference_items(references, pair, rows["method"].tolist())
+        if paper_lines:
+            blocks.append(Block("p", "Paper figures for this pair (GTAP, arXiv 2311.10468):"))
+            blocks.append(Block("list", items=paper_lines))
+        for kind, caption in (
+            ("curves", "Compression curves: mean over seeds, band ±1 sd; dotted vertical line: MCUE's d."),
+            ("mcue", "MCUE variance over (p, q), first seed; the star is t* on the p = q diagonal."),
+            ("index_vs_magnitude", "Power index vs weight magnitude per layer (GTAP Fig. 8), Top-n GTAP entries."),
+        ):
+            if (kind, pair) in images:
+                blocks.append(Block("image", text=f"{pair}: {caption}", path=images[(kind, pair)]))
+    blocks.append(Block("h2", "Rank correlations between methods"))
+    blocks.append(Block("p", "Spearman and Kendall correlations of two methods' unit scores (all units), seed mean."))
+    correlation_pairs = [pair for pair in data.pairs if ("correlations", pair) in images]
+    if not correlation_pairs:
+        blocks.append(Block("p", "No correlations stored."))
+    for pair in correlation_pairs:
+        blocks.append(Block("image", text=f"{pair}: rank correlations", path=images[("correlations", pair)]))
+    blocks.append(Block("h2", "Spread over seeds"))
+    blocks.append(Block("table", table=runs_coverage.rename(columns={"missing_seeds": "missing seeds"})))
+    for pair in data.pairs:
+        if ("seed_variance", pair) in images:
+            caption = f"{pair}: AUC per seed and sd of accuracy over seeds"
+            blocks.append(Block("image", text=caption, path=images[("seed_variance", pair)]))
+    return blocks
+
+
+def markdown_table(table: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table.
+
+    Args:
+        table: cells (converted to text; '|' is escaped).
+
+    Returns:
+        The table's lines.
+    """
+    def cell(value: object) -> str:
+        return str(value).replace("|", "\\|").replace("\n", " ")
+
+    header = "| " + " | ".join(cell(column) for column in table.columns) + " |"
+    rule = "|" + "|".join("---" for _ in table.columns) + "|"
+    body = ["| " + " | ".join(cell(value) for value in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def html_table(table: pd.DataFrame) -> str:
+    """An HTML table with escaped cells.
+
+    Args:
+        table: cells (converted to text).
+
+    Returns:
+        The <table> element.
+    """
+    header = "".join(f"<th>{html.escape(str(column))}</th>" for column in table.columns)
+    body = "".join(
+        "<tr>" + "".join(f"<td>{html.escape(str(value))}</td>" for value in row) + "</tr>"
+        for row in table.itertuples(index=False)
+    )
+    return f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def render_markdown(blocks: Sequence[Block]) -> str:
+    """The report as Markdown.
+
+    Args:
+        blocks: from :func:`report_blocks`.
+
+    Returns:
+        The document text.
+    """
+    parts = []
+    for block in blocks:
+        if block.kind in ("h1", "h2", "h3"):
+            parts.append("#" * int(block.kind[1]) + " " + block.text)
+        elif block.kind == "p":
+            parts.append(block.text)
+        elif block.kind == "table":
+            parts.append(markdown_table(block.table))
+        elif block.kind == "list":
+            parts.append("\n".join(f"- {item}" for item in block.items))
+        elif block.kind == "image":
+            parts.append(f"![{block.text}]({block.path})\n\n*{block.text}*")
+    return "\n\n".join(parts) + "\n"
+
+
+def render_html(blocks: Sequence[Block], title: str) -> str:
+    """The report as one static HTML page (inline CSS; images by relative path).
+
+    Args:
+        blocks: from :func:`report_blocks`.
+        title: the page title.
+
+    Returns:
+        The document text.
+    """
+    parts = []
+    for block in blocks:
+        if block.kind in ("h1", "h2", "h3"):
+            parts.append(f"<{block.kind}>{html.escape(block.text)}</{block.kind}>")
+        elif block.kind == "p":
+            parts.append(f"<p>{html.escape(block.text)}</p>")
+        elif block.kind == "table":
+            parts.append(html_table(block.table))
+        elif block.kind == "list":
+            parts.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in block.items) + "</ul>")
+        elif block.kind == "image":
+            caption = html.escape(block.text)
+            source = html.escape(block.path, quote=True)
+            parts.append(f'<figure><img src="{source}" alt="{caption}"><figcaption>{caption}</figcaption></figure>')
+    body = "\n".join(parts)
+    return (
+        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
+        f"<style>{CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
+    )
+
+
+# plot kind -> function name on reports.plots, looked up at call time (so tests can patch one to fail).
+PLOT_FUNCTIONS = {
+    "curves": "plot_curves",
+    "mcue": "plot_mcue_grid",
+    "index_vs_magnitude": "plot_index_vs_magnitude",
+    "correlations": "plot_correlations",
+    "seed_variance": "plot_seed_variance",
+}
+
+
+def write_plots(data: SuiteData, folder: Path) -> dict[tuple[str, str], str]:
+    """Write every plot of the suite into a folder.
+
+    Args:
+        data: the suite's results.
+        folder: where the PNGs go.
+
+    Returns:
+        (plot kind, pair) -> file name, for each PNG written (each is named <kind>_<pair>.png).
+    """
+    pairs_by_stem = {plots.file_stem(pair): pair for pair in data.pairs}
+    images = {}
+    for kind, function_name in PLOT_FUNCTIONS.items():
+        for path in getattr(plots, function_name)(data, folder):
+            pair = pairs_by_stem[Path(path).stem.removeprefix(f"{kind}_")]
+            images[(kind, pair)] = Path(path).name
+    return images
+
+
+def build_report(
+    data: SuiteData,
+    out_dir: Path,
+    *,
+    references: Sequence[dict] | None = None,
+    fixed_fractions: Sequence[float] = (0.1, 0.2, 0.5),
+    generated_at: datetime | None = None,
+) -> list[Path]:
+    """Write the suite's leaderboard report: PNGs, report.md and report.html in ``out_dir``.
+
+    Everything is rendered into a temporary folder beside ``out_dir`` and moved into place at the end, so a failure
+    leaves no half-written report.
+
+    Args:
+        data: the suite's results.
+        out_dir: the output folder (created; files of an earlier report with the same names are replaced).
+        references: the paper's figures; None reads ``reports/references.yaml``, [] shows none.
+        fixed_fractions: kept fractions whose accuracy gets its own column.
+        generated_at: the time written in the header (now, UTC, if None).
+
+    Returns:
+        The written paths (PNGs, then report.md and report.html).
+
+    Raises:
+        ReportError: the suite has no finished runs; nothing is written.
+    """
+    require_runs(data)
+    references = load_references() if references is None else list(references)
+    generated_at = generated_at or datetime.now(UTC)
+    out_dir = Path(out_dir)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
+    try:
+        images = write_plots(data, staging)
+        board = leaderboard(data, fixed_fractions=fixed_fractions, references=references)
+        blocks = report_blocks(
+            data, board, mcue_summary(data, references), coverage(data), images, references, fixed_fractions,
+            generated_at,
+        )
+        (staging / "report.md").write_text(render_markdown(blocks), encoding="utf-8")
+        title = f"coalition-bench: {data.suite} ({data.profile})"
+        (staging / "report.html").write_text(render_html(blocks, title), encoding="utf-8")
+        names = [*sorted(set(images.values())), "report.md", "report.html"]
+        out_dir.mkdir(parents=True, exist_ok=True)
+        written = []
+        for name in names:
+            os.replace(staging / name, out_dir / name)
+            written.append(out_dir / name)
+        return written
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)

@@ -1,0 +1,359 @@
+"""Tests of reports/: leaderboard numbers, plots and the rendered report, on a small synthetic suite."""
+
+from __future__ import annotations
+
+import zlib
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import reports.plots as plots
+from reports import ReportError, SuiteData, build_report, load_references, plot_mcue
+from reports.leaderboard import coverage, leaderboard, mcue_summary
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+MCUE_GRID = np.round(np.arange(0.025, 1.0, 0.05), 3)
+
+
+def png_text_chunks(path: Path) -> dict[str, str]:
+    """The tEXt/zTXt chunks of a PNG file (matplotlib writes savefig's metadata there)."""
+    data = Path(path).read_bytes()
+    assert data[:8] == PNG_SIGNATURE
+    chunks, offset = {}, 8
+    while offset < len(data):
+        length = int.from_bytes(data[offset : offset + 4], "big")
+        kind = data[offset + 4 : offset + 8]
+        body = data[offset + 8 : offset + 8 + length]
+        if kind == b"tEXt":
+            key, _, value = body.partition(b"\0")
+            chunks[key.decode("latin-1")] = value.decode("latin-1")
+        elif kind == b"zTXt":
+            key, _, rest = body.partition(b"\0")
+            chunks[key.decode("latin-1")] = zlib.decompress(rest[1:]).decode("latin-1")
+        offset += 12 + length
+    return chunks
+
+
+def mcue_cells(t_star: float, seed: int = 0) -> pd.DataFrame:
+    """A 20 x 20 MCUE grid whose variance peaks at p = q = t_star."""
+    rng = np.random.default_rng(seed)
+    p, q = np.meshgrid(MCUE_GRID, MCUE_GRID, indexing="ij")
+    variance = np.exp(-((p - t_star) ** 2 + (q - t_star) ** 2) / 0.02) * 0.25 + rng.uniform(0, 0.01, p.shape)
+    return pd.DataFrame(
+        {
+            "p": p.ravel(),
+            "q": q.ravel(),
+            "var_correct": variance.ravel(),
+            "mean_correct": 1 - p.ravel() * q.ravel(),
+            "var_confidence": variance.ravel() / 2,
+            "mean_confidence": 1 - p.ravel() * q.ravel(),
+        }
+    )
+
+
+def test_plot_mcue_writes_png_marking_t_star(tmp_path, monkeypatch):
+    figures = []
+    real_close = plots.plt.close
+    monkeypatch.setattr(plots.plt, "close", lambda fig=None: (figures.append(fig), real_close(fig)))
+    path = plot_mcue(
+        mcue_cells(0.775), t_star=0.775, keep_prob=0.225, output="correct", path=tmp_path / "sub" / "m.png", title="x"
+    )
+    assert path == tmp_path / "sub" / "m.png"
+    assert path.read_bytes()[:8] == PNG_SIGNATURE and path.stat().st_size > 1000
+    chunks = png_text_chunks(path)
+    assert "d = 1 - t* = 0.225" in chunks["Title"] and "t* = 0.775" in chunks["Title"]
+    assert "t_star=0.775" in chunks["Description"]
+    (ax, *_) = figures[0].axes
+    star = [line for line in ax.lines if line.get_marker() == "*"]
+    assert len(star) == 1
+    assert star[0].get_xdata()[0] == pytest.approx(0.775) and star[0].get_ydata()[0] == pytest.approx(0.775)
+    assert ax.get_xlabel() == "q (1 - |S|/n)" and ax.get_ylabel() == "p (drop probability within S)"
+
+
+def test_plot_mcue_survives_missing_cells(tmp_path):
+    empty = pd.DataFrame(columns=["p", "q", "var_correct"])
+    path = plot_mcue(empty, t_star=float("nan"), keep_prob=float("nan"), output="correct", path=tmp_path / "e.png")
+    assert path.read_bytes()[:8] == PNG_SIGNATURE
+
+
+# --- A synthetic suite: 2 pairs, 5 methods, 3 seeds -----------------------------------------------------------------
+
+FRACTIONS = [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0]
+SEEDS = (0, 1, 2)
+LAYERS = {"fc1": 12, "fc2": 8}
+# method -> (scorer, strategy, axis, AUC of seeds 0, 1, 2)
+METHODS = {
+    "gtap-beta-iter-build": ("gtap", "iterated-building", "unit_fraction", (0.90, 0.92, 0.97)),
+    "gtap-beta-top-n": ("gtap", "top-n", "unit_fraction", (0.80, 0.82, 0.84)),
+    "gtap-shapley-top-n": ("gtap", "top-n", "unit_fraction", (0.85, 0.86, 0.87)),
+    "wmp": ("wmp", "top-n", "unit_fraction", (0.70, 0.75, 0.80)),
+    "wmp-weights": ("wmp", "top-n", "param_fraction", (0.88, 0.88, 0.88)),
+    "random": ("random", "top-n", "unit_fraction", (0.30, 0.35, 0.31)),
+}
+PAIRS = {"lenet5-mnist": 0.775, "ffn-emotion": 0.675}  # pair -> t* of every seed
+MISSING_RUN = ("ffn-emotion", "gtap-beta-iter-build", 2)  # a partial store: this seed never finished
+NO_WMP_PAIR = "ffn-emotion"  # no magnitude run here, so no index-vs-magnitude plot
+
+
+def curve_accuracy(pair_offset: float, method_number: int, seed: int, fraction: float) -> float:
+    """A monotone synthetic compression curve, distinct per pair, method and seed."""
+    return float(min(1.0, 0.1 + 0.8 * fraction ** (0.3 + 0.1 * method_number) + 0.01 * seed + pair_offset))
+
+
+def synthetic_suite() -> SuiteData:
+    rng = np.random.default_rng(0)
+    runs, curves, scores, cells, mcue_runs, correlations = [], [], [], [], [], []
+    n_units = sum(LAYERS.values())
+    for pair_number, (pair, t_star) in enumerate(PAIRS.items()):
+        keep_prob = round(1 - t_star, 3)
+        for seed in SEEDS:
+            grid_cells = mcue_cells(t_star, seed).assign(pair=pair, seed=seed)
+            cells.append(grid_cells)
+            mcue_runs.append(
+                {"pair": pair, "seed": seed, "t_star": t_star, "keep_prob": keep_prob, "output": "correct",
+                 "n_evaluations": 4000, "seconds": 3.0}
+            )
+            magnitude = rng.uniform(0.1, 1.0, n_units)
+            for method_number, (method, (scorer, strategy, axis, aucs)) in enumerate(METHODS.items()):
+                if (pair, method, seed) == MISSING_RUN or (pair == NO_WMP_PAIR and scorer == "wmp"):
+                    continue
+                run_id = f"{pair}-{method}-{seed}"
+                runs.append(
+                    {"run_id": run_id, "pair": pair, "method": method, "scorer": scorer, "strategy": strategy,
+                     "seed": seed, "axis": axis, "auc": aucs[seed] - 0.1 * pair_number,
+                     "accuracy_at_d": 0.6 + 0.05 * method_number + 0.01 * seed, "keep_prob_d": keep_prob,
+                     "n_evaluations": 1000 * (method_number + 1), "seconds": 2.0 + seed,
+                     "trained_test_accuracy": 0.98}
+                )
+                for fraction in FRACTIONS:
+                    accuracy = curve_accuracy(-0.05 * pair_number, method_number, seed, fraction)
+                    curves.append(
+                        {"run_id": run_id, "pair": pair, "method": method, "seed": seed, "target_fraction": fraction,
+                         "units_kept": round(fraction * n_units), "unit_fraction": round(fraction * n_units) / n_units,
+                         "param_fraction": fraction, "accuracy": accuracy, "n_evaluations": 10, "seconds": 0.1,
+                         "is_mcue_point": False}
+                    )
+                # MCUE's extra point; one sits exactly on 0.1 with an absurd accuracy that must not be read as acc@0.1.
+                curves.append(
+                    {"run_id": run_id, "pair": pair, "method": method, "seed": seed,
+                     "target_fraction": 0.1 if method == "random" else keep_prob, "units_kept": 4,
+                     "unit_fraction": keep_prob, "param_fraction": keep_prob, "accuracy": 0.0 if method == "random"
+                     else 0.6 + 0.05 * method_number, "n_evaluations": 10, "seconds": 0.1, "is_mcue_point": True}
+                )
+                if method in ("wmp", "gtap-beta-top-n", "gtap-shapley-top-n"):
+                    # gtap-beta-top-n agrees in rank with wmp (rho = 1); shapley is noise.
+                    unit_scores = {"wmp": magnitude, "gtap-beta-top-n": magnitude**2}.get(method)
+                    if unit_scores is None:
+                        unit_scores = rng.normal(size=n_units)
+                    unit = 0
+                    for layer, width in LAYERS.items():
+                        for position in range(width):
+                            scores.append(
+                                {"run_id": run_id, "pair": pair, "method": method, "scorer": scorer, "seed": seed,
+                                 "unit": unit, "layer": layer, "position": position, "score": unit_scores[unit]}
+                            )
+                            unit += 1
+        for layer in ("all", *LAYERS):
+            names = list(METHODS)
+            for a in range(len(names)):
+                for b in range(a + 1, len(names)):
+                    correlations.append(
+                        {"pair": pair, "layer": layer, "method_a": names[a], "method_b": names[b],
+                         "spearman": rng.uniform(-1, 1), "kendall": rng.uniform(-1, 1), "n_seeds": 3}
+                    )
+    # A repeated run of one seed (e.g. a rerun) must count once among seeds.
+    duplicate = dict(runs[0], run_id="duplicate")
+    runs.append(duplicate)
+    return SuiteData(
+        suite="lenet",
+        profile="default",
+        parent_run_id="parent123",
+        fractions=FRACTIONS,
+        runs=pd.DataFrame(runs),
+        curves=pd.DataFrame(curves),
+        scores=pd.DataFrame(scores),
+        mcue=pd.concat(cells, ignore_index=True),
+        mcue_runs=pd.DataFrame(mcue_runs),
+        correlations=pd.DataFrame(correlations),
+    )
+
+
+@pytest.fixture(scope="module")
+def suite() -> SuiteData:
+    return synthetic_suite()
+
+
+@pytest.fixture(scope="module")
+def report(suite, tmp_path_factory) -> tuple[Path, list[Path]]:
+    out_dir = tmp_path_factory.mktemp("reports") / "lenet"
+    return out_dir, build_report(suite, out_dir)
+
+
+def board_row(board: pd.DataFrame, pair: str, method: str) -> pd.Series:
+    rows = board[(board["pair"] == pair) & (board["method"] == method)]
+    assert len(rows) == 1
+    return rows.iloc[0]
+
+
+# --- Leaderboard ----------------------------------------------------------------------------------------------------
+
+
+def test_leaderboard_ranks_by_mean_auc_within_each_pair(suite):
+    board = leaderboard(suite)
+    assert list(dict.fromkeys(board["pair"])) == list(PAIRS)
+    lenet = board[board["pair"] == "lenet5-mnist"]
+    expected = sorted(METHODS, key=lambda method: -np.mean(METHODS[method][3]))
+    assert lenet["method"].tolist() == expected
+    assert lenet["rank"].tolist() == list(range(1, len(METHODS) + 1))
+    emotion = board[board["pair"] == "ffn-emotion"]
+    assert "wmp" not in emotion["method"].tolist() and emotion["rank"].iloc[0] == 1
+
+
+def test_leaderboard_means_and_sample_sds_over_seeds(suite):
+    board = leaderboard(suite)
+    row = board_row(board, "lenet5-mnist", "gtap-beta-iter-build")
+    assert row["auc_mean"] == pytest.approx(np.mean([0.90, 0.92, 0.97]))
+    assert row["auc_sd"] == pytest.approx(np.std([0.90, 0.92, 0.97], ddof=1))
+    assert row["acc_at_d_mean"] == pytest.approx(0.61) and row["acc_at_d_sd"] == pytest.approx(0.01)
+    assert row["d_mean"] == pytest.approx(0.225)
+    assert row["n_evaluations_mean"] == 1000 and row["seconds_mean"] == pytest.approx(3.0)
+    assert row["scorer"] == "gtap" and row["strategy"] == "iterated-building" and row["axis"] == "unit_fraction"
+    # One seed of ffn-emotion is missing: the mean is over the two that ran (AUC shifted by -0.1 for this pair).
+    partial = board_row(board, "ffn-emotion", "gtap-beta-iter-build")
+    assert partial["auc_mean"] == pytest.approx(np.mean([0.80, 0.82]))
+    assert board_row(board, "lenet5-mnist", "wmp-weights")["auc_sd"] == pytest.approx(0.0)
+
+
+def test_repeated_run_of_a_seed_counts_once(suite):
+    row = board_row(leaderboard(suite), "lenet5-mnist", "gtap-beta-iter-build")
+    assert row["n_runs"] == 4 and row["n_seeds"] == 3
+    assert row["auc_mean"] == pytest.approx(np.mean([0.90, 0.92, 0.97]))
+    assert row["auc_sd"] == pytest.approx(np.std([0.90, 0.92, 0.97], ddof=1))
+
+
+def test_leaderboard_reads_accuracy_at_fixed_fractions_from_grid_points(suite):
+    board = leaderboard(suite, fixed_fractions=(0.1, 0.5, 0.15))
+    method_number = list(METHODS).index("random")
+    row = board_row(board, "lenet5-mnist", "random")
+    expected = [curve_accuracy(0.0, method_number, seed, 0.1) for seed in SEEDS]
+    assert row["acc_at_0.1_mean"] == pytest.approx(np.mean(expected))  # the MCUE point at 0.1 (0.0) is left out
+    assert row["acc_at_0.1_sd"] == pytest.approx(np.std(expected, ddof=1))
+    expected = [curve_accuracy(0.0, method_number, seed, 0.5) for seed in SEEDS]
+    assert row["acc_at_0.5_mean"] == pytest.approx(np.mean(expected))
+    assert np.isnan(row["acc_at_0.15_mean"]) and np.isnan(row["acc_at_0.15_sd"])
+
+
+def test_coverage_shows_missing_seed(suite):
+    table = coverage(suite)
+    row = table[(table["pair"] == "ffn-emotion") & (table["method"] == "gtap-beta-iter-build")].iloc[0]
+    assert row["n_seeds"] == 2 and row["seeds"] == "0, 1" and row["missing_seeds"] == "2"
+    assert (table[table["method"] != "gtap-beta-iter-build"]["missing_seeds"] == "").all()
+    board_row_ = board_row(leaderboard(suite), "ffn-emotion", "gtap-beta-iter-build")
+    assert board_row_["n_seeds"] == 2 and board_row_["missing_seeds"] == "2"
+
+
+# --- Paper references -----------------------------------------------------------------------------------------------
+
+
+def test_references_record_the_papers_figures_with_sources():
+    references = load_references()
+    assert all(reference["source"] for reference in references)
+    by_key = {(r["pair"], r["method"], r["metric"]): r for r in references}
+    assert by_key[("lenet5-mnist", "gtap-*-iter-build", "acc_at_d")]["value"] == 0.916
+    assert by_key[("lenet5-mnist", "gtap-*-iter-build", "acc_at_d")]["sd"] == 0.012
+    assert by_key[("lenet5-mnist", "gtap-*-iter-prune", "acc_at_d")]["value"] == 0.871
+    assert by_key[("lenet5-mnist", "gtap-*-top-n", "acc_at_d")]["value"] == 0.585
+    assert by_key[("lenet5-mnist", "mcue", "t_star")]["value"] == 0.775
+    assert by_key[("lenet300-mnist", "mcue", "d")]["value"] == pytest.approx(1 - 0.825)
+
+
+def test_reference_rows_match_pair_and_method(suite):
+    board = leaderboard(suite, references=load_references())
+    assert board_row(board, "lenet5-mnist", "gtap-beta-iter-build")["paper_acc_at_d"] == 0.916
+    assert board_row(board, "lenet5-mnist", "gtap-beta-iter-build")["paper_acc_at_d_sd"] == 0.012
+    assert board_row(board, "lenet5-mnist", "gtap-shapley-top-n")["paper_acc_at_d"] == 0.585
+    assert np.isnan(board_row(board, "lenet5-mnist", "wmp")["paper_acc_at_d"])
+    assert np.isnan(board_row(board, "ffn-emotion", "gtap-beta-iter-build")["paper_acc_at_d"])  # other pair
+    summary = mcue_summary(suite, load_references()).set_index("pair")
+    assert summary.loc["lenet5-mnist", "paper_d"] == 0.225 and np.isnan(summary.loc["ffn-emotion", "paper_d"])
+    assert summary.loc["lenet5-mnist", "d_mean"] == pytest.approx(0.225)
+
+
+# --- Plots and the rendered report ----------------------------------------------------------------------------------
+
+
+def test_index_vs_magnitude_pairs_gtap_top_n_with_wmp(suite):
+    magnitude_method, joined = plots.index_vs_magnitude_table(suite, "lenet5-mnist")
+    assert magnitude_method == "wmp"
+    assert set(joined["method"]) == {"gtap-beta-top-n", "gtap-shapley-top-n"}
+    assert set(joined["layer"]) == set(LAYERS) and len(joined) == 2 * len(SEEDS) * sum(LAYERS.values())
+    beta = joined[(joined["method"] == "gtap-beta-top-n") & (joined["layer"] == "fc1")]
+    assert plots.mean_seed_spearman(beta) == pytest.approx(1.0)
+    assert plots.index_vs_magnitude_table(suite, NO_WMP_PAIR)[0] is None
+
+
+def test_report_writes_valid_pngs_and_both_documents(report):
+    out_dir, written = report
+    assert {path.name for path in written} >= {"report.md", "report.html"}
+    assert all(path.parent == out_dir and path.exists() for path in written)
+    pngs = [path for path in written if path.suffix == ".png"]
+    for kind in ("curves", "mcue", "correlations", "seed_variance"):
+        for pair in PAIRS:
+            assert out_dir / f"{kind}_{pair}.png" in pngs
+    assert out_dir / "index_vs_magnitude_lenet5-mnist.png" in pngs
+    assert not (out_dir / f"index_vs_magnitude_{NO_WMP_PAIR}.png").exists()
+    for path in pngs:
+        assert path.read_bytes()[:8] == PNG_SIGNATURE and path.stat().st_size > 2000
+    assert not [path for path in out_dir.parent.iterdir() if path.name.startswith(".")]  # staging removed
+
+
+def test_report_names_every_pair_method_and_missing_seed(report):
+    out_dir, _ = report
+    for name in ("report.md", "report.html"):
+        text = (out_dir / name).read_text(encoding="utf-8")
+        for pair in PAIRS:
+            assert pair in text
+        for method in METHODS:
+            assert method in text
+        assert "2 (missing: 2)" in text and "3 (4 runs)" in text
+        assert "parent123" in text and "default" in text
+        assert "0.9300 ± 0.0361" in text  # gtap-beta-iter-build's AUC on lenet5-mnist
+        assert "acc@d 0.916 ± 0.012" in text  # the paper beside it
+        assert "wmp-weights†" in text and "over kept parameters, not units" in text
+    html_text = (out_dir / "report.html").read_text(encoding="utf-8")
+    assert '<img src="curves_lenet5-mnist.png"' in html_text
+    assert "](curves_lenet5-mnist.png)" in (out_dir / "report.md").read_text(encoding="utf-8")
+
+
+def test_mcue_grid_marks_each_pairs_stored_t_star(report):
+    out_dir, _ = report
+    for pair, t_star in PAIRS.items():
+        chunks = png_text_chunks(out_dir / f"mcue_{pair}.png")
+        assert f"t* = {t_star:.3f}" in chunks["Title"] and "seed 0" in chunks["Title"]
+
+
+def test_empty_suite_raises_and_writes_nothing(tmp_path):
+    out_dir = tmp_path / "lenet"
+    with pytest.raises(ReportError, match="no finished runs for suite 'lenet'.*python -m bench run --suite lenet"):
+        build_report(SuiteData.empty("lenet", "default"), out_dir)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_failure_midway_leaves_no_report(suite, tmp_path, monkeypatch):
+    def broken_plot(data, path_dir):
+        raise RuntimeError("plot failed")
+
+    # Plot kinds run in order curves, mcue, index_vs_magnitude, ...: the first two have written PNGs when this fails.
+    monkeypatch.setattr(plots, "plot_index_vs_magnitude", broken_plot)
+    one_pair = SuiteData(
+        suite=suite.suite, profile=suite.profile, parent_run_id=None, fractions=suite.fractions,
+        **{name: getattr(suite, name).query("pair == 'lenet5-mnist'") for name in ("runs", "curves", "scores", "mcue",
+                                                                                     "mcue_runs", "correlations")},
+    )
+    out_dir = tmp_path / "lenet"
+    with pytest.raises(RuntimeError, match="plot failed"):
+        build_report(one_pair, out_dir, references=[])
+    assert not out_dir.exists()
+    assert list(tmp_path.iterdir()) == []
