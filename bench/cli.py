@@ -51,7 +51,46 @@ def build_parser() -> argparse.ArgumentParser:
     prune.add_argument("--fine-tune-epochs", type=int, default=0,
                        help="fine-tune each pruned network this many epochs on the training split first")
     _add_data_args(prune)
+
+    run = sub.add_parser("run", help="run a suite and track every run in MLflow (resumable)")
+    run.add_argument("--suite", required=True, help="a suite in bench/suites (see `list`) or a path to a YAML file")
+    run.add_argument("--profile", default="default", help="default (a 2-core CPU in minutes) or full (paper scale)")
+    run.add_argument("--seeds", default=None, help="replace the suite's seeds: 0,1,2 or 0-4")
+    run.add_argument("--pairs", action="append", default=[], metavar="GLOB",
+                     help="only these pairs (glob; comma-separated or repeated)")
+    run.add_argument("--methods", action="append", default=[], metavar="GLOB",
+                     help="only these methods, by suite entry name (glob, e.g. 'gtap-beta-*'; comma-separated or "
+                          "repeated)")
+    _add_tracking_args(run)
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument("--no-report", action="store_true", help="do not build the report at the end")
+    run.add_argument("--out", default=None, help="report directory (default: reports/out/SUITE)")
+    _add_data_args(run)
+
+    report = sub.add_parser("report", help="build a suite's leaderboard report from the tracking store")
+    report.add_argument("--suite", required=True, help="the suite's name")
+    report.add_argument("--profile", default=None, help="the profile's newest invocation (default: any profile)")
+    report.add_argument("--out", default=None, help="report directory (default: reports/out/SUITE)")
+    _add_tracking_args(report)
     return parser
+
+
+def _add_tracking_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--tracking-uri", default=None,
+                        help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)")
+    parser.add_argument("--experiment", default=None, help="MLflow experiment (default: the suite's name)")
+
+
+def _tracking_uri(args: argparse.Namespace) -> str:
+    import os
+
+    from bench.tracking import DEFAULT_TRACKING_URI
+
+    return args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+
+
+def _globs(values: Sequence[str]) -> list[str]:
+    return [g.strip() for value in values for g in value.split(",") if g.strip()]
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -72,6 +111,12 @@ def cmd_list(args: argparse.Namespace) -> int:
         pass
     else:
         print("methods: ", ", ".join(SCORERS.names()))
+    from bench.suite import load_suite, suite_registry
+
+    print("suites:")
+    for name in suite_registry().names():
+        suite = load_suite(name)
+        print(f"  {name:24s} {suite.description}")
     return 0
 
 
@@ -141,17 +186,71 @@ def cmd_prune(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "train": cmd_train, "prune": cmd_prune}
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.runner import preflight_data, run_suite
+    from bench.suite import load_suite, parse_seeds, plan, select
+    from bench.tracking import Tracker
+
+    suite = load_suite(args.suite, profile=args.profile)
+    suite = select(suite, pairs=_globs(args.pairs), methods=_globs(args.methods),
+                   seeds=parse_seeds(args.seeds) if args.seeds else None)
+    specs = plan(suite)  # checks every pair and recipe before touching the store
+    preflight_data(suite, data_dir=args.data_dir, download=args.download)
+    uri = _tracking_uri(args)
+    tracker = Tracker(uri, args.experiment or suite.name)
+    print(f"suite {suite.name} ({suite.profile}): {len(suite.pairs)} pair(s) x {len(suite.seeds)} seed(s), "
+          f"{len(specs)} runs; tracking {uri}, experiment {tracker.experiment_name!r}", file=sys.stderr)
+    outcome = run_suite(suite, tracker, device=args.device, data_dir=args.data_dir, download=args.download,
+                        progress=not args.no_progress)
+    print(f"{outcome.finished} run(s) done, {outcome.skipped} already in the store, {len(outcome.failed)} failed, "
+          f"in {outcome.seconds:.0f}s; parent run {outcome.parent_id}")
+    for label, error in outcome.failed:
+        print(f"  failed: {label}: {error}", file=sys.stderr)
+    if not args.no_report:
+        from bench.report import report_suite
+        from reports.data import ReportError
+
+        try:
+            paths = report_suite(tracker, suite.name, _report_dir(args, suite.name), parent_id=outcome.parent_id)
+        except ReportError as err:
+            print(f"no report: {err}", file=sys.stderr)
+        else:
+            print(f"report: {paths[-1]}")
+    print(f"see it: mlflow ui --backend-store-uri {uri}")
+    return 1 if outcome.failed else 0
+
+
+def _report_dir(args: argparse.Namespace, suite: str):
+    from pathlib import Path
+
+    return Path(args.out) if args.out else Path("reports") / "out" / suite
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import report_suite
+    from bench.tracking import Tracker
+
+    uri = _tracking_uri(args)
+    tracker = Tracker(uri, args.experiment or args.suite, create=False)
+    paths = report_suite(tracker, args.suite, _report_dir(args, args.suite), profile=args.profile)
+    print(f"report: {paths[-1]} ({len(paths) - 2} plots)")
+    print(f"        {paths[-2]}")
+    return 0
+
+
+COMMANDS = {"list": cmd_list, "train": cmd_train, "prune": cmd_prune, "run": cmd_run, "report": cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from bench.errors import TrackingError
     from datasets.errors import DataError
     from methods.registry import UnknownNameError
+    from reports.data import ReportError
 
     try:
         return COMMANDS[args.command](args)
-    except (CliError, DataError, UnknownNameError, ValueError) as err:
+    except (CliError, DataError, UnknownNameError, ValueError, TrackingError, ReportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:

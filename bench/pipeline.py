@@ -59,7 +59,7 @@ def run_experiment(trained: TrainedPair, *, method: str, params: dict[str, Any],
                    fractions: Sequence[float], seed: int, step: int | float = 0.05,
                    problem: PruningProblem | None = None, test_game: NeuronGame | None = None,
                    mcue_result: MCUEResult | None = None, mcue_options: dict[str, Any] | None = None,
-                   fine_tune_epochs: int = 0) -> Experiment:
+                   fine_tune_epochs: int = 0, allocation: str = "global") -> Experiment:
     """Scores, prunes and evaluates one method.
 
     Args:
@@ -75,6 +75,7 @@ def run_experiment(trained: TrainedPair, *, method: str, params: dict[str, Any],
         mcue_result: reuse a finished MCUE; mcue_options: options for running one.
         fine_tune_epochs: if > 0, fine-tune each pruned network this many epochs on the training split (pruned
             units held at zero) before measuring its test accuracy.
+        allocation: "global" ranks all units together, "uniform" keeps the same fraction of every layer.
     """
     start = time.perf_counter()
     problem = problem or problem_for(trained)
@@ -93,7 +94,8 @@ def run_experiment(trained: TrainedPair, *, method: str, params: dict[str, Any],
         return Experiment(points, None, mcue_result, params, time.perf_counter() - start)
     scorer = build_scorer(method, **params)
     targets = list(kept_counts(fractions, problem.n_units).values())
-    path = STRATEGIES.get(strategy)(scorer, problem, targets, rng=np.random.default_rng([seed, 2]), step=step)
+    path = STRATEGIES.get(strategy)(scorer, problem, targets, rng=np.random.default_rng([seed, 2]), step=step,
+                                    allocation=allocation)
     if fine_tune_epochs > 0:
         device = trained.device
         x_train, y_train = as_tensors(trained.splits.train)

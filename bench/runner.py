@@ -1,0 +1,300 @@
+"""Runs a suite: trains (or loads) each pair and seed, runs MCUE and every method, and logs each run to MLflow.
+
+Per (pair, seed), MCUE runs first: its d is both beta_d's bias and an extra point of every unit curve ("accuracy at
+the critical size"). MCUE is seeded, so when a rerun needs d for methods that are still missing, recomputing it gives
+the same d as the finished MCUE run. Work is skipped by config hash (see ``bench.suite.plan``); after the runs, the
+parent run gets the seed variance and the ranking correlations, computed from what the store holds, so runs
+finished by an earlier, interrupted invocation count too.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from bench.pipeline import Experiment, problem_for, run_experiment, run_mcue, test_game_for
+from bench.suite import RunSpec, Suite, config_hash, plan
+from bench.tracking import Tracker, flatten, git_commit, load_frames
+from methods.analysis import rank_correlations, seed_spread
+from methods.curves import area_under_curve
+
+
+@dataclass
+class SuiteOutcome:
+    """What a suite invocation did."""
+
+    parent_id: str
+    planned: int
+    skipped: int
+    finished: int
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (run label, error)
+    seconds: float = 0.0
+
+
+def suite_hash(suite: Suite, specs: list[RunSpec]) -> str:
+    return config_hash({"suite": suite.name, "profile": suite.profile, "runs": sorted(s.config_hash for s in specs)})
+
+
+def preflight_data(suite: Suite, *, data_dir: str | None, download: bool) -> None:
+    """Loads every pair's data once, so missing data stops the suite before anything is written (the CLI calls
+    this before it opens the store)."""
+    from datasets.pairs import PAIRS
+    from datasets.training import load_splits
+
+    for name in suite.pairs:
+        load_splits(PAIRS.get(name), data_dir=data_dir, download=download)
+
+
+def run_suite(suite: Suite, tracker: Tracker, *, device: str = "auto", data_dir: str | None = None,
+              download: bool = False, progress: bool = True,
+              on_parent: Callable[[str], None] | None = None) -> SuiteOutcome:
+    """Runs what the store does not hold yet, then logs the suite's aggregates on the parent run.
+
+    Args:
+        suite: a loaded (and possibly filtered) suite.
+        tracker: the tracking store.
+        device: "auto", "cpu", "cuda", ...
+        data_dir, download: where the data is, and whether torchvision may download it.
+        progress: show the suite's progress bar.
+        on_parent: called with the parent run id once it exists.
+
+    Returns:
+        Counts of planned, skipped, finished and failed runs.
+    """
+    from tqdm.auto import tqdm
+
+    from datasets.training import resolve_device
+
+    start = time.perf_counter()
+    torch_device = resolve_device(device)
+    specs = plan(suite)
+    stored = tracker.suite_runs(suite.name)
+    done = {s.config_hash for s in specs if any(r.status == "FINISHED" for r in stored.get(s.config_hash, []))}
+    todo = [s for s in specs if s.config_hash not in done]
+    commit = git_commit()
+    common_tags = {"suite": suite.name, "profile": suite.profile, "git_commit": commit,
+                   "device": _device_name(torch_device)}
+    parent_id = tracker.open_parent(
+        suite_hash=suite_hash(suite, specs), run_name=f"{suite.name} ({suite.profile})", tags=common_tags,
+        params={"suite": suite.name, "profile": suite.profile, "pairs": list(suite.pairs), "seeds": list(suite.seeds),
+                "methods": [e.name for e in suite.methods], "fractions": list(suite.fractions), "step": suite.step,
+                "mcue": suite.mcue, "recipe": suite.recipe, "fine_tune_epochs": suite.fine_tune_epochs},
+        artifacts={"suite.json": suite.to_dict(),
+                   "plan.json": [{"config_hash": s.config_hash, "kind": s.kind, "pair": s.pair, "method": s.method,
+                                  "seed": s.seed} for s in specs]})
+    if on_parent:
+        on_parent(parent_id)
+    # Runs of this plan left unfinished by a killed or failed invocation are redone; drop them first so each
+    # run is present once.
+    tracker.delete_runs([r.run_id for s in todo for r in stored.get(s.config_hash, [])])
+
+    outcome = SuiteOutcome(parent_id, planned=len(specs), skipped=len(specs) - len(todo), finished=0)
+    bar = tqdm(total=len(specs), initial=outcome.skipped, unit="run", disable=not progress, dynamic_ncols=True,
+               desc=suite.name)
+    try:
+        groups: dict[tuple[str, int], list[RunSpec]] = {}
+        for spec in todo:
+            groups.setdefault((spec.pair, spec.seed), []).append(spec)
+        for (pair_name, seed), group in groups.items():
+            _run_group(suite, tracker, parent_id, pair_name, seed, group, common_tags, outcome, bar,
+                       device=device, data_dir=data_dir, download=download)
+        bar.set_description(f"{suite.name}: aggregating")
+        metrics, artifacts = aggregates(load_frames(tracker, [s.config_hash for s in specs]))
+        outcome.seconds = time.perf_counter() - start
+        metrics["wall_seconds"] = outcome.seconds
+        tracker.close_parent(parent_id, status="FAILED" if outcome.failed else "FINISHED", metrics=metrics,
+                             artifacts=artifacts)
+    except BaseException:
+        tracker.set_status(parent_id, "KILLED")
+        raise
+    finally:
+        bar.close()
+    return outcome
+
+
+def _device_name(device: Any) -> str:
+    import torch
+
+    if device.type == "cuda":
+        return f"{device} ({torch.cuda.get_device_name(device)})"
+    return str(device)
+
+
+def _run_group(suite: Suite, tracker: Tracker, parent_id: str, pair_name: str, seed: int, group: list[RunSpec],
+               common_tags: dict[str, str], outcome: SuiteOutcome, bar: Any, *, device: str, data_dir: str | None,
+               download: bool) -> None:
+    """All outstanding runs of one trained model: train or load it, MCUE, then each method."""
+    from datasets.pairs import PAIRS
+    from datasets.training import train_pair
+
+    pair = PAIRS.get(pair_name)
+    if suite.recipe:
+        pair = pair.with_recipe(**suite.recipe)
+    bar.set_description(f"{pair_name} seed {seed}: training")
+    try:
+        trained = train_pair(pair, seed=seed, data_dir=data_dir, device=device, download=download, progress=False)
+        problem = problem_for(trained)
+        test_game = test_game_for(trained)
+        mcue_result = None
+        if suite.mcue is not None:
+            bar.set_description(f"{pair_name} mcue seed {seed}")
+            mcue_result = run_mcue(problem, seed=seed, **suite.mcue)
+    except Exception as err:  # noqa: BLE001 - every run of this model fails with the same cause
+        for spec in group:
+            _log_failure(tracker, parent_id, spec, common_tags, err, outcome)
+            bar.update(1)
+        return
+    trained_metrics = {"trained_test_accuracy": trained.metrics["test_accuracy"],
+                       "trained_val_accuracy": trained.metrics["val_accuracy"]}
+    layers = {g.name: np.arange(g.players.start, g.players.stop) for g in problem.groups}
+    for spec in group:
+        bar.set_description(f"{pair_name} {spec.method} seed {seed}")
+        tags = {**common_tags, **_spec_tags(spec)}
+        params = flatten(spec.config)
+        try:
+            if spec.kind == "mcue":
+                assert mcue_result is not None
+                metrics = {"t_star": mcue_result.t_star, "keep_prob": mcue_result.keep_prob,
+                           "n_evaluations": mcue_result.n_evaluations, "seconds": mcue_result.seconds,
+                           **trained_metrics}
+                artifacts = {"mcue.csv": pd.DataFrame(mcue_result.to_records()),
+                             "mcue.png": _mcue_plot(mcue_result, f"{pair_name}, seed {seed}")}
+                steps = {"mcue/diagonal_variance": [(round(1000 * p), v)
+                                                   for p, v in zip(mcue_result.grid, mcue_result.diagonal,
+                                                                   strict=True)]}
+            else:
+                metrics, steps, artifacts = _method_run(suite, spec, trained, problem, test_game, mcue_result,
+                                                        layers)
+                metrics.update(trained_metrics)
+                params.update({f"resolved.{k}": v for k, v in metrics.pop("_params").items()})
+            tracker.log_run(parent_id=parent_id, run_name=spec.label, tags=tags, params=params, metrics=metrics,
+                            step_metrics=steps, artifacts=artifacts)
+            outcome.finished += 1
+        except Exception as err:  # noqa: BLE001 - one failed method must not stop the suite
+            _log_failure(tracker, parent_id, spec, common_tags, err, outcome)
+        bar.update(1)
+
+
+def _spec_tags(spec: RunSpec) -> dict[str, str]:
+    entry = spec.entry
+    return {"kind": spec.kind, "pair": spec.pair, "method": spec.method, "seed": str(spec.seed),
+            "config_hash": spec.config_hash, "scorer": entry.method if entry else "mcue",
+            "strategy": entry.strategy if entry else "", "axis": entry.axis if entry else ""}
+
+
+def _log_failure(tracker: Tracker, parent_id: str, spec: RunSpec, common_tags: dict[str, str], err: Exception,
+                 outcome: SuiteOutcome) -> None:
+    message = f"{type(err).__name__}: {' '.join(str(err).split())}"[:500]
+    outcome.failed.append((spec.label, message))
+    tracker.log_run(parent_id=parent_id, run_name=spec.label, tags={**common_tags, **_spec_tags(spec),
+                                                                    "error": message},
+                    params=flatten(spec.config), metrics={}, status="FAILED")
+
+
+def _mcue_plot(result: Any, title: str) -> Any:
+    import tempfile
+    from pathlib import Path
+
+    from reports.plots import plot_mcue
+
+    cells = pd.DataFrame(result.to_records())
+    path = Path(tempfile.mkdtemp(prefix="coalition-bench-mcue-")) / "mcue.png"
+    return plot_mcue(cells, t_star=result.t_star, keep_prob=result.keep_prob, output=result.output, path=path,
+                     title=title)
+
+
+def _method_run(suite: Suite, spec: RunSpec, trained: Any, problem: Any, test_game: Any, mcue_result: Any,
+                layers: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, list], dict[str, Any]]:
+    entry = spec.entry
+    assert entry is not None
+    grid = list(suite.fractions)
+    d = mcue_result.keep_prob if mcue_result is not None else None
+    on_units = entry.axis == "unit_fraction"
+    fractions = sorted(set(grid) | ({d} if d is not None and on_units and d > 0 else set()))
+    experiment: Experiment = run_experiment(
+        trained, method=entry.method, params=entry.params, strategy=entry.strategy, fractions=fractions,
+        seed=spec.seed, step=suite.step, problem=problem, test_game=test_game, mcue_result=mcue_result,
+        fine_tune_epochs=suite.fine_tune_epochs, allocation=entry.allocation)
+    curve = pd.DataFrame([p.as_dict() for p in experiment.points])
+    curve["is_mcue_point"] = [bool(d is not None and on_units and math.isclose(f, d) and
+                                   not any(math.isclose(f, g) for g in grid)) for f in curve["target_fraction"]]
+    on_grid = [p for p in experiment.points if any(math.isclose(p.target_fraction, g) for g in grid)]
+    at_d = [p.accuracy for p in experiment.points if d is not None and on_units and math.isclose(p.target_fraction, d)]
+    metrics: dict[str, Any] = {
+        "auc": area_under_curve(on_grid, axis=entry.axis),
+        "accuracy_at_d": at_d[0] if at_d else math.nan,
+        "keep_prob_d": d if d is not None else math.nan,
+        "n_evaluations": max(p.n_evaluations for p in experiment.points),
+        "seconds": experiment.seconds,
+        "_params": {k: v for k, v in experiment.params.items() if k not in entry.params},
+    }
+    steps = {
+        f"curve/{name}": [(round(1000 * p.target_fraction), getattr(p, name)) for p in experiment.points]
+        for name in ("accuracy", "unit_fraction", "param_fraction", "n_evaluations", "seconds")
+    }
+    artifacts: dict[str, Any] = {"curve.csv": curve}
+    if experiment.path is not None and experiment.path.first_scores is not None:
+        unit_layer = np.empty(problem.n_units, dtype=object)
+        position = np.empty(problem.n_units, dtype=int)
+        for name, units in layers.items():
+            unit_layer[units] = name
+            position[units] = np.arange(len(units))
+        artifacts["scores.csv"] = pd.DataFrame({"unit": np.arange(problem.n_units), "layer": unit_layer,
+                                                "position": position, "score": experiment.path.first_scores})
+    return metrics, steps, artifacts
+
+
+# -- aggregates on the parent run -------------------------------------------------------------------------------
+
+
+def aggregates(frames: dict[str, pd.DataFrame]) -> tuple[dict[str, float], dict[str, Any]]:
+    """Seed variance of the AUC and of each point, and rank correlations between methods, from stored results.
+
+    Args:
+        frames: ``bench.tracking.load_frames`` of the suite's runs.
+
+    Returns:
+        Metrics for the parent run (AUC mean and sd per pair and method) and its artifacts: ``seed_variance.csv``,
+        ``rank_correlations.csv`` (means over seeds) and ``rank_correlations_per_seed.csv``.
+    """
+    runs, curves, scores = frames["runs"], frames["curves"], frames["scores"]
+    metrics: dict[str, float] = {}
+    variance_rows = []
+    for (pair, method), group in runs.groupby(["pair", "method"], sort=False):
+        auc = seed_spread(group["auc"])
+        at_d = seed_spread(group["accuracy_at_d"].dropna())
+        variance_rows.append({"pair": pair, "method": method, "fraction": "auc", **auc})
+        if at_d["n_seeds"]:
+            variance_rows.append({"pair": pair, "method": method, "fraction": "d", **at_d})
+        metrics[f"auc_mean/{pair}/{method}"] = auc["mean"]
+        metrics[f"auc_sd/{pair}/{method}"] = auc["sd"]
+        points = curves[(curves["pair"] == pair) & (curves["method"] == method) & ~curves["is_mcue_point"]]
+        for fraction, at in points.groupby("target_fraction"):
+            variance_rows.append({"pair": pair, "method": method, "fraction": float(fraction),
+                                  **seed_spread(at["accuracy"])})
+    correlation_rows = []
+    for (pair, seed), group in scores.groupby(["pair", "seed"], sort=False):
+        vectors: dict[str, np.ndarray] = {}
+        for method, unit_scores in group.groupby("method", sort=False):
+            values = unit_scores.sort_values("unit")["score"].to_numpy(float)
+            if any(np.array_equal(values, v, equal_nan=True) for v in vectors.values()):
+                continue  # the same scores as a method already in (e.g. Top-n and Iterated Pruning's first round)
+            vectors[method] = values
+        first = group[group["method"] == next(iter(vectors))].sort_values("unit")
+        layers = {name: units["unit"].to_numpy() for name, units in first.groupby("layer", sort=False)}
+        for record in rank_correlations(vectors, layers):
+            correlation_rows.append({"pair": pair, "seed": seed, **record})
+    correlations = pd.DataFrame(correlation_rows, columns=["pair", "seed", "layer", "method_a", "method_b",
+                                                           "spearman", "kendall", "n_units"])
+    mean_correlations = (correlations.groupby(["pair", "layer", "method_a", "method_b"], sort=False)
+                         .agg(spearman=("spearman", "mean"), kendall=("kendall", "mean"),
+                              n_seeds=("seed", "nunique"), n_units=("n_units", "first")).reset_index())
+    artifacts = {"seed_variance.csv": pd.DataFrame(variance_rows), "rank_correlations.csv": mean_correlations,
+                 "rank_correlations_per_seed.csv": correlations}
+    return metrics, artifacts

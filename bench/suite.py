@@ -1,0 +1,414 @@
+"""Suites: YAML files in ``bench/suites/`` that name pairs, methods, seeds and a kept-fraction grid.
+
+A suite is validated completely when it loads (pairs, methods, their parameters, strategies, MCUE options,
+profiles), before any work starts, and an error names the file, the place in it and the valid choices. ``plan``
+expands a loaded suite into runs, each identified by a hash of everything that determines its result: rerunning a
+suite skips the runs whose hash already has a finished run.
+
+Schema (``lenet.yaml`` is the full example)::
+
+    name: lenet                       # must match the file name
+    description: one line
+    pairs: [lenet300-mnist, ...]      # registered pairs
+    seeds: [0, 1, 2]                  # each seed trains its own model and seeds the methods
+    fractions: [0.05, ..., 1.0]       # kept fractions of units: the compression curve's grid
+    step: 0.1                         # iterated strategies: units per round (count, or fraction of all units)
+    recipe: {epochs: 1}               # optional overrides of every pair's training recipe
+    mcue: {samples: 32, instances: 16, output: correct, grid: [...]}   # optional; d for beta_d and the d point
+    fine_tune_epochs: 0               # optional fine-tuning of each pruned network
+    defaults: {gtap: {budget: 650}}   # parameters for every entry of a method
+    methods:
+      - {name: gtap-beta-top-n, method: gtap, params: {index: beta}, strategy: top-n, allocation: global}
+    profiles:                         # named overrides of the keys above; "default" is the file as written
+      full: {seeds: [0, 1, 2, 3, 4], defaults: {gtap: {budget: 20000}}}
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import difflib
+import fnmatch
+import hashlib
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from methods.registry import Registry, UnknownNameError
+
+SUITES_DIR = Path(__file__).parent / "suites"
+SCHEMA_VERSION = 1  # bump when the meaning of a run's config changes, so old runs are not reused
+DEFAULT_PROFILE = "default"
+MCUE_KEYS = ("samples", "instances", "output", "grid")
+TOP_KEYS = ("name", "description", "pairs", "seeds", "fractions", "step", "recipe", "mcue", "fine_tune_epochs",
+            "defaults", "methods", "profiles")
+PROFILE_KEYS = tuple(k for k in TOP_KEYS if k not in ("name", "profiles"))
+ENTRY_KEYS = ("name", "method", "params", "strategy", "allocation")
+
+
+class SuiteError(ValueError):
+    """A suite file that cannot be used; the message says which file, where, and what is valid."""
+
+
+@dataclass(frozen=True)
+class MethodEntry:
+    """One method of a suite: a scorer with its parameters under a pruning strategy.
+
+    Attributes:
+        name: the entry's name in the suite (the ``method`` tag of its runs).
+        method: the registered scorer.
+        params: the scorer's parameters, suite defaults applied.
+        strategy: the registered pruning strategy.
+        allocation: "global" or "uniform" (the same kept fraction in every layer).
+    """
+
+    name: str
+    method: str
+    params: dict[str, Any]
+    strategy: str = "top-n"
+    allocation: str = "global"
+
+    @property
+    def axis(self) -> str:
+        """The curve's x axis: unstructured weight pruning keeps a fraction of weights, everything else of units."""
+        unstructured = self.method == "wmp" and self.params.get("form") == "unstructured"
+        return "param_fraction" if unstructured else "unit_fraction"
+
+    @property
+    def needs_mcue(self) -> bool:
+        return self.method == "gtap" and self.params.get("index", "beta") == "beta" and "keep_prob" not in self.params
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A loaded, validated suite under one profile."""
+
+    name: str
+    description: str
+    profile: str
+    pairs: tuple[str, ...]
+    seeds: tuple[int, ...]
+    fractions: tuple[float, ...]
+    step: int | float
+    methods: tuple[MethodEntry, ...]
+    mcue: dict[str, Any] | None = None
+    recipe: dict[str, Any] = field(default_factory=dict)
+    fine_tune_epochs: int = 0
+    path: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """The resolved suite (profile applied), as logged with every run."""
+        out = dataclasses.asdict(self)
+        out["path"] = str(self.path) if self.path else None
+        return out
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One unit of work: an entry (or MCUE) on one pair and seed.
+
+    Attributes:
+        kind: "method" or "mcue".
+        pair, seed: the trained model.
+        entry: the method entry (None for MCUE).
+        config: everything that determines the result (logged as params).
+        config_hash: identifies the run in the tracking store.
+    """
+
+    kind: str
+    pair: str
+    seed: int
+    entry: MethodEntry | None
+    config: dict[str, Any]
+    config_hash: str
+
+    @property
+    def method(self) -> str:
+        return self.entry.name if self.entry else "mcue"
+
+    @property
+    def label(self) -> str:
+        return f"{self.pair}/{self.method}/seed{self.seed}"
+
+
+def suite_registry() -> Registry[Path]:
+    """The suites shipped in ``bench/suites/``, by name."""
+    registry: Registry[Path] = Registry("suite")
+    for path in sorted(SUITES_DIR.glob("*.yaml")):
+        registry.add(path.stem, path)
+    return registry
+
+
+def suite_path(name_or_path: str | Path) -> Path:
+    """A shipped suite's file, or a path to a YAML file of one's own."""
+    candidate = Path(name_or_path)
+    if candidate.suffix in (".yaml", ".yml"):
+        if not candidate.is_file():
+            raise SuiteError(f"suite file {candidate} does not exist")
+        return candidate
+    return suite_registry().get(str(name_or_path))
+
+
+def load_suite(name_or_path: str | Path, profile: str = DEFAULT_PROFILE) -> Suite:
+    """Loads and validates a suite under a profile.
+
+    Args:
+        name_or_path: a shipped suite's name (``lenet``) or a path to a YAML file.
+        profile: "default" (the file as written) or one of its ``profiles``.
+
+    Returns:
+        The resolved suite.
+
+    Raises:
+        SuiteError, UnknownNameError: anything invalid, with the file and the valid choices in the message.
+    """
+    path = suite_path(name_or_path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise SuiteError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+    try:
+        return _parse(raw, path, profile)
+    except (SuiteError, UnknownNameError, ValueError, TypeError) as err:
+        message = str(err)
+        raise SuiteError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+
+
+def _unknown_keys(given: Iterable[str], valid: Sequence[str], where: str) -> None:
+    for key in given:
+        if key not in valid:
+            hint = difflib.get_close_matches(str(key), valid, n=1)
+            did_you_mean = f" Did you mean {hint[0]!r}?" if hint else ""
+            raise SuiteError(f"{where}: unknown key {key!r}.{did_you_mean} Valid keys: {', '.join(valid)}")
+
+
+def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
+    """Profile overrides: mappings merge key by key, everything else replaces."""
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _parse(raw: Any, path: Path, profile: str) -> Suite:
+    from datasets.pairs import PAIRS, Recipe
+    from methods.scorers import check_method_params
+    from methods.strategies import STRATEGIES
+
+    if not isinstance(raw, dict):
+        raise SuiteError("a suite is a YAML mapping with keys: " + ", ".join(TOP_KEYS))
+    _unknown_keys(raw, TOP_KEYS, "top level")
+    for key in ("name", "pairs", "seeds", "fractions", "methods"):
+        if key not in raw:
+            raise SuiteError(f"missing required key {key!r}")
+    if raw["name"] != path.stem and path.parent == SUITES_DIR:
+        raise SuiteError(f"name {raw['name']!r} does not match the file name {path.stem!r}")
+    profiles = raw.get("profiles") or {}
+    if not isinstance(profiles, dict):
+        raise SuiteError("'profiles' must map profile names to overrides")
+    if profile != DEFAULT_PROFILE:
+        if profile not in profiles:
+            valid = ", ".join([DEFAULT_PROFILE, *profiles])
+            raise SuiteError(f"unknown profile {profile!r} for suite {raw['name']!r}; valid: {valid}")
+    for name, overrides in profiles.items():
+        if not isinstance(overrides, dict):
+            raise SuiteError(f"profile {name!r} must be a mapping")
+        _unknown_keys(overrides, PROFILE_KEYS, f"profile {name!r}")
+    config = _merge({k: v for k, v in raw.items() if k != "profiles"}, profiles.get(profile) or {})
+
+    pairs = tuple(_str_list(config["pairs"], "pairs"))
+    for pair in pairs:
+        PAIRS.get(pair)
+    seeds = tuple(_int_list(config["seeds"], "seeds"))
+    fractions = tuple(sorted({_fraction(f) for f in _list(config["fractions"], "fractions")}))
+    step = _step(config.get("step", 0.05))
+
+    recipe = dict(config.get("recipe") or {})
+    valid_recipe = [f.name for f in dataclasses.fields(Recipe)]
+    _unknown_keys(recipe, valid_recipe, "recipe")
+
+    mcue = config.get("mcue")
+    if mcue is not None:
+        if not isinstance(mcue, dict):
+            raise SuiteError("'mcue' must be a mapping (or absent)")
+        _unknown_keys(mcue, MCUE_KEYS, "mcue")
+        mcue = dict(mcue)
+
+    defaults = config.get("defaults") or {}
+    if not isinstance(defaults, dict):
+        raise SuiteError("'defaults' must map method names to parameters")
+    for method, params in defaults.items():
+        check_method_params(method, params or {})
+
+    entries: list[MethodEntry] = []
+    for i, item in enumerate(_list(config["methods"], "methods")):
+        where = f"methods[{i}]"
+        if not isinstance(item, dict):
+            raise SuiteError(f"{where}: an entry is a mapping with keys {', '.join(ENTRY_KEYS)}")
+        _unknown_keys(item, ENTRY_KEYS, where)
+        if "method" not in item:
+            raise SuiteError(f"{where}: missing 'method'")
+        name = str(item.get("name", item["method"]))
+        where = f"methods[{i}] ({name})"
+        try:
+            params = {**(defaults.get(item["method"]) or {}), **(item.get("params") or {})}
+            check_method_params(item["method"], params)
+            strategy = str(item.get("strategy", "top-n"))
+            STRATEGIES.get(strategy)
+            allocation = str(item.get("allocation", "global"))
+            if allocation not in ("global", "uniform"):
+                raise SuiteError(f"unknown allocation {allocation!r}; valid: global, uniform")
+            if allocation == "uniform" and strategy != "top-n":
+                raise SuiteError("allocation 'uniform' works with strategy 'top-n' only")
+        except (UnknownNameError, ValueError) as err:
+            raise SuiteError(f"{where}: {err}") from None
+        if any(e.name == name for e in entries):
+            raise SuiteError(f"{where}: duplicate method name {name!r}")
+        entries.append(MethodEntry(name, item["method"], params, strategy, allocation))
+    if not entries:
+        raise SuiteError("'methods' is empty")
+    if any(e.needs_mcue for e in entries) and mcue is None:
+        mcue = {}  # beta_d without a fixed d needs MCUE's d
+    if mcue is not None:
+        _check_mcue(mcue)
+
+    return Suite(name=str(config["name"]), description=str(config.get("description", "")), profile=profile,
+                 pairs=pairs, seeds=seeds, fractions=fractions, step=step, methods=tuple(entries), mcue=mcue,
+                 recipe=recipe, fine_tune_epochs=int(config.get("fine_tune_epochs", 0)), path=path)
+
+
+def _list(value: Any, key: str) -> list[Any]:
+    if not isinstance(value, list) or not value:
+        raise SuiteError(f"{key!r} must be a non-empty list")
+    return value
+
+
+def _str_list(value: Any, key: str) -> list[str]:
+    items = _list(value, key)
+    if len(set(items)) != len(items):
+        raise SuiteError(f"{key!r} has duplicates")
+    return [str(v) for v in items]
+
+
+def _int_list(value: Any, key: str) -> list[int]:
+    items = _list(value, key)
+    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in items):
+        raise SuiteError(f"{key!r} must be non-negative integers, got {value}")
+    if len(set(items)) != len(items):
+        raise SuiteError(f"{key!r} has duplicates")
+    return items
+
+
+def _fraction(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise SuiteError(f"kept fractions must be numbers in (0, 1], got {value!r}")
+    return float(value)
+
+
+def _step(value: Any) -> int | float:
+    if isinstance(value, float) and 0 < value < 1:
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
+        return value
+    raise SuiteError(f"'step' must be a unit count >= 1 or a fraction in (0, 1), got {value!r}")
+
+
+def _check_mcue(options: dict[str, Any]) -> None:
+    from methods.mcue import OUTPUTS
+
+    if options.get("output", "correct") not in OUTPUTS:
+        raise SuiteError(f"mcue: unknown output {options['output']!r}; valid: {', '.join(OUTPUTS)}")
+    for key in ("samples", "instances"):
+        if key in options and (not isinstance(options[key], int) or options[key] < 1):
+            raise SuiteError(f"mcue: {key} must be a positive integer")
+    if "grid" in options:
+        grid = options["grid"]
+        if not isinstance(grid, list) or not grid or not all(isinstance(g, int | float) and 0 <= g < 1
+                                                             for g in grid):
+            raise SuiteError("mcue: grid must be a non-empty list of numbers in [0, 1)")
+
+
+def parse_seeds(text: str) -> tuple[int, ...]:
+    """``--seeds``: "0,1,2", a range "0-4", or a mix ("0-2,7")."""
+    seeds: list[int] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        low, sep, high = part.partition("-")
+        try:
+            values = range(int(low), int(high) + 1) if sep else [int(part)]
+        except ValueError:
+            raise SuiteError(f"--seeds expects integers and ranges like 0,1,2 or 0-4, got {text!r}") from None
+        seeds.extend(v for v in values if v not in seeds)
+    if not seeds or min(seeds) < 0:
+        raise SuiteError(f"--seeds expects non-negative integers, got {text!r}")
+    return tuple(seeds)
+
+
+def select(suite: Suite, *, pairs: Sequence[str] = (), methods: Sequence[str] = (),
+           seeds: Sequence[int] | None = None) -> Suite:
+    """The suite restricted by ``--pairs`` / ``--methods`` (glob patterns on names) and with ``--seeds`` replaced.
+
+    A pattern that matches nothing is an error, so a typo cannot silently run nothing.
+    """
+    def matching(names: Sequence[str], patterns: Sequence[str], what: str) -> list[str]:
+        if not patterns:
+            return list(names)
+        for pattern in patterns:
+            if not fnmatch.filter(names, pattern):
+                raise SuiteError(f"--{what} {pattern!r} matches none of the suite's {what}: {', '.join(names)}")
+        return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
+
+    kept_pairs = tuple(matching(suite.pairs, pairs, "pairs"))
+    kept_methods = set(matching([e.name for e in suite.methods], methods, "methods"))
+    entries = tuple(e for e in suite.methods if e.name in kept_methods)
+    return dataclasses.replace(suite, pairs=kept_pairs, methods=entries,
+                               seeds=tuple(seeds) if seeds else suite.seeds)
+
+
+def config_hash(config: dict[str, Any]) -> str:
+    blob = json.dumps(config, sort_keys=True, default=str).encode()
+    return hashlib.sha256(blob).hexdigest()[:20]
+
+
+def plan(suite: Suite) -> list[RunSpec]:
+    """The suite's runs, in execution order: per pair and seed, MCUE first, then every method entry.
+
+    The config of a run holds what determines its numbers: the pair's training key (model, data, recipe, seed),
+    the method and its parameters, the strategy, the fraction grid, the step, MCUE's options (the d point of every
+    curve, and d itself for beta_d) and fine-tuning.
+    """
+    from datasets.pairs import PAIRS
+    from datasets.training import cache_key
+
+    specs = []
+    for pair_name in suite.pairs:
+        pair = PAIRS.get(pair_name)
+        if suite.recipe:
+            pair = pair.with_recipe(**suite.recipe)
+        for seed in suite.seeds:
+            common = {
+                "schema": SCHEMA_VERSION,
+                "suite": suite.name,
+                "pair": pair_name,
+                "seed": seed,
+                "model_key": cache_key(pair, seed=seed, val_fraction=0.1, split_seed=0),
+                "mcue": suite.mcue,
+            }
+            if suite.mcue is not None:
+                config = {**common, "kind": "mcue"}
+                specs.append(RunSpec("mcue", pair_name, seed, None, config, config_hash(config)))
+            for entry in suite.methods:
+                config = {**common, "kind": "method", "method": entry.name, "scorer": entry.method,
+                          "params": entry.params, "strategy": entry.strategy, "allocation": entry.allocation,
+                          "fractions": list(suite.fractions), "step": suite.step,
+                          "fine_tune_epochs": suite.fine_tune_epochs}
+                specs.append(RunSpec("method", pair_name, seed, entry, config, config_hash(config)))
+    return specs

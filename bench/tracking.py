@@ -1,0 +1,356 @@
+"""MLflow tracking: the only module that imports mlflow.
+
+Layout of a suite in the store (one experiment, by default named after the suite):
+
+* a **parent run** per suite invocation (``tags.kind = suite``), identified by ``tags.suite_hash``; rerunning the
+  same suite (same profile, filters and seeds) reopens it, so an interrupted invocation resumes under its own parent.
+  Its artifacts: ``plan.json`` (the config hashes of its runs), ``suite.json``, ``seed_variance.csv``,
+  ``rank_correlations.csv`` and the report.
+* a **nested run** per (pair, method, seed) (``tags.kind = method``) or per (pair, seed) for MCUE
+  (``tags.kind = mcue``), identified by ``tags.config_hash``. Runs are written whole after their work is done, so a
+  killed process leaves at most one unfinished run, which the next invocation deletes and redoes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.errors import TrackingError
+from reports.data import CURVE_COLUMNS, MCUE_COLUMNS, MCUE_RUN_COLUMNS, RUN_COLUMNS, SCORE_COLUMNS
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+
+def _quiet_mlflow() -> None:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for name in ("mlflow", "alembic", "sqlalchemy"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+@contextlib.contextmanager
+def _fail_fast() -> Iterator[None]:
+    """No retries and a short timeout while probing a server, so an unreachable URI fails in seconds."""
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "MLFLOW_HTTP_REQUEST_TIMEOUT")}
+    os.environ["MLFLOW_HTTP_REQUEST_MAX_RETRIES"] = "0"
+    os.environ["MLFLOW_HTTP_REQUEST_TIMEOUT"] = "10"
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def git_commit() -> str:
+    """The project's commit, with "+dirty" when tracked files are modified; "unknown" outside a git checkout."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True,
+                              check=True, timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=PROJECT_ROOT,
+                               capture_output=True, text=True, check=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    return head + ("+dirty" if dirty else "")
+
+
+def _one_line(err: BaseException) -> str:
+    text = " ".join(str(err).split())
+    return text[:300] + ("..." if len(text) > 300 else "")
+
+
+@dataclass(frozen=True)
+class StoredRun:
+    run_id: str
+    status: str
+    start_time: int
+    tags: dict[str, str]
+
+
+class Tracker:
+    """A tracking store and experiment, checked on construction.
+
+    Args:
+        uri: any MLflow tracking URI (sqlite, a server's http(s) URL, a file store, ...).
+        experiment: the experiment name; created if missing.
+        create: create the experiment when it does not exist (reports only read, so they pass False).
+
+    Raises:
+        TrackingError: the store cannot be reached or written, or the experiment does not exist and create is False.
+    """
+
+    def __init__(self, uri: str, experiment: str, *, create: bool = True) -> None:
+        import mlflow
+        from mlflow import MlflowClient
+
+        _quiet_mlflow()  # after the import: mlflow sets its loggers' levels when it is imported
+
+        self.uri = uri
+        self.experiment_name = experiment
+        self._mlflow = mlflow
+        try:
+            with _fail_fast():
+                self.client = MlflowClient(tracking_uri=uri)
+                found = self.client.get_experiment_by_name(experiment)
+                if found is None and not create:
+                    raise TrackingError(f"no experiment {experiment!r} in the tracking store {uri}")
+                if found is None:
+                    self.experiment_id = self.client.create_experiment(experiment)
+                else:
+                    if found.lifecycle_stage != "active":
+                        raise TrackingError(f"experiment {experiment!r} in {uri} is deleted; restore it or pass "
+                                            "another --experiment")
+                    self.experiment_id = found.experiment_id
+        except TrackingError:
+            raise
+        except Exception as err:  # noqa: BLE001 - any failure here means the store is unusable
+            raise TrackingError(f"cannot use the tracking store {uri}: {_one_line(err)}") from None
+
+    # -- finding runs -------------------------------------------------------------------------------------------
+
+    def runs(self, filter_string: str = "") -> list[StoredRun]:
+        """All active runs of the experiment that match, newest first."""
+        from mlflow.entities import ViewType
+
+        out, token = [], None
+        while True:
+            page = self.client.search_runs([self.experiment_id], filter_string=filter_string,
+                                           run_view_type=ViewType.ACTIVE_ONLY, max_results=1000,
+                                           order_by=["attributes.start_time DESC"], page_token=token)
+            out.extend(StoredRun(r.info.run_id, r.info.status, r.info.start_time, dict(r.data.tags)) for r in page)
+            token = page.token
+            if not token:
+                return out
+
+    def suite_runs(self, suite: str) -> dict[str, list[StoredRun]]:
+        """The suite's nested runs by config hash, newest first."""
+        by_hash: dict[str, list[StoredRun]] = {}
+        for run in self.runs(f"tags.suite = '{suite}'"):
+            if run.tags.get("kind") in ("method", "mcue"):
+                by_hash.setdefault(run.tags.get("config_hash", ""), []).append(run)
+        return by_hash
+
+    def delete_runs(self, run_ids: Sequence[str]) -> None:
+        for run_id in run_ids:
+            self.client.delete_run(run_id)
+
+    # -- the parent run -----------------------------------------------------------------------------------------
+
+    def open_parent(self, *, suite_hash: str, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any],
+                    artifacts: Mapping[str, Any]) -> str:
+        """Reopens the newest parent run with this suite hash, or creates one; returns its id.
+
+        Raises:
+            TrackingError: that parent is marked running by another live process on this host.
+        """
+        for run in self.runs(f"tags.suite_hash = '{suite_hash}'"):
+            if run.tags.get("kind") != "suite":
+                continue
+            if run.status == "RUNNING" and _alive_elsewhere(run.tags):
+                raise TrackingError(f"this suite is already running (process {run.tags.get('pid')}, parent run "
+                                    f"{run.run_id}); wait for it or stop it first")
+            self.client.update_run(run.run_id, status="RUNNING")
+            self.client.set_tag(run.run_id, "pid", str(os.getpid()))
+            self.client.set_tag(run.run_id, "host", socket.gethostname())
+            return run.run_id
+        all_tags = {**tags, "kind": "suite", "suite_hash": suite_hash, "pid": str(os.getpid()),
+                    "host": socket.gethostname()}
+        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
+        self._log(run.info.run_id, params=params, artifacts=artifacts)
+        return run.info.run_id
+
+    def close_parent(self, run_id: str, *, status: str = "FINISHED", metrics: Mapping[str, float] | None = None,
+                     artifacts: Mapping[str, Any] | None = None, files: Sequence[Path] = (),
+                     files_path: str | None = None) -> None:
+        self._log(run_id, metrics=metrics or {}, artifacts=artifacts or {})
+        for path in files:
+            self.client.log_artifact(run_id, str(path), files_path)
+        self.client.set_terminated(run_id, status=status)
+
+    def set_status(self, run_id: str, status: str) -> None:
+        self.client.set_terminated(run_id, status=status)
+
+    # -- nested runs --------------------------------------------------------------------------------------------
+
+    def log_run(self, *, parent_id: str, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any],
+                metrics: Mapping[str, float], step_metrics: Mapping[str, Sequence[tuple[int, float]]] = (),
+                artifacts: Mapping[str, Any] = (), status: str = "FINISHED") -> str:
+        """Writes one finished (or failed) nested run in one go; returns its id.
+
+        Args:
+            artifacts: file name -> a DataFrame (written as CSV), a dict or list (JSON), or a Path to copy.
+            step_metrics: metric name -> (step, value) pairs, e.g. a compression curve.
+        """
+        run = self.client.create_run(self.experiment_id, run_name=run_name,
+                                     tags={**tags, "mlflow.parentRunId": parent_id})
+        try:
+            self._log(run.info.run_id, params=params, metrics=metrics, step_metrics=step_metrics or {},
+                      artifacts=artifacts or {})
+            self.client.set_terminated(run.info.run_id, status=status)
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.client.set_terminated(run.info.run_id, status="FAILED")
+            raise
+        return run.info.run_id
+
+    def _log(self, run_id: str, *, params: Mapping[str, Any] = (), metrics: Mapping[str, float] = (),
+             step_metrics: Mapping[str, Sequence[tuple[int, float]]] = (), artifacts: Mapping[str, Any] = ()) -> None:
+        from mlflow.entities import Metric, Param
+
+        now = int(time.time() * 1000)
+        entries = [Metric(k, float(v), now, 0) for k, v in dict(metrics).items() if _finite(v)]
+        for name, points in dict(step_metrics).items():
+            entries.extend(Metric(name, float(v), now, int(step)) for step, v in points if _finite(v))
+        param_list = [Param(k, _param_value(v)) for k, v in dict(params).items()]
+        for start in range(0, max(len(entries), len(param_list), 1), 100):  # MLflow's batch limits
+            self.client.log_batch(run_id, metrics=entries[start:start + 100], params=param_list[start:start + 100])
+        if artifacts:
+            with tempfile.TemporaryDirectory(prefix="coalition-bench-") as tmp:
+                for name, value in dict(artifacts).items():
+                    path = Path(tmp) / name
+                    if isinstance(value, pd.DataFrame):
+                        value.to_csv(path, index=False)
+                    elif isinstance(value, Path):
+                        path.write_bytes(value.read_bytes())
+                    else:
+                        path.write_text(json.dumps(value, indent=1, default=str))
+                self.client.log_artifacts(run_id, tmp)
+
+    # -- reading back -------------------------------------------------------------------------------------------
+
+    def read_csv(self, run_id: str, name: str) -> pd.DataFrame | None:
+        """A CSV artifact of a run, or None when the run has none of that name."""
+        path = self._download(run_id, name)
+        return pd.read_csv(path) if path else None
+
+    def read_json(self, run_id: str, name: str) -> Any:
+        path = self._download(run_id, name)
+        return json.loads(path.read_text()) if path else None
+
+    def _download(self, run_id: str, name: str) -> Path | None:
+        names = {a.path for a in self.client.list_artifacts(run_id)}
+        if name not in names:
+            return None
+        return Path(self._mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name,
+                                                              tracking_uri=self.uri))
+
+    def run_data(self, run_id: str) -> tuple[dict[str, str], dict[str, float], dict[str, str]]:
+        run = self.client.get_run(run_id)
+        return dict(run.data.tags), dict(run.data.metrics), dict(run.data.params)
+
+
+def _finite(value: Any) -> bool:
+    try:
+        return math.isfinite(float(value))
+    except (TypeError, ValueError):
+        return False
+
+
+def _param_value(value: Any) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
+    return text[:6000]
+
+
+def _alive_elsewhere(tags: Mapping[str, str]) -> bool:
+    """Whether the process recorded on a running parent is alive on this host (and is not us)."""
+    if tags.get("host") != socket.gethostname():
+        return False
+    try:
+        pid = int(tags.get("pid", ""))
+    except ValueError:
+        return False
+    if pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested config -> flat "a.b" keys, as MLflow params."""
+    out: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping) and value:
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def finished_runs(tracker: Tracker, hashes: Sequence[str]) -> list[Any]:
+    """The newest finished nested run of each config hash (in the order of ``hashes``; missing ones left out)."""
+    wanted = set(hashes)
+    newest: dict[str, Any] = {}
+    for run in tracker.client.search_runs([tracker.experiment_id], filter_string="attributes.status = 'FINISHED'",
+                                          max_results=50000, order_by=["attributes.start_time DESC"]):
+        h = run.data.tags.get("config_hash")
+        if h in wanted and h not in newest and run.data.tags.get("kind") in ("method", "mcue"):
+            newest[h] = run
+    return [newest[h] for h in hashes if h in newest]
+
+
+def load_frames(tracker: Tracker, hashes: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """The stored results of a plan's finished runs as DataFrames: runs, curves, scores, mcue, mcue_runs."""
+    runs, curves, scores, mcue, mcue_runs = [], [], [], [], []
+    for run in finished_runs(tracker, hashes):
+        tags, metrics, run_id = run.data.tags, run.data.metrics, run.info.run_id
+        key = {"pair": tags["pair"], "seed": int(tags["seed"])}
+        if tags["kind"] == "mcue":
+            mcue_runs.append({**key, "t_star": metrics.get("t_star"), "keep_prob": metrics.get("keep_prob"),
+                              "output": run.data.params.get("mcue.output", "correct"),
+                              "n_evaluations": metrics.get("n_evaluations"), "seconds": metrics.get("seconds")})
+            cells = tracker.read_csv(run_id, "mcue.csv")
+            if cells is not None:
+                mcue.append(cells.assign(**key))
+            continue
+        row = {"run_id": run_id, **key, "method": tags["method"], "scorer": tags.get("scorer", ""),
+               "strategy": tags.get("strategy", ""), "axis": tags.get("axis", "unit_fraction")}
+        for name in ("auc", "accuracy_at_d", "keep_prob_d", "n_evaluations", "seconds", "trained_test_accuracy"):
+            row[name] = metrics.get(name, math.nan)
+        runs.append(row)
+        curve = tracker.read_csv(run_id, "curve.csv")
+        if curve is not None:
+            curves.append(curve.assign(run_id=run_id, pair=key["pair"], method=row["method"], seed=key["seed"]))
+        unit_scores = tracker.read_csv(run_id, "scores.csv")
+        if unit_scores is not None:
+            scores.append(unit_scores.assign(run_id=run_id, pair=key["pair"], method=row["method"],
+                                             scorer=row["scorer"], seed=key["seed"]))
+    frames = {
+        "runs": pd.DataFrame(runs, columns=list(RUN_COLUMNS)),
+        "curves": _concat(curves, CURVE_COLUMNS),
+        "scores": _concat(scores, SCORE_COLUMNS),
+        "mcue": _concat(mcue, MCUE_COLUMNS),
+        "mcue_runs": pd.DataFrame(mcue_runs, columns=list(MCUE_RUN_COLUMNS)),
+    }
+    frames["runs"]["n_evaluations"] = frames["runs"]["n_evaluations"].astype(float)
+    frames["curves"]["is_mcue_point"] = frames["curves"]["is_mcue_point"].astype(bool)
+    return frames
+
+
+def _concat(frames: list[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:
+    if not frames:
+        return pd.DataFrame(columns=list(columns))
+    out = pd.concat(frames, ignore_index=True)
+    return out[[c for c in columns if c in out.columns] + [c for c in out.columns if c not in columns]]

@@ -1,0 +1,317 @@
+"""Suites, the runner and MLflow tracking, on tiny generated data and a throwaway sqlite store."""
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from test_datasets import WRITERS
+
+from bench.cli import main
+from bench.suite import (
+    SUITES_DIR,
+    SuiteError,
+    load_suite,
+    parse_seeds,
+    plan,
+    select,
+    suite_registry,
+)
+from datasets.pairs import PAIRS, Pair, Recipe
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_PAIR = Pair(name="tiny-lenet300", model="lenet300", dataset="mnist", units=("relu1", "relu2"),
+                 recipe=Recipe(epochs=1, batch_size=16), dataset_options={"verify_checksums": False})
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("COALITION_BENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+
+
+@pytest.fixture()
+def tiny(tmp_path, monkeypatch):
+    """Fake MNIST, the tiny pair registered, a private store, and the smoke suite pointed at the tiny pair."""
+    WRITERS["mnist"](tmp_path / "data")
+    monkeypatch.setitem(PAIRS._items, TINY_PAIR.name, TINY_PAIR)
+    suite = yaml.safe_load((SUITES_DIR / "smoke.yaml").read_text())
+    suite.update(name="tiny", pairs=[TINY_PAIR.name], fractions=[0.25, 0.5, 1.0])
+    suite["mcue"]["samples"] = 4
+    suite["defaults"]["gtap"]["budget"] = 40
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    monkeypatch.chdir(tmp_path)
+    return {"suite": path, "data": tmp_path / "data", "uri": f"sqlite:///{tmp_path / 'store.db'}",
+            "db": tmp_path / "store.db"}
+
+
+def _argv(tiny, *extra):
+    return ["run", "--suite", str(tiny["suite"]), "--data-dir", str(tiny["data"]), "--tracking-uri", tiny["uri"],
+            "--no-progress", "--no-report", *extra]
+
+
+def _runs(db: Path) -> list[tuple[str, str, dict[str, str]]]:
+    """(run_id, status, tags) of every active run, read straight from the sqlite store."""
+    with sqlite3.connect(db) as con:
+        rows = con.execute("SELECT run_uuid, status FROM runs WHERE lifecycle_stage = 'active'").fetchall()
+        tags = {}
+        for run_id, key, value in con.execute("SELECT run_uuid, key, value FROM tags"):
+            tags.setdefault(run_id, {})[key] = value
+    return [(run_id, status, tags.get(run_id, {})) for run_id, status in rows]
+
+
+# -- suites -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name", suite_registry().names())
+def test_every_shipped_suite_loads_under_every_profile(name):
+    raw = yaml.safe_load((SUITES_DIR / f"{name}.yaml").read_text())
+    for profile in ["default", *(raw.get("profiles") or {})]:
+        suite = load_suite(name, profile=profile)
+        specs = plan(suite)
+        assert len({s.config_hash for s in specs}) == len(specs)
+        expected = len(suite.pairs) * len(suite.seeds) * (len(suite.methods) + (suite.mcue is not None))
+        assert len(specs) == expected
+
+
+def test_lenet_suite_covers_the_issue():
+    suite = load_suite("lenet")
+    assert set(suite.pairs) == {"lenet300-mnist", "lenet5-mnist"} and len(suite.seeds) >= 3
+    combos = {(e.params.get("index"), e.strategy) for e in suite.methods if e.method == "gtap"}
+    assert combos == {(i, s) for i in ("shapley", "banzhaf", "beta")
+                      for s in ("top-n", "iterated-pruning", "iterated-building")}
+    assert {"wmp", "wgmp", "random", "activation", "taylor"} <= {e.method for e in suite.methods}
+    assert suite.mcue is not None
+    full = load_suite("lenet", profile="full")
+    assert full.methods[0].params["budget"] > suite.methods[0].params["budget"] and len(full.seeds) > len(suite.seeds)
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"pairs": ["lenet300-mnsit"]}, "Did you mean 'lenet300-mnist'"),
+    ({"methods": [{"method": "wmpp"}]}, "Did you mean 'wmp'"),
+    ({"methods": [{"method": "gtap", "params": {"budgt": 5}}]}, "unknown parameter(s) ['budgt']"),
+    ({"methods": [{"method": "wmp", "strategy": "iterated-prunning"}]}, "Did you mean 'iterated-pruning'"),
+    ({"fractoins": [0.5]}, "Did you mean 'fractions'"),
+    ({"fractions": [0.5, 1.5]}, "kept fractions must be numbers in (0, 1]"),
+    ({"seeds": [0, 0]}, "'seeds' has duplicates"),
+    ({"mcue": {"output": "entropy"}}, "valid: correct, confidence"),
+    ({"methods": [{"method": "wmp"}, {"method": "wmp"}]}, "duplicate method name 'wmp'"),
+    ({"methods": [{"method": "wmp", "strategy": "iterated-pruning", "allocation": "uniform"}]}, "'top-n' only"),
+])
+def test_bad_suites_name_the_file_and_the_valid_choices(tmp_path, change, message):
+    raw = yaml.safe_load((SUITES_DIR / "smoke.yaml").read_text())
+    raw.update(change)
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    with pytest.raises(SuiteError) as err:
+        load_suite(path)
+    assert message in str(err.value) and str(path) in str(err.value)
+
+
+def test_unknown_suite_and_profile_are_loud():
+    with pytest.raises(KeyError, match="Did you mean 'lenet'"):
+        load_suite("lent")
+    with pytest.raises(SuiteError, match="unknown profile 'ful'.*valid: default, full"):
+        load_suite("lenet", profile="ful")
+
+
+def test_filters_and_seeds():
+    suite = select(load_suite("lenet"), pairs=["lenet5*"], methods=["gtap-beta-*", "wmp"], seeds=parse_seeds("3-4"))
+    assert suite.pairs == ("lenet5-mnist",) and suite.seeds == (3, 4)
+    assert [e.name for e in suite.methods] == ["gtap-beta-top-n", "gtap-beta-iter-prune", "gtap-beta-iter-build",
+                                               "wmp"]
+    with pytest.raises(SuiteError, match="--methods 'gtap-shap' matches none"):
+        select(load_suite("lenet"), methods=["gtap-shap"])
+    assert parse_seeds("0-2,7") == (0, 1, 2, 7)
+    with pytest.raises(SuiteError):
+        parse_seeds("a")
+
+
+def test_config_hash_changes_with_what_determines_the_numbers():
+    base = {s.label: s.config_hash for s in plan(load_suite("smoke"))}
+    assert base == {s.label: s.config_hash for s in plan(load_suite("smoke"))}  # stable
+    changed = {s.label: s.config_hash for s in plan(load_suite("lenet"))}
+    assert not set(base.values()) & set(changed.values())
+    import dataclasses
+
+    suite = load_suite("smoke")
+    longer = {s.label: s.config_hash for s in plan(dataclasses.replace(suite, recipe={"epochs": 2}))}
+    assert set(longer) == set(base) and not set(longer.values()) & set(base.values())
+    finer = {s.label: s.config_hash for s in plan(dataclasses.replace(suite, step=0.1))}
+    assert all(finer[k] != base[k] for k in base if "mcue" not in k)
+    assert all(finer[k] == base[k] for k in base if "mcue" in k)  # MCUE does not depend on the step
+
+
+# -- the runner ---------------------------------------------------------------------------------------------------
+
+
+def test_run_logs_every_run_and_a_rerun_skips_them(tiny, capsys):
+    assert main(_argv(tiny)) == 0
+    runs = _runs(tiny["db"])
+    suite = load_suite(tiny["suite"])
+    specs = plan(suite)
+    parents = [r for r in runs if r[2].get("kind") == "suite"]
+    children = [r for r in runs if r[2].get("kind") in ("method", "mcue")]
+    assert len(parents) == 1 and parents[0][1] == "FINISHED"
+    assert sorted(r[2]["config_hash"] for r in children) == sorted(s.config_hash for s in specs)
+    assert all(r[1] == "FINISHED" and r[2]["mlflow.parentRunId"] == parents[0][0] for r in children)
+    for key in ("suite", "pair", "method", "seed", "git_commit", "device", "config_hash"):
+        assert all(key in r[2] for r in children), key
+
+    import mlflow
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tiny["uri"])
+    beta = next(r for r in children if r[2]["method"] == "gtap-beta-iter-build" and r[2]["seed"] == "0")
+    run = client.get_run(beta[0])
+    assert {"auc", "accuracy_at_d", "keep_prob_d", "n_evaluations", "seconds", "trained_test_accuracy"} <= set(
+        run.data.metrics)
+    assert run.data.params["scorer"] == "gtap" and run.data.params["params.budget"] == "40"
+    assert float(run.data.params["resolved.keep_prob"]) == run.data.metrics["keep_prob_d"]
+    history = client.get_metric_history(beta[0], "curve/accuracy")
+    assert sorted(m.step for m in history)[-1] == 1000 and len(history) >= 3  # the grid (plus d when off-grid)
+    names = {a.path for a in client.list_artifacts(beta[0])}
+    assert {"curve.csv", "scores.csv"} <= names
+    mcue_run = next(r for r in children if r[2]["kind"] == "mcue")
+    assert {"mcue.csv", "mcue.png"} <= {a.path for a in client.list_artifacts(mcue_run[0])}
+    parent_artifacts = {a.path for a in client.list_artifacts(parents[0][0])}
+    assert {"seed_variance.csv", "rank_correlations.csv", "plan.json", "suite.json"} <= parent_artifacts
+    path = mlflow.artifacts.download_artifacts(run_id=parents[0][0], artifact_path="rank_correlations.csv",
+                                               tracking_uri=tiny["uri"])
+    import pandas as pd
+
+    correlations = pd.read_csv(path)
+    assert {"all", "relu1", "relu2"} <= set(correlations["layer"])
+    assert correlations[["spearman", "kendall"]].abs().max().max() <= 1.0
+
+    capsys.readouterr()
+    assert main(_argv(tiny)) == 0
+    assert f"0 run(s) done, {len(specs)} already in the store" in capsys.readouterr().out
+    assert len(_runs(tiny["db"])) == len(runs)  # nothing new, the same parent reopened
+
+
+def test_same_seed_gives_the_same_numbers(tiny):
+    from mlflow import MlflowClient
+
+    assert main(_argv(tiny, "--experiment", "a")) == 0
+    assert main(_argv(tiny, "--experiment", "b")) == 0
+    client = MlflowClient(tiny["uri"])
+    results = []
+    for name in ("a", "b"):
+        experiment = client.get_experiment_by_name(name)
+        runs = client.search_runs([experiment.experiment_id], "tags.kind = 'method'")
+        results.append({r.data.tags["config_hash"]: (r.data.metrics["auc"], r.data.metrics["accuracy_at_d"])
+                        for r in runs})
+    assert results[0] == results[1] and len(results[0]) == 10
+
+
+def test_unfinished_runs_are_redone_once(tiny):
+    """What kill -9 leaves behind (a running parent of a dead process, a half-logged child) is cleaned up."""
+    from mlflow import MlflowClient
+
+    assert main(_argv(tiny, "--methods", "wmp")) == 0
+    client = MlflowClient(tiny["uri"])
+    experiment = client.get_experiment_by_name("tiny")
+    spec = next(s for s in plan(select(load_suite(tiny["suite"]), methods=["random"])) if s.kind == "method")
+    stale = client.create_run(experiment.experiment_id, tags={"suite": "tiny", "kind": "method",
+                                                              "config_hash": spec.config_hash})
+    failed = client.create_run(experiment.experiment_id, tags={"suite": "tiny", "kind": "method",
+                                                               "config_hash": spec.config_hash})
+    client.set_terminated(failed.info.run_id, "FAILED")
+    assert main(_argv(tiny)) == 0
+    runs = [r for r in _runs(tiny["db"]) if r[2].get("kind") in ("method", "mcue")]
+    hashes = [r[2]["config_hash"] for r in runs]
+    assert len(hashes) == len(set(hashes)) == len(plan(load_suite(tiny["suite"])))
+    assert all(status == "FINISHED" for _, status, _ in runs)
+    assert stale.info.run_id not in {r[0] for r in runs}
+
+
+def test_kill_9_mid_suite_then_rerun(tiny):
+    """A real SIGKILL while the suite runs; the rerun finishes it with every run present once."""
+    script = textwrap.dedent(f"""
+        import sys
+        from datasets.pairs import PAIRS, Pair, Recipe
+        PAIRS.add("tiny-lenet300", Pair(name="tiny-lenet300", model="lenet300", dataset="mnist",
+                  units=("relu1", "relu2"), recipe=Recipe(epochs=1, batch_size=16),
+                  dataset_options={{"verify_checksums": False}}))
+        from bench.cli import main
+        sys.exit(main({_argv(tiny, "--seeds", "0-5")!r}))
+    """)
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    proc = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=tiny["db"].parent,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline and proc.poll() is None:
+        if tiny["db"].exists():
+            try:
+                done = [r for r in _runs(tiny["db"]) if r[2].get("kind") == "method" and r[1] == "FINISHED"]
+            except sqlite3.OperationalError:  # the schema is still being created
+                done = []
+            if len(done) >= 3:
+                break
+        time.sleep(0.05)
+    assert proc.poll() is None, f"the suite ended before it could be killed: {proc.stderr.read().decode()[-500:]}"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = _runs(tiny["db"])
+    expected = len(plan(select(load_suite(tiny["suite"]), seeds=parse_seeds("0-5"))))
+    assert len([r for r in before if r[2].get("kind") in ("method", "mcue")]) < expected
+    assert main(_argv(tiny, "--seeds", "0-5")) == 0
+    after = _runs(tiny["db"])
+    children = [r for r in after if r[2].get("kind") in ("method", "mcue")]
+    hashes = [r[2]["config_hash"] for r in children]
+    assert len(hashes) == len(set(hashes)) == expected
+    assert all(status == "FINISHED" for _, status, _ in after)
+    assert len([r for r in after if r[2].get("kind") == "suite"]) == 1  # the killed invocation's parent, resumed
+
+
+def test_errors_are_one_line_exit_2_and_write_nothing(tiny, tmp_path, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(tiny["suite"].read_text().replace("wgmp", "wgmpp"))
+    checks = [
+        (["run", "--suite", str(bad), "--tracking-uri", tiny["uri"]], "Did you mean 'wgmp'"),
+        (["run", "--suite", "lenet", "--data-dir", str(tmp_path / "nowhere"), "--tracking-uri", tiny["uri"]],
+         "train-images-idx3-ubyte.gz"),
+        (_argv(tiny)[:-4] + ["--tracking-uri", "http://127.0.0.1:9"], "cannot use the tracking store"),
+        (_argv(tiny)[:-4] + ["--tracking-uri", f"sqlite:///{tmp_path}/bad.yaml/x.db"],  # under a file
+         "cannot use the tracking store"),
+        (["run", "--suite", "lenet", "--profile", "fast"], "unknown profile 'fast'"),
+    ]
+    for argv, message in checks:
+        start = time.monotonic()
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("error: ") and err.count("\n") == 0 and message in err, err
+        assert time.monotonic() - start < 30
+    assert not tiny["db"].exists()
+
+
+def test_mlflow_works_beside_our_datasets_package(tmp_path):
+    """MLflow imports Hugging Face's ``datasets`` when it finds one; ours must neither break it nor be shadowed."""
+    script = textwrap.dedent(f"""
+        import datasets, mlflow, pandas as pd
+        assert datasets.__file__.startswith({str(ROOT)!r}), datasets.__file__
+        import mlflow.data, mlflow.data.huggingface_dataset  # what MLflow imports when `datasets` is importable
+        from datasets.data import DATASETS
+        mlflow.set_tracking_uri("sqlite:///{tmp_path}/m.db")
+        with mlflow.start_run() as run:
+            mlflow.log_param("p", 1)
+            mlflow.log_metric("m", 0.5, step=3)
+            mlflow.log_input(mlflow.data.from_pandas(pd.DataFrame({{"a": [1, 2]}}), name="tiny"))
+            mlflow.log_dict({{"datasets": DATASETS.names()}}, "names.json")
+        got = mlflow.get_run(run.info.run_id)
+        assert got.data.metrics["m"] == 0.5 and got.inputs.dataset_inputs[0].dataset.name == "tiny"
+        import sys
+        assert sys.modules["datasets"].__file__.startswith({str(ROOT)!r})
+        print("ok")
+    """)
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
