@@ -64,8 +64,34 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tracking_args(run)
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.add_argument("--no-report", action="store_true", help="do not build the report at the end")
+    run.add_argument("--tuned", action="store_true",
+                     help="use the best parameters of `bench tune` (its newest finished study per pair and method)")
     run.add_argument("--out", default=None, help="report directory (default: reports/out/SUITE)")
+    run.add_argument("--tune-experiment", default=None, help="where --tuned looks (default: SUITE-tune)")
     _add_data_args(run)
+
+    tune = sub.add_parser("tune", help="tune a suite method's parameters with Optuna (validation AUC)")
+    tune.add_argument("--suite", required=True)
+    tune.add_argument("--method", required=True, help="a method entry of the suite, e.g. gtap-beta-iter-build")
+    tune.add_argument("--trials", type=int, required=True, help="finished trials the study should reach")
+    tune.add_argument("--profile", default="default")
+    tune.add_argument("--pairs", action="append", default=[], metavar="GLOB",
+                      help="tune on these pairs (default: each pair of the suite, one study each)")
+    tune.add_argument("--storage", default=None,
+                      help="Optuna storage: sqlite:///optuna.db (default), memory, or an RDB URL such as "
+                           "postgresql+psycopg://user@host/db shared by several workers")
+    tune.add_argument("--study", default=None, help="study name (default: SUITE.PROFILE.PAIR.METHOD)")
+    tune.add_argument("--n-jobs", type=int, default=1, help="trials in parallel threads of this process")
+    tune.add_argument("--seed", type=int, default=0, help="sampler and method seed")
+    tune.add_argument("--worker", type=int, default=0, help="this worker's index (offsets the sampler's seed)")
+    tune.add_argument("--heartbeat", type=int, default=10, help="seconds between a running trial's heartbeats")
+    tune.add_argument("--grace", type=int, default=30, help="seconds of silence after which a trial is failed "
+                                                             "and retried")
+    tune.add_argument("--no-progress", action="store_true")
+    tune.add_argument("--tracking-uri", default=None,
+                      help="MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlflow.db here)")
+    tune.add_argument("--experiment", default=None, help="MLflow experiment (default: SUITE-tune)")
+    _add_data_args(tune)
 
     report = sub.add_parser("report", help="build a suite's leaderboard report from the tracking store")
     report.add_argument("--suite", required=True, help="the suite's name")
@@ -194,9 +220,23 @@ def cmd_run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite, profile=args.profile)
     suite = select(suite, pairs=_globs(args.pairs), methods=_globs(args.methods),
                    seeds=parse_seeds(args.seeds) if args.seeds else None)
+    uri = _tracking_uri(args)
+    if args.tuned:
+        import dataclasses
+
+        from bench.tracking import load_tuned
+
+        studies = Tracker(uri, args.tune_experiment or f"{suite.name}-tune", create=False)
+        tuned = load_tuned(studies, suite.name, suite.pairs, [e.name for e in suite.methods])
+        if not tuned:
+            raise CliError(f"no finished `bench tune` study of suite {suite.name!r} in experiment "
+                           f"{studies.experiment_name!r}; run `python -m bench tune --suite {suite.name} ...` first")
+        suite = dataclasses.replace(suite, tuned=tuned)
+        for pair, methods in tuned.items():
+            for method, params in methods.items():
+                print(f"tuned: {pair} {method} {params}", file=sys.stderr)
     specs = plan(suite)  # checks every pair and recipe before touching the store
     preflight_data(suite, data_dir=args.data_dir, download=args.download)
-    uri = _tracking_uri(args)
     tracker = Tracker(uri, args.experiment or suite.name)
     print(f"suite {suite.name} ({suite.profile}): {len(suite.pairs)} pair(s) x {len(suite.seeds)} seed(s), "
           f"{len(specs)} runs; tracking {uri}, experiment {tracker.experiment_name!r}", file=sys.stderr)
@@ -226,6 +266,37 @@ def _report_dir(args: argparse.Namespace, suite: str):
     return Path(args.out) if args.out else Path("reports") / "out" / suite
 
 
+def cmd_tune(args: argparse.Namespace) -> int:
+    from bench.runner import preflight_data
+    from bench.suite import load_suite, select
+    from bench.tracking import Tracker
+    from bench.tuning import search_space, tune
+
+    if args.trials < 1 or args.n_jobs < 1:
+        raise CliError("--trials and --n-jobs must be at least 1")
+    suite = select(load_suite(args.suite, profile=args.profile), pairs=_globs(args.pairs))
+    entry = suite.entry(args.method)
+    search_space(suite, entry, n_units=1)  # fails now if the method has nothing to tune
+    if args.study and len(suite.pairs) > 1:
+        raise CliError("--study names one study; pick one pair with --pairs")
+    preflight_data(suite, data_dir=args.data_dir, download=args.download)
+    uri = _tracking_uri(args)
+    tracker = Tracker(uri, args.experiment or f"{suite.name}-tune")
+    for pair in suite.pairs:
+        outcome = tune(suite, entry, pair, trials=args.trials, storage=args.storage, study_name=args.study,
+                       n_jobs=args.n_jobs, seed=args.seed, worker=args.worker, tracker=tracker, device=args.device,
+                       data_dir=args.data_dir, heartbeat=args.heartbeat, grace=args.grace,
+                       progress=not args.no_progress)
+        print(f"{outcome.study_name}: best validation AUC {outcome.best_value:.4f} with {outcome.best_params} "
+              f"({outcome.n_complete} complete, {outcome.n_pruned} pruned, {outcome.n_failed} failed; "
+              f"{outcome.seconds:.0f}s)")
+        if outcome.baseline_value is not None:
+            print(f"  the suite's defaults with MCUE's d {outcome.baseline_params}: {outcome.baseline_value:.4f} "
+                  f"(tuning gains {outcome.best_value - outcome.baseline_value:+.4f})")
+    print(f"use them: python -m bench run --suite {suite.name} --tuned")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import report_suite
     from bench.tracking import Tracker
@@ -238,7 +309,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"list": cmd_list, "train": cmd_train, "prune": cmd_prune, "run": cmd_run, "report": cmd_report}
+COMMANDS = {"list": cmd_list, "train": cmd_train, "prune": cmd_prune, "run": cmd_run, "tune": cmd_tune,
+            "report": cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

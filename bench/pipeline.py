@@ -12,6 +12,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import torch
 
 from datasets.data import as_tensors
 from datasets.training import TrainedPair
@@ -39,8 +40,18 @@ class Experiment:
     seconds: float = 0.0
 
 
-def problem_for(trained: TrainedPair, **game_options: Any) -> PruningProblem:
+def problem_for(trained: TrainedPair, *, val_samples: int | None = None, **game_options: Any) -> PruningProblem:
+    """The pruning problem on the validation split.
+
+    Args:
+        val_samples: if given, a fixed random subset of this many validation examples (seeded, the same for every
+            method and seed) defines v(C); a coalition's cost is proportional to it, and the accuracy of one
+            coalition is then known to about sqrt(acc (1 - acc) / val_samples).
+    """
     x_val, y_val = as_tensors(trained.splits.val)
+    if val_samples is not None and val_samples < len(y_val):
+        keep = torch.from_numpy(np.sort(np.random.default_rng(12345).permutation(len(y_val))[:val_samples]))
+        x_val, y_val = x_val[keep], y_val[keep]
     device = trained.device
     return PruningProblem.build(trained.model, trained.pair.units, x_val.to(device), y_val.to(device), **game_options)
 

@@ -84,7 +84,8 @@ def run_suite(suite: Suite, tracker: Tracker, *, device: str = "auto", data_dir:
         suite_hash=suite_hash(suite, specs), run_name=f"{suite.name} ({suite.profile})", tags=common_tags,
         params={"suite": suite.name, "profile": suite.profile, "pairs": list(suite.pairs), "seeds": list(suite.seeds),
                 "methods": [e.name for e in suite.methods], "fractions": list(suite.fractions), "step": suite.step,
-                "mcue": suite.mcue, "recipe": suite.recipe, "fine_tune_epochs": suite.fine_tune_epochs},
+                "mcue": suite.mcue, "recipe": suite.recipe, "fine_tune_epochs": suite.fine_tune_epochs,
+                "val_samples": suite.val_samples},
         artifacts={"suite.json": suite.to_dict(),
                    "plan.json": [{"config_hash": s.config_hash, "kind": s.kind, "pair": s.pair, "method": s.method,
                                   "seed": s.seed} for s in specs]})
@@ -139,7 +140,7 @@ def _run_group(suite: Suite, tracker: Tracker, parent_id: str, pair_name: str, s
     bar.set_description(f"{pair_name} seed {seed}: training")
     try:
         trained = train_pair(pair, seed=seed, data_dir=data_dir, device=device, download=download, progress=False)
-        problem = problem_for(trained)
+        problem = problem_for(trained, val_samples=suite.val_samples)
         test_game = test_game_for(trained)
         mcue_result = None
         if suite.mcue is not None:
@@ -219,7 +220,7 @@ def _method_run(suite: Suite, spec: RunSpec, trained: Any, problem: Any, test_ga
     fractions = sorted(set(grid) | ({d} if d is not None and on_units and d > 0 else set()))
     experiment: Experiment = run_experiment(
         trained, method=entry.method, params=entry.params, strategy=entry.strategy, fractions=fractions,
-        seed=spec.seed, step=suite.step, problem=problem, test_game=test_game, mcue_result=mcue_result,
+        seed=spec.seed, step=spec.config["step"], problem=problem, test_game=test_game, mcue_result=mcue_result,
         fine_tune_epochs=suite.fine_tune_epochs, allocation=entry.allocation)
     curve = pd.DataFrame([p.as_dict() for p in experiment.points])
     curve["is_mcue_point"] = [bool(d is not None and on_units and math.isclose(f, d) and

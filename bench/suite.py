@@ -16,7 +16,10 @@ Schema (``lenet.yaml`` is the full example)::
     recipe: {epochs: 1}               # optional overrides of every pair's training recipe
     mcue: {samples: 32, instances: 16, output: correct, grid: [...]}   # optional; d for beta_d and the d point
     fine_tune_epochs: 0               # optional fine-tuning of each pruned network
+    val_samples: 2000                 # optional: v(C) on a fixed subset of the validation split (cost knob)
     defaults: {gtap: {budget: 650}}   # parameters for every entry of a method
+    tuning:                           # optional: override a method's declared search space for `bench tune`
+      gtap: {keep_prob: {type: float, low: 0.1, high: 0.9}, step: {type: float, low: 0.05, high: 0.2}}
     methods:
       - {name: gtap-beta-top-n, method: gtap, params: {index: beta}, strategy: top-n, allocation: global}
     profiles:                         # named overrides of the keys above; "default" is the file as written
@@ -45,7 +48,8 @@ SCHEMA_VERSION = 1  # bump when the meaning of a run's config changes, so old ru
 DEFAULT_PROFILE = "default"
 MCUE_KEYS = ("samples", "instances", "output", "grid")
 TOP_KEYS = ("name", "description", "pairs", "seeds", "fractions", "step", "recipe", "mcue", "fine_tune_epochs",
-            "defaults", "methods", "profiles")
+            "val_samples", "defaults", "methods", "tuning", "profiles")
+SPACE_KEYS = ("type", "low", "high", "log", "choices")
 PROFILE_KEYS = tuple(k for k in TOP_KEYS if k not in ("name", "profiles"))
 ENTRY_KEYS = ("name", "method", "params", "strategy", "allocation")
 
@@ -98,7 +102,19 @@ class Suite:
     mcue: dict[str, Any] | None = None
     recipe: dict[str, Any] = field(default_factory=dict)
     fine_tune_epochs: int = 0
+    val_samples: int | None = None
+    tuning: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
+    tuned: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # pair -> entry -> tuned params
     path: Path | None = None
+
+    def entry(self, name: str) -> MethodEntry:
+        for entry in self.methods:
+            if entry.name == name:
+                return entry
+        registry: Registry[MethodEntry] = Registry(f"method of suite {self.name!r}")
+        for entry in self.methods:
+            registry.add(entry.name, entry)
+        return registry.get(name)
 
     def to_dict(self) -> dict[str, Any]:
         """The resolved suite (profile applied), as logged with every run."""
@@ -278,10 +294,13 @@ def _parse(raw: Any, path: Path, profile: str) -> Suite:
         mcue = {}  # beta_d without a fixed d needs MCUE's d
     if mcue is not None:
         _check_mcue(mcue)
+    tuning = config.get("tuning") or {}
+    _check_tuning(tuning)
 
     return Suite(name=str(config["name"]), description=str(config.get("description", "")), profile=profile,
                  pairs=pairs, seeds=seeds, fractions=fractions, step=step, methods=tuple(entries), mcue=mcue,
-                 recipe=recipe, fine_tune_epochs=int(config.get("fine_tune_epochs", 0)), path=path)
+                 recipe=recipe, fine_tune_epochs=int(config.get("fine_tune_epochs", 0)),
+                 val_samples=_val_samples(config.get("val_samples")), tuning=tuning, path=path)
 
 
 def _list(value: Any, key: str) -> list[Any]:
@@ -335,6 +354,42 @@ def _check_mcue(options: dict[str, Any]) -> None:
             raise SuiteError("mcue: grid must be a non-empty list of numbers in [0, 1)")
 
 
+def _val_samples(value: Any) -> int | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 10:
+        raise SuiteError(f"'val_samples' must be an integer >= 10 (or absent for the whole split), got {value!r}")
+    return value
+
+
+def _check_tuning(tuning: Any) -> None:
+    from methods.scorers import SCORERS
+
+    if not isinstance(tuning, dict):
+        raise SuiteError("'tuning' must map method names to search spaces")
+    for method, space in tuning.items():
+        fields = [*SCORERS.get(method).__dataclass_fields__, "step"]
+        if not isinstance(space, dict):
+            raise SuiteError(f"tuning.{method} must map parameter names to ranges")
+        for name, spec in space.items():
+            where = f"tuning.{method}.{name}"
+            if name not in fields:
+                raise SuiteError(f"{where}: {method!r} has no parameter {name!r}; valid: {', '.join(fields)}")
+            if not isinstance(spec, dict):
+                raise SuiteError(f"{where}: a range is a mapping like {{type: float, low: 0.1, high: 0.9}}")
+            _unknown_keys(spec, SPACE_KEYS, where)
+            kind = spec.get("type", "float")
+            if kind == "categorical":
+                if not isinstance(spec.get("choices"), list) or not spec["choices"]:
+                    raise SuiteError(f"{where}: a categorical range needs a non-empty 'choices' list")
+            elif kind in ("float", "int"):
+                low, high = spec.get("low"), spec.get("high")
+                if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in (low, high)) or low > high:
+                    raise SuiteError(f"{where}: needs numbers low <= high, got low={low!r}, high={high!r}")
+            else:
+                raise SuiteError(f"{where}: unknown type {kind!r}; valid: float, int, categorical")
+
+
 def parse_seeds(text: str) -> tuple[int, ...]:
     """``--seeds``: "0,1,2", a range "0-4", or a mix ("0-2,7")."""
     seeds: list[int] = []
@@ -378,6 +433,15 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
+def tuned_entry(suite: Suite, pair: str, entry: MethodEntry) -> tuple[MethodEntry, int | float]:
+    """An entry with its tuned parameters for this pair applied (``bench run --tuned``), and its step."""
+    tuned = dict(suite.tuned.get(pair, {}).get(entry.name) or {})
+    step = tuned.pop("step", suite.step)
+    if not tuned:
+        return entry, step
+    return dataclasses.replace(entry, params={**entry.params, **tuned}), step
+
+
 def plan(suite: Suite) -> list[RunSpec]:
     """The suite's runs, in execution order: per pair and seed, MCUE first, then every method entry.
 
@@ -402,13 +466,18 @@ def plan(suite: Suite) -> list[RunSpec]:
                 "model_key": cache_key(pair, seed=seed, val_fraction=0.1, split_seed=0),
                 "mcue": suite.mcue,
             }
+            if suite.val_samples is not None:  # absent otherwise, so existing runs keep their hashes
+                common["val_samples"] = suite.val_samples
             if suite.mcue is not None:
                 config = {**common, "kind": "mcue"}
                 specs.append(RunSpec("mcue", pair_name, seed, None, config, config_hash(config)))
             for entry in suite.methods:
+                entry, step = tuned_entry(suite, pair_name, entry)
                 config = {**common, "kind": "method", "method": entry.name, "scorer": entry.method,
                           "params": entry.params, "strategy": entry.strategy, "allocation": entry.allocation,
-                          "fractions": list(suite.fractions), "step": suite.step,
+                          "fractions": list(suite.fractions), "step": step,
                           "fine_tune_epochs": suite.fine_tune_epochs}
+                if suite.tuned.get(pair_name, {}).get(entry.name):
+                    config["tuned"] = suite.tuned[pair_name][entry.name]
                 specs.append(RunSpec("method", pair_name, seed, entry, config, config_hash(config)))
     return specs

@@ -112,7 +112,10 @@ class Tracker:
                 if found is None and not create:
                     raise TrackingError(f"no experiment {experiment!r} in the tracking store {uri}")
                 if found is None:
-                    self.experiment_id = self.client.create_experiment(experiment)
+                    # The MLflow UI opens a "model training" experiment on its runs table and charts (without the
+                    # tag, MLflow 3 may show its GenAI trace overview instead).
+                    self.experiment_id = self.client.create_experiment(
+                        experiment, tags={"mlflow.experimentKind": "custom_model_development"})
                 else:
                     if found.lifecycle_stage != "active":
                         raise TrackingError(f"experiment {experiment!r} in {uri} is deleted; restore it or pass "
@@ -154,14 +157,14 @@ class Tracker:
     # -- the parent run -----------------------------------------------------------------------------------------
 
     def open_parent(self, *, suite_hash: str, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any],
-                    artifacts: Mapping[str, Any]) -> str:
+                    artifacts: Mapping[str, Any], kind: str = "suite") -> str:
         """Reopens the newest parent run with this suite hash, or creates one; returns its id.
 
         Raises:
             TrackingError: that parent is marked running by another live process on this host.
         """
         for run in self.runs(f"tags.suite_hash = '{suite_hash}'"):
-            if run.tags.get("kind") != "suite":
+            if run.tags.get("kind") != kind:
                 continue
             if run.status == "RUNNING" and _alive_elsewhere(run.tags):
                 raise TrackingError(f"this suite is already running (process {run.tags.get('pid')}, parent run "
@@ -170,7 +173,7 @@ class Tracker:
             self.client.set_tag(run.run_id, "pid", str(os.getpid()))
             self.client.set_tag(run.run_id, "host", socket.gethostname())
             return run.run_id
-        all_tags = {**tags, "kind": "suite", "suite_hash": suite_hash, "pid": str(os.getpid()),
+        all_tags = {**tags, "kind": kind, "suite_hash": suite_hash, "pid": str(os.getpid()),
                     "host": socket.gethostname()}
         run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
         self._log(run.info.run_id, params=params, artifacts=artifacts)
@@ -354,3 +357,19 @@ def _concat(frames: list[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:
         return pd.DataFrame(columns=list(columns))
     out = pd.concat(frames, ignore_index=True)
     return out[[c for c in columns if c in out.columns] + [c for c in out.columns if c not in columns]]
+
+
+def load_tuned(tracker: Tracker, suite: str, pairs: Sequence[str], methods: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The best parameters of the newest finished study of each (pair, method) of a suite: pair -> method -> params.
+
+    ``bench tune`` logs them as ``best_params.json`` on the study's parent run.
+    """
+    tuned: dict[str, dict[str, Any]] = {}
+    for run in tracker.runs(f"tags.kind = 'study' AND tags.suite = '{suite}'"):
+        pair, method = run.tags.get("pair"), run.tags.get("method")
+        if run.status != "FINISHED" or pair not in pairs or method not in methods or method in tuned.get(pair, {}):
+            continue
+        best = tracker.read_json(run.run_id, "best_params.json")
+        if best and best.get("params"):
+            tuned.setdefault(pair, {})[method] = best["params"]
+    return tuned

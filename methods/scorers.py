@@ -13,7 +13,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import torch
@@ -128,6 +128,33 @@ class GTAPScorer:
     budget: int = 2000
     layerwise: bool = False
     antithetic: bool | None = None
+
+    # What tuning may change (GTAP's d, the budget per estimate, and the iterated strategies' "step"), as plain data:
+    # bench/tuning turns it into Optuna suggestions and a suite's ``tuning`` section may override it.
+    search_space: ClassVar[dict[str, dict[str, Any]]] = {
+        "keep_prob": {"type": "float", "low": 0.05, "high": 0.95},
+        "budget": {"type": "int", "low": 200, "high": 4000, "log": True},
+        "step": {"type": "float", "low": 0.02, "high": 0.25, "log": True},
+    }
+
+    @classmethod
+    def search_space_for(cls, params: dict[str, Any], *, strategy: str, n_units: int,
+                         space: dict[str, dict[str, Any]] | None = None) -> dict[str, dict[str, Any]]:
+        """The part of a search space that matters for one configuration.
+
+        d only matters for beta_d; the step only for the iterated strategies; stratified and permutation Shapley
+        need at least n + 1 evaluations per estimate, so the budget's lower bound rises to that.
+        """
+        space = {k: dict(v) for k, v in (space or cls.search_space).items()}
+        if params.get("index", "beta") != "beta":
+            space.pop("keep_prob", None)
+        if strategy == "top-n":
+            space.pop("step", None)
+        estimator = params.get("estimator", "shared")
+        if params.get("index") == "shapley" and estimator != "exact" and "budget" in space:
+            space["budget"]["low"] = max(space["budget"]["low"], n_units + 1)
+            space["budget"]["high"] = max(space["budget"]["high"], space["budget"]["low"])
+        return space
 
     def __post_init__(self) -> None:
         if self.index not in ("shapley", "banzhaf", "beta"):

@@ -28,6 +28,8 @@ class PruningPath:
         first_scores: the scores of the first scoring round (the unpruned network, or the empty network for
             Iterated Building), used for ranking correlations between methods.
         rounds: number of scoring rounds.
+        on_record: called with (target, mask) as each target is reached, e.g. to evaluate a partial curve and stop
+            a hopeless tuning trial early (it may raise to abort the strategy).
     """
 
     masks: dict[int, np.ndarray] = field(default_factory=dict)
@@ -35,11 +37,14 @@ class PruningPath:
     seconds: dict[int, float] = field(default_factory=dict)
     first_scores: np.ndarray | None = None
     rounds: int = 0
+    on_record: Callable[[int, np.ndarray], None] | None = None
 
     def record(self, target: int, mask: np.ndarray, evaluations: int, seconds: float) -> None:
         self.masks[target] = mask.copy()
         self.n_evaluations[target] = evaluations
         self.seconds[target] = seconds
+        if self.on_record is not None:
+            self.on_record(target, self.masks[target])
 
 
 Strategy = Callable[..., PruningPath]
@@ -79,7 +84,8 @@ def _order(values: np.ndarray, candidates: np.ndarray, rng: np.random.Generator)
 
 @STRATEGIES.register("top-n")
 def top_n(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int], *, rng: np.random.Generator,
-          allocation: str = "global", step: int | float | None = None) -> PruningPath:
+          allocation: str = "global", step: int | float | None = None,
+          on_record: Callable[[int, np.ndarray], None] | None = None) -> PruningPath:
     """Top-n Pruning: score once, keep the r highest-scoring units for each target r.
 
     Args:
@@ -90,6 +96,7 @@ def top_n(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int], *
         allocation: "global" ranks all units together; "uniform" keeps the same fraction of every unit group
             (the layer-wise selection of the paper's AlexNet experiment).
         step: unused; accepted so every strategy has one signature.
+        on_record: see ``PruningPath``.
 
     Returns:
         The path; all targets share one scoring round's cost.
@@ -102,7 +109,7 @@ def top_n(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int], *
     scores = scorer(problem, rng=rng)
     evaluations = scores.n_evaluations
     seconds = time.perf_counter() - start
-    path = PruningPath(first_scores=scores.values, rounds=1)
+    path = PruningPath(first_scores=scores.values, rounds=1, on_record=on_record)
     if allocation == "global":
         ranking = _order(scores.values, np.arange(n), rng)[::-1]  # best first
         for r in targets:
@@ -124,13 +131,15 @@ def top_n(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int], *
 
 @STRATEGIES.register("iterated-pruning")
 def iterated_pruning(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int], *,
-                     rng: np.random.Generator, step: int | float = 0.05, allocation: str = "global") -> PruningPath:
+                     rng: np.random.Generator, step: int | float = 0.05, allocation: str = "global",
+                     on_record: Callable[[int, np.ndarray], None] | None = None) -> PruningPath:
     """Iterated Pruning: from the full network, repeatedly drop the ``step`` lowest-scoring units and re-score with
     the dropped units always excluded, until the smallest target is reached.
 
     Args:
         step: units dropped per round (a count, or a fraction of all units); never overshoots a target.
         allocation: accepted for a uniform signature; only "global" is meaningful here.
+        on_record: see ``PruningPath``.
 
     Returns:
         Nested masks, cumulative cost per target.
@@ -139,7 +148,7 @@ def iterated_pruning(scorer: Scorer, problem: PruningProblem, kept_counts: Seque
     targets = _targets(kept_counts, n)
     s = _step_size(step, n)
     kept = np.ones(n, bool)
-    path = PruningPath()
+    path = PruningPath(on_record=on_record)
     evaluations, start = 0, time.perf_counter()
     pending = sorted(targets, reverse=True)
     if pending[0] == n:
@@ -160,13 +169,15 @@ def iterated_pruning(scorer: Scorer, problem: PruningProblem, kept_counts: Seque
 
 @STRATEGIES.register("iterated-building")
 def iterated_building(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int], *,
-                      rng: np.random.Generator, step: int | float = 0.05, allocation: str = "global") -> PruningPath:
+                      rng: np.random.Generator, step: int | float = 0.05, allocation: str = "global",
+                      on_record: Callable[[int, np.ndarray], None] | None = None) -> PruningPath:
     """Iterated Building: from the empty network, repeatedly add the ``step`` highest-scoring units and re-score with
     the added units always included, until the largest target is reached.
 
     Args:
         step: units added per round (a count, or a fraction of all units); never overshoots a target.
         allocation: accepted for a uniform signature; only "global" is meaningful here.
+        on_record: see ``PruningPath``.
 
     Returns:
         Nested masks, cumulative cost per target.
@@ -175,7 +186,7 @@ def iterated_building(scorer: Scorer, problem: PruningProblem, kept_counts: Sequ
     targets = _targets(kept_counts, n)
     s = _step_size(step, n)
     kept = np.zeros(n, bool)
-    path = PruningPath()
+    path = PruningPath(on_record=on_record)
     evaluations, start = 0, time.perf_counter()
     pending = sorted(targets)
     if pending[0] == 0:

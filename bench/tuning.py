@@ -1,0 +1,313 @@
+"""Optuna tuning of a suite method's parameters (the only module that imports optuna).
+
+The objective is the area under the compression curve on the **validation** split (scores, MCUE and the curve all
+use it; the test split is never touched), so tuned parameters can be reported honestly by ``bench run --tuned``.
+
+* Search spaces are plain data declared by the method (``GTAPScorer.search_space``: d, budget and step) and may be
+  overridden by the suite's ``tuning`` section.
+* Every trial uses the same random streams (common random numbers), so trials differ by their parameters only, and
+  the sampler is seeded. The first trial is the method with MCUE's d, so the study measures what tuning gains over it.
+* Iterated strategies report the partial curve as each target is reached, and a median pruner stops trials that are
+  already behind.
+* With an RDB storage (e.g. PostgreSQL), several ``bench tune`` processes on several machines share a study: trials
+  are handed out by the database, a heartbeat marks the trials of a dead worker as failed, and those are retried.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from bench.suite import MethodEntry, Suite, SuiteError
+
+DEFAULT_STORAGE = "sqlite:///optuna.db"
+
+
+@dataclass
+class TuneOutcome:
+    study_name: str
+    best_params: dict[str, Any]
+    best_value: float
+    baseline_value: float | None
+    baseline_params: dict[str, Any] | None
+    n_complete: int
+    n_pruned: int
+    n_failed: int
+    parent_run_id: str | None
+    seconds: float
+
+
+def study_name_for(suite: Suite, pair: str, method: str) -> str:
+    return f"{suite.name}.{suite.profile}.{pair}.{method}"
+
+
+def search_space(suite: Suite, entry: MethodEntry, n_units: int) -> dict[str, dict[str, Any]]:
+    """The entry's search space: the method's declared one, overridden per key by the suite's ``tuning`` section."""
+    from methods.scorers import SCORERS
+
+    cls = SCORERS.get(entry.method)
+    declared = getattr(cls, "search_space", None)
+    override = (suite.tuning or {}).get(entry.method) or {}
+    if declared is None and not override:
+        raise SuiteError(f"method {entry.method!r} ({entry.name}) declares no search space, so there is nothing to "
+                         "tune; give one in the suite's 'tuning' section")
+    space = {**(declared or {}), **override}
+    if hasattr(cls, "search_space_for"):
+        space = cls.search_space_for(entry.params, strategy=entry.strategy, n_units=n_units, space=space)
+    if not space:
+        raise SuiteError(f"nothing to tune for {entry.name}: its search space is empty for strategy "
+                         f"{entry.strategy!r}")
+    return space
+
+
+def _suggest(trial: Any, space: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    values = {}
+    for name, spec in space.items():
+        kind = spec.get("type", "float")
+        if kind == "float":
+            values[name] = trial.suggest_float(name, spec["low"], spec["high"], log=spec.get("log", False))
+        elif kind == "int":
+            values[name] = trial.suggest_int(name, spec["low"], spec["high"], log=spec.get("log", False))
+        elif kind == "categorical":
+            values[name] = trial.suggest_categorical(name, spec["choices"])
+        else:
+            raise SuiteError(f"search space of {name!r}: unknown type {kind!r}; valid: float, int, categorical")
+    return values
+
+
+def make_storage(url: str | None, *, heartbeat: int, grace: int, retries: int) -> Any:
+    """In-memory (``url`` "memory"), or an RDB storage with a heartbeat and retries of dead workers' trials."""
+    import optuna
+
+    if url == "memory":
+        return optuna.storages.InMemoryStorage()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.storages.RDBStorage(
+            url or DEFAULT_STORAGE, heartbeat_interval=heartbeat, grace_period=grace,
+            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=retries),
+            engine_kwargs={"pool_pre_ping": True})
+
+
+def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, storage: str | None = None,
+         study_name: str | None = None, n_jobs: int = 1, seed: int = 0, worker: int = 0, model_seed: int | None = None,
+         tracker: Any = None, device: str = "auto", data_dir: str | None = None, heartbeat: int = 10,
+         grace: int = 30, retries: int = 2, progress: bool = True,
+         on_trial: Callable[[Any], None] | None = None) -> TuneOutcome:
+    """Tunes one method of a suite on one pair until the study holds ``trials`` finished (complete or pruned) trials.
+
+    Args:
+        suite, entry, pair_name: what to tune, and on which trained model.
+        trials: finished trials the study should reach (workers sharing a study share this count; trials started
+            concurrently near the end may add up to one per extra worker).
+        storage: an Optuna storage URL, "memory", or None for ``sqlite:///optuna.db``.
+        study_name: defaults to SUITE.PROFILE.PAIR.METHOD; workers with the same storage and name share the study.
+        n_jobs: threads in this process.
+        seed: the sampler's seed (offset by ``worker``, so workers explore differently) and the methods' seed.
+        model_seed: the training seed of the model (default: the suite's first seed).
+        tracker: a ``bench.tracking.Tracker``: the study becomes a parent run, each trial a nested run.
+        heartbeat, grace, retries: seconds between heartbeats, seconds after which a silent trial is failed, and how
+            often such a trial is retried.
+    """
+    import optuna
+    from tqdm.auto import tqdm
+
+    from bench.pipeline import problem_for, run_mcue
+    from datasets.pairs import PAIRS
+    from datasets.training import train_pair
+    from methods.curves import area_under_curve, evaluate_path, kept_counts
+    from methods.neuron_game import NeuronGame
+    from methods.scorers import build_scorer
+    from methods.strategies import STRATEGIES
+
+    start = time.perf_counter()
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    pair = PAIRS.get(pair_name)
+    if suite.recipe:
+        pair = pair.with_recipe(**suite.recipe)
+    model_seed = suite.seeds[0] if model_seed is None else model_seed
+    trained = train_pair(pair, seed=model_seed, data_dir=data_dir, device=device, progress=False)
+    problem = problem_for(trained, val_samples=suite.val_samples)
+    # A second game on the same validation data measures the curve, so its evaluations are not charged to the method.
+    curve_game = NeuronGame(trained.model, trained.pair.units, problem.x, problem.y)
+    space = search_space(suite, entry, problem.n_units)
+    fractions = list(suite.fractions)
+    targets = kept_counts(fractions, problem.n_units)
+    strategy = STRATEGIES.get(entry.strategy)
+
+    name = study_name or study_name_for(suite, pair_name, entry.name)
+    options = {"study_name": name, "direction": "maximize",
+               "storage": make_storage(storage, heartbeat=heartbeat, grace=grace, retries=retries),
+               "sampler": optuna.samplers.TPESampler(seed=seed + worker, n_startup_trials=5),
+               "pruner": optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)}
+    try:  # the database's unique study name decides which worker created the study (and its MLflow parent run)
+        study, created = optuna.create_study(**options), True
+    except optuna.exceptions.DuplicatedStudyError:
+        study, created = optuna.create_study(**options, load_if_exists=True), False
+
+    baseline: dict[str, Any] = {}
+    if "keep_prob" in space and suite.mcue is not None:
+        d = run_mcue(problem, seed=model_seed, **suite.mcue).keep_prob
+        baseline = {"keep_prob": float(np.clip(d, space["keep_prob"]["low"], space["keep_prob"]["high"]))}
+    defaults = {"step": suite.step, **entry.params}
+    for key in space:
+        if key not in baseline and key in defaults and _inside(defaults[key], space[key]):
+            baseline[key] = defaults[key]
+    if set(baseline) == set(space):
+        study.enqueue_trial(baseline, user_attrs={"baseline": "defaults with MCUE's d"}, skip_if_exists=True)
+
+    parent_id = _study_parent(tracker, study, created, suite, entry, pair_name, space, trained) if tracker else None
+
+    def objective(trial: Any) -> float:
+        began = time.perf_counter()
+        trial.set_user_attr("worker", worker)
+        values = _suggest(trial, space)
+        params = {**entry.params, **{k: v for k, v in values.items() if k != "step"}}
+        step = values.get("step", suite.step)
+        scorer = build_scorer(entry.method, **params)
+        reached: dict[int, float] = {}
+
+        def on_record(target: int, mask: np.ndarray) -> None:
+            reached[target] = float(curve_game(mask[None])[0])
+            trial.report(float(np.mean(list(reached.values()))), step=len(reached))
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        before = problem.game.n_evaluations
+        state, points = "COMPLETE", []
+        try:
+            path = strategy(scorer, problem, list(targets.values()), rng=np.random.default_rng([seed, 2]),
+                            step=step, allocation=entry.allocation, on_record=on_record)
+            points = evaluate_path(path, fractions, curve_game, trained.model, problem.groups)
+            value = area_under_curve(points)
+            return value
+        except optuna.TrialPruned:
+            state = "PRUNED"
+            raise
+        finally:
+            if tracker is not None and parent_id is not None:
+                _log_trial(tracker, parent_id, trial, suite, entry, pair_name, values, points, reached, state,
+                           evaluations=problem.game.n_evaluations - before, seconds=time.perf_counter() - began)
+
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
+    done = len(study.get_trials(deepcopy=False, states=finished))
+    bar = tqdm(total=trials, initial=min(done, trials), unit="trial", disable=not progress, dynamic_ncols=True,
+               desc=f"tune {entry.name} on {pair_name}")
+
+    def advance(study: Any, trial: Any) -> None:
+        bar.n = min(len(study.get_trials(deepcopy=False, states=finished)), trials)
+        bar.set_postfix_str(f"best {study.best_value:.4f}" if _has_complete(study) else "")
+        bar.refresh()
+        if on_trial:
+            on_trial(trial)
+
+    try:
+        if done < trials:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.optimize(objective, n_jobs=n_jobs, callbacks=[MaxTrialsCallback(trials, states=finished),
+                                                                    advance],
+                               catch=(ValueError, RuntimeError))
+    finally:
+        bar.close()
+    outcome = _outcome(study, name, parent_id, time.perf_counter() - start)
+    if tracker is not None and parent_id is not None:
+        _close_parent(tracker, parent_id, outcome)
+    return outcome
+
+
+def _inside(value: Any, spec: dict[str, Any]) -> bool:
+    if spec.get("type") == "categorical":
+        return value in spec["choices"]
+    return isinstance(value, int | float) and spec["low"] <= value <= spec["high"]
+
+
+def _has_complete(study: Any) -> bool:
+    from optuna.trial import TrialState
+
+    return bool(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+
+
+def _outcome(study: Any, name: str, parent_id: str | None, seconds: float) -> TuneOutcome:
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    baseline = next((t for t in complete if t.user_attrs.get("baseline")), None)
+    best = study.best_trial if complete else None
+    return TuneOutcome(
+        study_name=name, best_params=dict(best.params) if best else {},
+        best_value=float(best.value) if best else math.nan,
+        baseline_value=float(baseline.value) if baseline else None,
+        baseline_params=dict(baseline.params) if baseline else None,
+        n_complete=len(complete), n_pruned=sum(t.state == TrialState.PRUNED for t in trials),
+        n_failed=sum(t.state == TrialState.FAIL for t in trials), parent_run_id=parent_id, seconds=seconds)
+
+
+# -- tracking ----------------------------------------------------------------------------------------------------
+
+
+def _study_parent(tracker: Any, study: Any, created: bool, suite: Suite, entry: MethodEntry, pair_name: str,
+                  space: dict[str, Any], trained: Any, *, wait: float = 120.0) -> str:
+    """The study's parent run: made by the worker that created the study; the others wait for its id."""
+    deadline = time.monotonic() + (0 if created else wait)
+    while True:
+        existing = study.user_attrs.get("mlflow_parent_run_id")  # a fresh read from the storage each time
+        if existing or time.monotonic() >= deadline:
+            break
+        time.sleep(0.5)
+    if existing:
+        return existing
+    from bench.tracking import git_commit
+
+    tags = {"suite": suite.name, "profile": suite.profile, "pair": pair_name, "method": entry.name,
+            "study": study.study_name, "git_commit": git_commit(), "device": str(trained.device)}
+    run_id = tracker.open_parent(suite_hash=f"study:{study.study_name}:{time.time_ns()}", kind="study",
+                                 run_name=f"tune {entry.name} on {pair_name}", tags=tags,
+                                 params={"space": space, "entry": entry.params, "strategy": entry.strategy,
+                                         "fractions": list(suite.fractions), "objective": "validation AUC"},
+                                 artifacts={})
+    study.set_user_attr("mlflow_parent_run_id", run_id)
+    return run_id
+
+
+def _log_trial(tracker: Any, parent_id: str, trial: Any, suite: Suite, entry: MethodEntry, pair_name: str,
+               values: dict[str, Any], points: list[Any], reached: dict[int, float], state: str, *,
+               evaluations: int, seconds: float) -> None:
+    from methods.curves import area_under_curve
+
+    metrics: dict[str, float] = {"n_evaluations": evaluations, "seconds": seconds}
+    steps: dict[str, list[tuple[int, float]]] = {}
+    if points:
+        metrics["val_auc"] = area_under_curve(points)
+        steps["val_curve/accuracy"] = [(round(1000 * p.target_fraction), p.accuracy) for p in points]
+    elif reached:
+        metrics["val_partial_mean"] = float(np.mean(list(reached.values())))
+    tags = {"kind": "trial", "suite": suite.name, "pair": pair_name, "method": entry.name, "state": state,
+            "trial_number": str(trial.number), "study": trial.study.study_name}
+    if trial.user_attrs.get("baseline"):
+        tags["baseline"] = trial.user_attrs["baseline"]
+    tracker.log_run(parent_id=parent_id, run_name=f"trial {trial.number}", tags=tags, params=values,
+                    metrics=metrics, step_metrics=steps, status="FINISHED" if state == "COMPLETE" else "KILLED")
+
+
+def _close_parent(tracker: Any, parent_id: str, outcome: TuneOutcome) -> None:
+    metrics = {"best_val_auc": outcome.best_value, "n_complete": outcome.n_complete, "n_pruned": outcome.n_pruned,
+               "n_failed": outcome.n_failed}
+    if outcome.baseline_value is not None:
+        metrics["baseline_val_auc"] = outcome.baseline_value
+        metrics["gain_over_baseline"] = outcome.best_value - outcome.baseline_value
+    tracker.close_parent(parent_id, metrics=metrics, artifacts={
+        "best_params.json": {"params": outcome.best_params, "val_auc": outcome.best_value,
+                             "baseline": outcome.baseline_params, "baseline_val_auc": outcome.baseline_value}})
+    for key, value in outcome.best_params.items():
+        tracker.client.set_tag(parent_id, f"best.{key}", str(value))
