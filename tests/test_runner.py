@@ -315,3 +315,69 @@ def test_mlflow_works_beside_our_datasets_package(tmp_path):
     """)
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert result.returncode == 0 and result.stdout.strip().endswith("ok"), result.stderr[-2000:]
+
+
+# -- reports from the store -----------------------------------------------------------------------------------------
+
+
+def test_run_builds_a_report_from_the_store_and_bench_report_rebuilds_it(tiny, capsys, monkeypatch, tmp_path):
+    from mlflow import MlflowClient
+
+    argv = [a for a in _argv(tiny) if a != "--no-report"]
+    assert main(argv) == 0
+    html = Path("reports/out/tiny/report.html")
+    text = html.read_text()
+    assert "tiny-lenet300" in text and "gtap-beta-iter-build" in text and "<img" in text
+    client = MlflowClient(tiny["uri"])
+    experiment = client.get_experiment_by_name("tiny")
+    parent = client.search_runs([experiment.experiment_id], "tags.kind = 'suite'")[0]
+    logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
+    assert {"report/report.html", "report/report.md"} <= logged
+
+    # `bench report` reads what is stored and never recomputes a method.
+    import bench.pipeline
+
+    def no_methods(*args, **kwargs):
+        raise AssertionError("a report must not run a method")
+
+    monkeypatch.setattr(bench.pipeline, "run_experiment", no_methods)
+    monkeypatch.setattr(bench.pipeline, "run_mcue", no_methods)
+    out = tmp_path / "again"
+    assert main(["report", "--suite", "tiny", "--tracking-uri", tiny["uri"], "--out", str(out)]) == 0
+    runs = client.search_runs([experiment.experiment_id], "tags.method = 'wmp'")
+    mean_auc = sum(r.data.metrics["auc"] for r in runs) / len(runs)
+    markdown = (out / "report.md").read_text()
+    row = next(line for line in markdown.splitlines() if line.startswith("|") and "| wmp |" in line)
+    assert f"{mean_auc:.4f}" in row
+
+
+def test_report_on_an_empty_or_partial_store(tiny, tmp_path, capsys):
+    uri = f"sqlite:///{tmp_path}/empty.db"
+    assert main(["report", "--suite", "lenet", "--tracking-uri", uri]) == 2
+    assert "no experiment 'lenet'" in capsys.readouterr().err
+    from bench.tracking import Tracker
+
+    Tracker(uri, "lenet")
+    assert main(["report", "--suite", "lenet", "--tracking-uri", uri]) == 2
+    err = capsys.readouterr().err
+    assert "no runs of suite 'lenet'" in err and "python -m bench run --suite lenet" in err and err.count("\n") == 1
+    # A partial store (one method, one seed) still reports, and shows how many seeds each method has.
+    assert main(_argv(tiny, "--methods", "wmp", "--seeds", "0")) == 0
+    out = tmp_path / "partial"
+    assert main(["report", "--suite", "tiny", "--tracking-uri", tiny["uri"], "--out", str(out)]) == 0
+    row = next(line for line in (out / "report.md").read_text().splitlines() if "| wmp |" in line)
+    assert "| 1 |" in row
+
+
+@pytest.mark.slow
+def test_shipped_smoke_suite_on_real_mnist(tmp_path, monkeypatch, capsys):
+    """The smoke suite as a user runs it: real MNIST, a fresh store, a report at the end."""
+    data = os.environ.get("COALITION_BENCH_DATA")
+    if not data:
+        pytest.skip("set COALITION_BENCH_DATA to the staged data root to run the real-data smoke suite")
+    monkeypatch.chdir(tmp_path)
+    assert main(["run", "--suite", "smoke", "--no-progress"]) == 0
+    out = capsys.readouterr().out
+    assert "12 run(s) done" in out and Path("mlflow.db").exists()
+    markdown = Path("reports/out/smoke/report.md").read_text()
+    assert "lenet300-mnist" in markdown and "gtap-beta-iter-build" in markdown
