@@ -115,6 +115,15 @@ def _tracking_uri(args: argparse.Namespace) -> str:
     return args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
 
 
+def _check_device(device: str) -> None:
+    from datasets.training import resolve_device
+
+    try:
+        resolve_device(device)
+    except RuntimeError as err:
+        raise CliError(f"--device {device!r}: {' '.join(str(err).split())}") from None
+
+
 def _globs(values: Sequence[str]) -> list[str]:
     return [g.strip() for value in values for g in value.split(",") if g.strip()]
 
@@ -220,6 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite, profile=args.profile)
     suite = select(suite, pairs=_globs(args.pairs), methods=_globs(args.methods),
                    seeds=parse_seeds(args.seeds) if args.seeds else None)
+    _check_device(args.device)
     uri = _tracking_uri(args)
     if args.tuned:
         import dataclasses
@@ -227,9 +237,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         from bench.tracking import load_tuned
 
         studies = Tracker(uri, args.tune_experiment or f"{suite.name}-tune", create=False)
-        tuned = load_tuned(studies, suite.name, suite.pairs, [e.name for e in suite.methods])
+        tuned = load_tuned(studies, suite.name, suite.profile, suite.pairs, [e.name for e in suite.methods])
         if not tuned:
-            raise CliError(f"no finished `bench tune` study of suite {suite.name!r} in experiment "
+            raise CliError(f"no finished `bench tune` study of suite {suite.name!r} ({suite.profile}) in experiment "
                            f"{studies.experiment_name!r}; run `python -m bench tune --suite {suite.name} ...` first")
         suite = dataclasses.replace(suite, tuned=tuned)
         for pair, methods in tuned.items():
@@ -276,6 +286,9 @@ def cmd_tune(args: argparse.Namespace) -> int:
         raise CliError("--trials and --n-jobs must be at least 1")
     suite = select(load_suite(args.suite, profile=args.profile), pairs=_globs(args.pairs))
     entry = suite.entry(args.method)
+    _check_device(args.device)
+    if args.grace <= args.heartbeat:
+        raise CliError(f"--grace ({args.grace}s) must exceed --heartbeat ({args.heartbeat}s)")
     search_space(suite, entry, n_units=1)  # fails now if the method has nothing to tune
     if args.study and len(suite.pairs) > 1:
         raise CliError("--study names one study; pick one pair with --pairs")
@@ -328,3 +341,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        # The tracking store failing mid-run (a server gone, a locked database) is the user's to fix, not a bug.
+        if type(err).__module__.split(".")[0] not in ("mlflow", "sqlalchemy", "optuna", "psycopg"):
+            raise
+        print(f"error: {type(err).__name__}: {' '.join(str(err).split())[:300]}", file=sys.stderr)
+        return EXIT_USAGE

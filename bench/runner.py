@@ -198,16 +198,17 @@ def _log_failure(tracker: Tracker, parent_id: str, spec: RunSpec, common_tags: d
                     params=flatten(spec.config), metrics={}, status="FAILED")
 
 
-def _mcue_plot(result: Any, title: str) -> Any:
+def _mcue_plot(result: Any, title: str) -> bytes:
     import tempfile
     from pathlib import Path
 
     from reports.plots import plot_mcue
 
     cells = pd.DataFrame(result.to_records())
-    path = Path(tempfile.mkdtemp(prefix="coalition-bench-mcue-")) / "mcue.png"
-    return plot_mcue(cells, t_star=result.t_star, keep_prob=result.keep_prob, output=result.output, path=path,
-                     title=title)
+    with tempfile.TemporaryDirectory(prefix="coalition-bench-mcue-") as tmp:
+        path = plot_mcue(cells, t_star=result.t_star, keep_prob=result.keep_prob, output=result.output,
+                         path=Path(tmp) / "mcue.png", title=title)
+        return path.read_bytes()
 
 
 def _method_run(suite: Suite, spec: RunSpec, trained: Any, problem: Any, test_game: Any, mcue_result: Any,

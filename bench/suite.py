@@ -215,7 +215,7 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 def _parse(raw: Any, path: Path, profile: str) -> Suite:
     from datasets.pairs import PAIRS, Recipe
-    from methods.scorers import check_method_params
+    from methods.scorers import build_scorer, check_method_params
     from methods.strategies import STRATEGIES
 
     if not isinstance(raw, dict):
@@ -276,6 +276,9 @@ def _parse(raw: Any, path: Path, profile: str) -> Suite:
         try:
             params = {**(defaults.get(item["method"]) or {}), **(item.get("params") or {})}
             check_method_params(item["method"], params)
+            # Build it once with a stand-in d, so a bad value (index: shaply) fails now, not after training.
+            standin = {"keep_prob": 0.5} if MethodEntry(name, item["method"], params).needs_mcue else {}
+            build_scorer(item["method"], **standin, **params)
             strategy = str(item.get("strategy", "top-n"))
             STRATEGIES.get(strategy)
             allocation = str(item.get("allocation", "global"))
@@ -433,6 +436,15 @@ def config_hash(config: dict[str, Any]) -> str:
     return hashlib.sha256(blob).hexdigest()[:20]
 
 
+def _resolved_params(entry: MethodEntry) -> dict[str, Any]:
+    """The scorer's parameters with its defaults filled in, so a changed default changes the hash."""
+    from methods.scorers import SCORERS
+
+    fields = dataclasses.fields(SCORERS.get(entry.method))
+    defaults = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
+    return {**defaults, **entry.params}
+
+
 def tuned_entry(suite: Suite, pair: str, entry: MethodEntry) -> tuple[MethodEntry, int | float]:
     """An entry with its tuned parameters for this pair applied (``bench run --tuned``), and its step."""
     tuned = dict(suite.tuned.get(pair, {}).get(entry.name) or {})
@@ -474,9 +486,13 @@ def plan(suite: Suite) -> list[RunSpec]:
             for entry in suite.methods:
                 entry, step = tuned_entry(suite, pair_name, entry)
                 config = {**common, "kind": "method", "method": entry.name, "scorer": entry.method,
-                          "params": entry.params, "strategy": entry.strategy, "allocation": entry.allocation,
-                          "fractions": list(suite.fractions), "step": step,
-                          "fine_tune_epochs": suite.fine_tune_epochs}
+                          "params": _resolved_params(entry), "strategy": entry.strategy,
+                          "allocation": entry.allocation, "fractions": list(suite.fractions),
+                          "step": step, "fine_tune_epochs": suite.fine_tune_epochs}
+                if entry.strategy == "top-n":
+                    config["step"] = None  # Top-n has no step: changing it must not redo these runs
+                if entry.axis != "unit_fraction":
+                    config["mcue"] = None  # no d point on the parameter axis
                 if suite.tuned.get(pair_name, {}).get(entry.name):
                     config["tuned"] = suite.tuned[pair_name][entry.name]
                 specs.append(RunSpec("method", pair_name, seed, entry, config, config_hash(config)))

@@ -105,6 +105,10 @@ class Tracker:
         self.uri = uri
         self.experiment_name = experiment
         self._mlflow = mlflow
+        if not create and uri.startswith("sqlite:///"):
+            path = Path(uri.removeprefix("sqlite:///").split("?")[0])
+            if not path.exists():
+                raise TrackingError(f"no tracking store at {path} (from {uri}); nothing has been run there yet")
         try:
             with _fail_fast():
                 self.client = MlflowClient(tracking_uri=uri)
@@ -172,6 +176,10 @@ class Tracker:
             self.client.update_run(run.run_id, status="RUNNING")
             self.client.set_tag(run.run_id, "pid", str(os.getpid()))
             self.client.set_tag(run.run_id, "host", socket.gethostname())
+            logged = {a.path for a in self.client.list_artifacts(run.run_id)}
+            missing = {k: v for k, v in artifacts.items() if k not in logged}
+            if missing:  # a kill between creating the parent and logging its plan
+                self._log(run.run_id, artifacts=missing)
             return run.run_id
         all_tags = {**tags, "kind": kind, "suite_hash": suite_hash, "pid": str(os.getpid()),
                     "host": socket.gethostname()}
@@ -185,7 +193,10 @@ class Tracker:
         self._log(run_id, metrics=metrics or {}, artifacts=artifacts or {})
         for path in files:
             self.client.log_artifact(run_id, str(path), files_path)
-        self.client.set_terminated(run_id, status=status)
+        if status == "RUNNING":
+            self.client.update_run(run_id, status="RUNNING")
+        else:
+            self.client.set_terminated(run_id, status=status)
 
     def set_status(self, run_id: str, status: str) -> None:
         self.client.set_terminated(run_id, status=status)
@@ -198,7 +209,7 @@ class Tracker:
         """Writes one finished (or failed) nested run in one go; returns its id.
 
         Args:
-            artifacts: file name -> a DataFrame (written as CSV), a dict or list (JSON), or a Path to copy.
+            artifacts: file name -> a DataFrame (written as CSV), a dict or list (JSON), bytes, or a Path to copy.
             step_metrics: metric name -> (step, value) pairs, e.g. a compression curve.
         """
         run = self.client.create_run(self.experiment_id, run_name=run_name,
@@ -232,6 +243,8 @@ class Tracker:
                         value.to_csv(path, index=False)
                     elif isinstance(value, Path):
                         path.write_bytes(value.read_bytes())
+                    elif isinstance(value, bytes):
+                        path.write_bytes(value)
                     else:
                         path.write_text(json.dumps(value, indent=1, default=str))
                 self.client.log_artifacts(run_id, tmp)
@@ -359,13 +372,15 @@ def _concat(frames: list[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:
     return out[[c for c in columns if c in out.columns] + [c for c in out.columns if c not in columns]]
 
 
-def load_tuned(tracker: Tracker, suite: str, pairs: Sequence[str], methods: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The best parameters of the newest finished study of each (pair, method) of a suite: pair -> method -> params.
+def load_tuned(tracker: Tracker, suite: str, profile: str, pairs: Sequence[str],
+               methods: Sequence[str]) -> dict[str, dict[str, Any]]:
+    """The best parameters of the newest finished study of each (pair, method) of a suite and profile:
+    pair -> method -> params.
 
     ``bench tune`` logs them as ``best_params.json`` on the study's parent run.
     """
     tuned: dict[str, dict[str, Any]] = {}
-    for run in tracker.runs(f"tags.kind = 'study' AND tags.suite = '{suite}'"):
+    for run in tracker.runs(f"tags.kind = 'study' AND tags.suite = '{suite}' AND tags.profile = '{profile}'"):
         pair, method = run.tags.get("pair"), run.tags.get("method")
         if run.status != "FINISHED" or pair not in pairs or method not in methods or method in tuned.get(pair, {}):
             continue

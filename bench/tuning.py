@@ -16,6 +16,7 @@ use it; the test split is never touched), so tuned parameters can be reported ho
 from __future__ import annotations
 
 import math
+import threading
 import time
 import warnings
 from collections.abc import Callable
@@ -27,6 +28,7 @@ import numpy as np
 from bench.suite import MethodEntry, Suite, SuiteError
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
+MAX_FAILURES_IN_A_ROW = 5
 
 
 @dataclass
@@ -85,14 +87,34 @@ def make_storage(url: str | None, *, heartbeat: int, grace: int, retries: int) -
     """In-memory (``url`` "memory"), or an RDB storage with a heartbeat and retries of dead workers' trials."""
     import optuna
 
+    from bench.errors import TrackingError
+
     if url == "memory":
         return optuna.storages.InMemoryStorage()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        return optuna.storages.RDBStorage(
-            url or DEFAULT_STORAGE, heartbeat_interval=heartbeat, grace_period=grace,
-            heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(max_retry=retries),
-            engine_kwargs={"pool_pre_ping": True})
+    if grace <= heartbeat:
+        raise SuiteError(f"--grace ({grace}s) must exceed --heartbeat ({heartbeat}s), or live trials are failed")
+    for attempt in range(3):  # workers starting together on an empty database race to create its tables
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                return optuna.storages.RDBStorage(
+                    url or DEFAULT_STORAGE, heartbeat_interval=heartbeat, grace_period=grace,
+                    heartbeat_stale_trial_callback=optuna.storages.RetryHeartbeatStaleTrialCallback(
+                        max_retry=retries),
+                    engine_kwargs={"pool_pre_ping": True})
+        except Exception as err:  # noqa: BLE001 - any failure means the storage is unusable
+            if attempt == 2:
+                text = " ".join(str(err).split())[:300]
+                raise TrackingError(f"cannot use the Optuna storage {url or DEFAULT_STORAGE}: {text}") from None
+            time.sleep(1.0 + attempt)
+    raise AssertionError("unreachable")
+
+
+def _trial_count(optuna: Any, storage: Any, name: str) -> int:
+    try:
+        return len(optuna.load_study(study_name=name, storage=storage).trials)
+    except KeyError:
+        return 0
 
 
 def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, storage: str | None = None,
@@ -134,22 +156,36 @@ def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, stora
     model_seed = suite.seeds[0] if model_seed is None else model_seed
     trained = train_pair(pair, seed=model_seed, data_dir=data_dir, device=device, progress=False)
     problem = problem_for(trained, val_samples=suite.val_samples)
-    # A second game on the same validation data measures the curve, so its evaluations are not charged to the method.
-    curve_game = NeuronGame(trained.model, trained.pair.units, problem.x, problem.y)
+    # Games keep state between calls (the sparse path's previous coalition), so each thread of --n-jobs gets its own
+    # problem and its own curve game (a second game on the same validation data, so measuring the curve is not
+    # charged to the method).
+    local = threading.local()
+
+    def games() -> tuple[Any, Any]:
+        if not hasattr(local, "problem"):
+            local.problem = problem if threading.current_thread() is threading.main_thread() else problem_for(
+                trained, val_samples=suite.val_samples)
+            local.curve_game = NeuronGame(trained.model, trained.pair.units, local.problem.x, local.problem.y)
+        return local.problem, local.curve_game
+
     space = search_space(suite, entry, problem.n_units)
     fractions = list(suite.fractions)
     targets = kept_counts(fractions, problem.n_units)
     strategy = STRATEGIES.get(entry.strategy)
 
     name = study_name or study_name_for(suite, pair_name, entry.name)
-    options = {"study_name": name, "direction": "maximize",
-               "storage": make_storage(storage, heartbeat=heartbeat, grace=grace, retries=retries),
-               "sampler": optuna.samplers.TPESampler(seed=seed + worker, n_startup_trials=5),
+    rdb = make_storage(storage, heartbeat=heartbeat, grace=grace, retries=retries)
+    existing = _trial_count(optuna, rdb, name)
+    options = {"study_name": name, "direction": "maximize", "storage": rdb,
+               # Mixing in the trials already there keeps a resumed worker from replaying its start-up samples.
+               "sampler": optuna.samplers.TPESampler(seed=int(np.random.default_rng([seed, worker, existing])
+                                                              .integers(2**31)), n_startup_trials=5),
                "pruner": optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)}
     try:  # the database's unique study name decides which worker created the study (and its MLflow parent run)
         study, created = optuna.create_study(**options), True
     except optuna.exceptions.DuplicatedStudyError:
         study, created = optuna.create_study(**options, load_if_exists=True), False
+    parent_id = _study_parent(tracker, study, created, suite, entry, pair_name, space, trained) if tracker else None
 
     baseline: dict[str, Any] = {}
     if "keep_prob" in space and suite.mcue is not None:
@@ -162,8 +198,6 @@ def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, stora
     if set(baseline) == set(space):
         study.enqueue_trial(baseline, user_attrs={"baseline": "defaults with MCUE's d"}, skip_if_exists=True)
 
-    parent_id = _study_parent(tracker, study, created, suite, entry, pair_name, space, trained) if tracker else None
-
     def objective(trial: Any) -> float:
         began = time.perf_counter()
         trial.set_user_attr("worker", worker)
@@ -171,6 +205,7 @@ def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, stora
         params = {**entry.params, **{k: v for k, v in values.items() if k != "step"}}
         step = values.get("step", suite.step)
         scorer = build_scorer(entry.method, **params)
+        problem, curve_game = games()
         reached: dict[int, float] = {}
 
         def on_record(target: int, mask: np.ndarray) -> None:
@@ -190,6 +225,10 @@ def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, stora
         except optuna.TrialPruned:
             state = "PRUNED"
             raise
+        except Exception as err:
+            state = "FAIL"
+            trial.set_user_attr("error", f"{type(err).__name__}: {' '.join(str(err).split())}"[:300])
+            raise
         finally:
             if tracker is not None and parent_id is not None:
                 _log_trial(tracker, parent_id, trial, suite, entry, pair_name, values, points, reached, state,
@@ -203,7 +242,12 @@ def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, stora
     bar = tqdm(total=trials, initial=min(done, trials), unit="trial", disable=not progress, dynamic_ncols=True,
                desc=f"tune {entry.name} on {pair_name}")
 
+    failures_in_a_row = [0]
+
     def advance(study: Any, trial: Any) -> None:
+        failures_in_a_row[0] = failures_in_a_row[0] + 1 if trial.state == TrialState.FAIL else 0
+        if failures_in_a_row[0] >= MAX_FAILURES_IN_A_ROW:  # a broken configuration must not loop forever
+            study.stop()
         bar.n = min(len(study.get_trials(deepcopy=False, states=finished)), trials)
         bar.set_postfix_str(f"best {study.best_value:.4f}" if _has_complete(study) else "")
         bar.refresh()
@@ -220,8 +264,15 @@ def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, stora
     finally:
         bar.close()
     outcome = _outcome(study, name, parent_id, time.perf_counter() - start)
+    if failures_in_a_row[0] >= MAX_FAILURES_IN_A_ROW:
+        last = study.trials[-1]
+        raise SuiteError(f"stopped after {MAX_FAILURES_IN_A_ROW} failed trials in a row (trial {last.number}: "
+                         f"{last.user_attrs.get('error', 'see the log above')})")
+    still_running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
     if tracker is not None and parent_id is not None:
-        _close_parent(tracker, parent_id, outcome)
+        # Only the worker that sees the study done closes its parent, so `--tuned` never reads an interim best.
+        _close_parent(tracker, parent_id, outcome, final=outcome.n_complete + outcome.n_pruned >= trials
+                      and not still_running)
     return outcome
 
 
@@ -300,13 +351,13 @@ def _log_trial(tracker: Any, parent_id: str, trial: Any, suite: Suite, entry: Me
                     metrics=metrics, step_metrics=steps, status="FINISHED" if state == "COMPLETE" else "KILLED")
 
 
-def _close_parent(tracker: Any, parent_id: str, outcome: TuneOutcome) -> None:
+def _close_parent(tracker: Any, parent_id: str, outcome: TuneOutcome, *, final: bool) -> None:
     metrics = {"best_val_auc": outcome.best_value, "n_complete": outcome.n_complete, "n_pruned": outcome.n_pruned,
                "n_failed": outcome.n_failed}
     if outcome.baseline_value is not None:
         metrics["baseline_val_auc"] = outcome.baseline_value
         metrics["gain_over_baseline"] = outcome.best_value - outcome.baseline_value
-    tracker.close_parent(parent_id, metrics=metrics, artifacts={
+    tracker.close_parent(parent_id, status="FINISHED" if final else "RUNNING", metrics=metrics, artifacts={
         "best_params.json": {"params": outcome.best_params, "val_auc": outcome.best_value,
                              "baseline": outcome.baseline_params, "baseline_val_auc": outcome.baseline_value}})
     for key, value in outcome.best_params.items():

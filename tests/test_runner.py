@@ -98,6 +98,7 @@ def test_lenet_suite_covers_the_issue():
     ({"pairs": ["lenet300-mnsit"]}, "Did you mean 'lenet300-mnist'"),
     ({"methods": [{"method": "wmpp"}]}, "Did you mean 'wmp'"),
     ({"methods": [{"method": "gtap", "params": {"budgt": 5}}]}, "unknown parameter(s) ['budgt']"),
+    ({"methods": [{"method": "gtap", "params": {"index": "shaply"}}]}, "unknown index 'shaply'"),
     ({"methods": [{"method": "wmp", "strategy": "iterated-prunning"}]}, "Did you mean 'iterated-pruning'"),
     ({"fractoins": [0.5]}, "Did you mean 'fractions'"),
     ({"fractions": [0.5, 1.5]}, "kept fractions must be numbers in (0, 1]"),
@@ -146,8 +147,9 @@ def test_config_hash_changes_with_what_determines_the_numbers():
     longer = {s.label: s.config_hash for s in plan(dataclasses.replace(suite, recipe={"epochs": 2}))}
     assert set(longer) == set(base) and not set(longer.values()) & set(base.values())
     finer = {s.label: s.config_hash for s in plan(dataclasses.replace(suite, step=0.1))}
-    assert all(finer[k] != base[k] for k in base if "mcue" not in k)
-    assert all(finer[k] == base[k] for k in base if "mcue" in k)  # MCUE does not depend on the step
+    iterated = {s.label for s in plan(suite) if s.entry and s.entry.strategy != "top-n"}
+    assert iterated and all(finer[k] != base[k] for k in iterated)
+    assert all(finer[k] == base[k] for k in base if k not in iterated)  # MCUE and Top-n have no step
 
 
 # -- the runner ---------------------------------------------------------------------------------------------------

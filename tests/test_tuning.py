@@ -108,7 +108,12 @@ def test_tune_logs_a_study_and_finds_at_least_the_mcue_baseline(tiny, capsys):
     assert len(finished) >= 6
     baseline = study.trials[0]
     assert baseline.user_attrs["baseline"] and baseline.params["budget"] == 40 and baseline.params["step"] == 0.2
-    assert study.best_value >= baseline.value
+    from bench.pipeline import problem_for, run_mcue
+    from datasets.training import train_pair
+
+    suite = load_suite(tiny["suite"])
+    problem = problem_for(train_pair(TINY_PAIR, seed=0, data_dir=tiny["data"], progress=False))
+    assert baseline.params["keep_prob"] == pytest.approx(run_mcue(problem, seed=0, **suite.mcue).keep_prob)
     space = GTAPScorer.search_space
     for t in study.trials:
         assert 20 <= t.params["budget"] <= 80  # the suite's override
@@ -189,7 +194,16 @@ def test_run_tuned_without_a_study_is_a_clear_error(tiny, capsys):
     argv = ["run", "--suite", str(tiny["suite"]), "--data-dir", str(tiny["data"]), "--tracking-uri", tiny["uri"],
             "--tuned"]
     assert main(argv) == 2
-    assert "no experiment 'tiny-tune'" in capsys.readouterr().err
+    assert "no tracking store at" in capsys.readouterr().err
+    assert not Path(tiny["uri"].removeprefix("sqlite:///")).exists()
+
+
+def test_a_study_whose_trials_all_fail_stops_with_one_line(tiny, tmp_path, capsys):
+    # Exact Banzhaf on the tiny net's 400 units is refused, so every trial fails.
+    path = _suite_file(tmp_path / "failing.yaml", estimator={"type": "categorical", "choices": ["exact"]})
+    assert main(_tune_argv(dict(tiny, suite=path), trials=20)) == 2
+    err = capsys.readouterr().err
+    assert "failed trials in a row" in err and err.count("\n") == 1
 
 
 # -- several workers on PostgreSQL ---------------------------------------------------------------------------------
