@@ -16,6 +16,7 @@ use it; the test split is never touched), so tuned parameters can be reported ho
 from __future__ import annotations
 
 import math
+import sys
 import threading
 import time
 import warnings
@@ -149,7 +150,7 @@ def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, stora
     from methods.strategies import STRATEGIES
 
     start = time.perf_counter()
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed trials are reported below, one line each
     pair = PAIRS.get(pair_name)
     if suite.recipe:
         pair = pair.with_recipe(**suite.recipe)
@@ -246,6 +247,8 @@ def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, stora
 
     def advance(study: Any, trial: Any) -> None:
         failures_in_a_row[0] = failures_in_a_row[0] + 1 if trial.state == TrialState.FAIL else 0
+        if trial.state == TrialState.FAIL:
+            tqdm.write(f"trial {trial.number} failed: {trial.user_attrs.get('error', '')}", file=sys.stderr)
         if failures_in_a_row[0] >= MAX_FAILURES_IN_A_ROW:  # a broken configuration must not loop forever
             study.stop()
         bar.n = min(len(study.get_trials(deepcopy=False, states=finished)), trials)

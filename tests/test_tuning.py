@@ -202,8 +202,9 @@ def test_a_study_whose_trials_all_fail_stops_with_one_line(tiny, tmp_path, capsy
     # Exact Banzhaf on the tiny net's 400 units is refused, so every trial fails.
     path = _suite_file(tmp_path / "failing.yaml", estimator={"type": "categorical", "choices": ["exact"]})
     assert main(_tune_argv(dict(tiny, suite=path), trials=20)) == 2
-    err = capsys.readouterr().err
-    assert "failed trials in a row" in err and err.count("\n") == 1
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines[-1].startswith("error: stopped after 5 failed trials in a row") and "exact enumeration" in lines[-1]
+    assert [line for line in lines if line.startswith("trial ")] == lines[:-1] and len(lines) == 6
 
 
 # -- several workers on PostgreSQL ---------------------------------------------------------------------------------
