@@ -96,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     report = sub.add_parser("report", help="build a suite's leaderboard report from the tracking store")
     report.add_argument("--suite", required=True, help="the suite's name")
     report.add_argument("--profile", default=None, help="the profile's newest invocation (default: any profile)")
+    report.add_argument("--parent", default=None,
+                        help="the parent run of the invocation to report (default: the newest one that ran the "
+                             "whole suite, else the newest)")
     report.add_argument("--out", default=None, help="report directory (default: reports/out/SUITE)")
     _add_tracking_args(report)
     return parser
@@ -227,6 +230,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.tracking import Tracker
 
     suite = load_suite(args.suite, profile=args.profile)
+    as_written = suite
     suite = select(suite, pairs=_globs(args.pairs), methods=_globs(args.methods),
                    seeds=parse_seeds(args.seeds) if args.seeds else None)
     _check_device(args.device)
@@ -250,8 +254,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     tracker = Tracker(uri, args.experiment or suite.name)
     print(f"suite {suite.name} ({suite.profile}): {len(suite.pairs)} pair(s) x {len(suite.seeds)} seed(s), "
           f"{len(specs)} runs; tracking {uri}, experiment {tracker.experiment_name!r}", file=sys.stderr)
+    scope = "full" if suite == as_written else "partial"
     outcome = run_suite(suite, tracker, device=args.device, data_dir=args.data_dir, download=args.download,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, scope=scope)
     print(f"{outcome.finished} run(s) done, {outcome.skipped} already in the store, {len(outcome.failed)} failed, "
           f"in {outcome.seconds:.0f}s; parent run {outcome.parent_id}")
     for label, error in outcome.failed:
@@ -316,7 +321,8 @@ def cmd_report(args: argparse.Namespace) -> int:
 
     uri = _tracking_uri(args)
     tracker = Tracker(uri, args.experiment or args.suite, create=False)
-    paths = report_suite(tracker, args.suite, _report_dir(args, args.suite), profile=args.profile)
+    paths = report_suite(tracker, args.suite, _report_dir(args, args.suite), profile=args.profile,
+                         parent_id=args.parent)
     print(f"report: {paths[-1]} ({len(paths) - 2} plots)")
     print(f"        {paths[-2]}")
     return 0

@@ -24,7 +24,8 @@ def load_suite_data(tracker: Tracker, suite: str, *, profile: str | None = None,
         under = f" with profile {profile!r}" if profile else ""
         raise ReportError(f"no runs of suite {suite!r}{under} in experiment {tracker.experiment_name!r} at "
                           f"{tracker.uri}; run `python -m bench run --suite {suite}` first")
-    parent = parents[0]
+    # Prefer the newest invocation that ran the suite as written over a filtered or tuned one.
+    parent = next((r for r in parents if r.tags.get("scope", "full") == "full"), parents[0])
     plan = tracker.read_json(parent.run_id, "plan.json") or []
     resolved = tracker.read_json(parent.run_id, "suite.json") or {}
     frames = load_frames(tracker, [item["config_hash"] for item in plan])

@@ -52,7 +52,7 @@ def preflight_data(suite: Suite, *, data_dir: str | None, download: bool) -> Non
 
 
 def run_suite(suite: Suite, tracker: Tracker, *, device: str = "auto", data_dir: str | None = None,
-              download: bool = False, progress: bool = True,
+              download: bool = False, progress: bool = True, scope: str = "full",
               on_parent: Callable[[str], None] | None = None) -> SuiteOutcome:
     """Runs what the store does not hold yet, then logs the suite's aggregates on the parent run.
 
@@ -62,6 +62,8 @@ def run_suite(suite: Suite, tracker: Tracker, *, device: str = "auto", data_dir:
         device: "auto", "cpu", "cuda", ...
         data_dir, download: where the data is, and whether torchvision may download it.
         progress: show the suite's progress bar.
+        scope: "full" when the suite runs as written, "partial" when filters, seeds or tuned parameters changed
+            it (``bench report`` prefers the newest full invocation).
         on_parent: called with the parent run id once it exists.
 
     Returns:
@@ -80,8 +82,9 @@ def run_suite(suite: Suite, tracker: Tracker, *, device: str = "auto", data_dir:
     commit = git_commit()
     common_tags = {"suite": suite.name, "profile": suite.profile, "git_commit": commit,
                    "device": _device_name(torch_device)}
+    label = suite.profile if scope == "full" else f"{suite.profile}, {scope}"
     parent_id = tracker.open_parent(
-        suite_hash=suite_hash(suite, specs), run_name=f"{suite.name} ({suite.profile})", tags=common_tags,
+        suite_hash=suite_hash(suite, specs), run_name=f"{suite.name} ({label})", tags={**common_tags, "scope": scope},
         params={"suite": suite.name, "profile": suite.profile, "pairs": list(suite.pairs), "seeds": list(suite.seeds),
                 "methods": [e.name for e in suite.methods], "fractions": list(suite.fractions), "step": suite.step,
                 "mcue": suite.mcue, "recipe": suite.recipe, "fine_tune_epochs": suite.fine_tune_epochs,

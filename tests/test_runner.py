@@ -336,6 +336,9 @@ def test_run_builds_a_report_from_the_store_and_bench_report_rebuilds_it(tiny, c
     logged = {a.path for a in client.list_artifacts(parent.info.run_id, "report")}
     assert {"report/report.html", "report/report.md"} <= logged
 
+    # A later filtered invocation does not hide the full one from `bench report`.
+    assert main(_argv(tiny, "--methods", "wmp", "--seeds", "0")) == 0
+
     # `bench report` reads what is stored and never recomputes a method.
     import bench.pipeline
 
@@ -350,7 +353,7 @@ def test_run_builds_a_report_from_the_store_and_bench_report_rebuilds_it(tiny, c
     mean_auc = sum(r.data.metrics["auc"] for r in runs) / len(runs)
     markdown = (out / "report.md").read_text()
     row = next(line for line in markdown.splitlines() if line.startswith("|") and "| wmp |" in line)
-    assert f"{mean_auc:.4f}" in row
+    assert f"{mean_auc:.4f}" in row and "gtap-beta-iter-build" in markdown
 
 
 def test_report_on_an_empty_or_partial_store(tiny, tmp_path, capsys):
@@ -368,6 +371,11 @@ def test_report_on_an_empty_or_partial_store(tiny, tmp_path, capsys):
     assert "no runs of suite 'lenet'" in err and "python -m bench run --suite lenet" in err and err.count("\n") == 1
     # A partial store (one method, one seed) still reports, and shows how many seeds each method has.
     assert main(_argv(tiny, "--methods", "wmp", "--seeds", "0")) == 0
+    from mlflow import MlflowClient
+
+    client = MlflowClient(tiny["uri"])
+    experiment = client.get_experiment_by_name("tiny")
+    assert client.search_runs([experiment.experiment_id], "tags.kind = 'suite'")[0].data.tags["scope"] == "partial"
     out = tmp_path / "partial"
     assert main(["report", "--suite", "tiny", "--tracking-uri", tiny["uri"], "--out", str(out)]) == 0
     row = next(line for line in (out / "report.md").read_text().splitlines() if "| wmp |" in line)
