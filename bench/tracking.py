@@ -267,9 +267,6 @@ class Tracker:
         return Path(self._mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name,
                                                               tracking_uri=self.uri))
 
-    def run_data(self, run_id: str) -> tuple[dict[str, str], dict[str, float], dict[str, str]]:
-        run = self.client.get_run(run_id)
-        return dict(run.data.tags), dict(run.data.metrics), dict(run.data.params)
 
 
 def _finite(value: Any) -> bool:
