@@ -14,7 +14,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from methods.registry import Registry
+from datasets.registry import Registry
 
 ModelFactory = Callable[..., nn.Sequential]
 MODELS: Registry[ModelFactory] = Registry("model")

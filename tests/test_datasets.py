@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import importlib
 import itertools
 import os
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from PIL import Image
 from torch.utils.data import Dataset, Subset, TensorDataset
 from torchvision import datasets as tv_datasets
 
-import datasets.data as data_module
+import datasets.data as data_package
 from datasets.data import (
     DATASETS,
     DEBIAN_FASHION_MNIST,
@@ -34,10 +35,14 @@ from datasets.data import (
     dataset_options,
     load_dataset,
 )
+from datasets.data import idx as idx_module
 from datasets.errors import DataError
 from datasets.paths import cache_dir, resolve_data_root
+from datasets.registry import UnknownNameError
 from datasets.text import build_vocabulary, tokenize
-from methods.registry import UnknownNameError
+
+# Patch private names in the module that uses them: a patch on a re-export in datasets.data would do nothing.
+tiny_imagenet_module = importlib.import_module("datasets.data.imagenet_tiny")
 
 
 @pytest.fixture(autouse=True)
@@ -351,7 +356,7 @@ def test_mnist_accepts_regzipped_files_with_the_right_content(tmp_path: Path, mo
         f.name[:-3]: hashlib.md5(gzip.decompress(f.read_bytes())).hexdigest() for f in folder.iterdir()
     }
     monkeypatch.setattr(tv_datasets.MNIST, "resources", published)
-    monkeypatch.setattr(data_module, "_MNIST", dataclasses.replace(data_module._MNIST, raw_md5=content_md5))
+    monkeypatch.setattr(idx_module, "_MNIST", dataclasses.replace(idx_module._MNIST, raw_md5=content_md5))
     assert len(load_dataset("mnist", data_dir=tmp_path).train) == 54
 
     raw = gzip.decompress((folder / "train-labels-idx1-ubyte.gz").read_bytes())
@@ -455,25 +460,28 @@ def test_tiny_imagenet_unknown_wnid_in_annotations(tmp_path: Path) -> None:
         _load("tiny-imagenet", tmp_path)
 
 
-def _offline(*args: object, **kwargs: object) -> None:
-    raise URLError("[Errno -3] Temporary failure in name resolution")
-
-
 @pytest.mark.parametrize(
     ("name", "target", "attribute"),
     [
         ("mnist", tv_datasets.MNIST, "download"),
-        ("tiny-imagenet", data_module, "download_and_extract_archive"),
+        ("tiny-imagenet", tiny_imagenet_module, "download_and_extract_archive"),
         ("celeba", tv_datasets.CelebA, "download"),
     ],
 )
 def test_failed_download_is_a_data_error(
     name: str, target: object, attribute: str, tmp_path, monkeypatch
 ) -> None:
-    monkeypatch.setattr(target, attribute, _offline)
+    calls = []
+
+    def offline(*args: object, **kwargs: object) -> None:
+        calls.append(args)
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(target, attribute, offline)
     with pytest.raises(DataError, match="failed") as caught:
         _load(name, tmp_path, download=True)
     assert "\n" not in str(caught.value) and str(tmp_path) in str(caught.value)
+    assert calls, f"the loader never called the patched {attribute}, so the patch missed"
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -726,8 +734,9 @@ def test_cache_dir_resolution_and_creation(tmp_path: Path, monkeypatch: pytest.M
 
 def test_our_datasets_package_shadows_hugging_face() -> None:
     # MLflow may import Hugging Face's `datasets`; ours must be the one on the path.
-    assert Path(data_module.__file__).parent.name == "datasets"
-    assert Path(data_module.__file__).parent.parent == Path(__file__).resolve().parent.parent
+    package = Path(data_package.__file__).parent.parent
+    assert package.name == "datasets"
+    assert package.parent == Path(__file__).resolve().parent.parent
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -1,5 +1,8 @@
 """A name -> factory registry that fails loudly (the timm / lm-evaluation-harness pattern).
 
+It lives in ``datasets``, the lowest layer, so every package can use it and imports run one way: ``bench`` ->
+``reports``, ``methods`` -> ``datasets``.
+
 Every registry in the project (datasets, models, pairs, methods, suites) is one of these, so a duplicate name is
 always an error and an unknown name always answers with the valid names and a "did you mean" hint.
 """
