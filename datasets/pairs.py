@@ -10,7 +10,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from methods.registry import Registry
+from datasets.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,8 @@ class Pair:
         dataset_options: keyword options for the dataset loader (vocabulary size, image size, target, ...).
         description: one line for ``bench list``.
         gpu_sized: True when training or evaluating it on a 2-core CPU is impractical.
+        family: how the model trains, a name in ``datasets.training.FAMILIES`` ("plain": cross-entropy); part of
+            the checkpoint cache key, so checkpoints of different families are never confused.
     """
 
     name: str
@@ -67,6 +69,7 @@ class Pair:
     dataset_options: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     gpu_sized: bool = False
+    family: str = "plain"
 
     def with_recipe(self, **changes: Any) -> Pair:
         """The same pair with some recipe fields changed (a different cache key, so it retrains)."""

@@ -1,7 +1,13 @@
-"""Seeded training of a pair, with trained weights cached on disk.
+"""Seeded training of a pair, with trained weights cached on disk: the project's one training loop.
 
 The cache key is a hash of everything that determines the weights: the pair's model, dataset and options, the
-recipe, the seed and the validation carve. Suites reuse cached models; a changed recipe changes the key and retrains.
+recipe, the training family, the seed and the validation carve. Suites reuse cached models; a changed recipe or
+family changes the key and retrains.
+
+A **training family** is the seam for models that train differently (NEUROGAME's game layers, ...): it supplies the
+loss of a batch, what the model does at the start of each epoch (a schedule) and extra per-epoch metrics. The loop
+itself (optimizer, schedule, batches, seeding, per-epoch train and validation loss and accuracy) is :func:`fit`, for
+every family and for fine-tuning pruned networks (``methods.curves``).
 """
 
 from __future__ import annotations
@@ -17,10 +23,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
@@ -29,9 +36,56 @@ from datasets.data import Splits, as_tensors, load_dataset
 from datasets.models import build_model
 from datasets.pairs import Pair, Recipe, get_pair
 from datasets.paths import cache_dir
+from datasets.registry import Registry
 
-# Bump when training code changes in a way that changes the weights, so stale checkpoints are not reused.
-CACHE_VERSION = 1
+# Bump when training code changes in a way that changes the weights or what a checkpoint holds, so stale
+# checkpoints are not reused. 2: checkpoints hold the per-epoch learning curves.
+CACHE_VERSION = 2
+
+
+class TrainingFamily(Protocol):
+    """How a family of models trains: the seam of :func:`fit`.
+
+    Attributes:
+        name: the registry name (part of the checkpoint cache key).
+    """
+
+    name: str
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The training loss of a batch and the logits (for accuracy)."""
+        ...
+
+    def on_epoch_start(self, model: nn.Module, epoch: int, epochs: int) -> None:
+        """Called before each epoch (0-based), e.g. to advance a schedule inside the model."""
+        ...
+
+    def epoch_metrics(self, model: nn.Module) -> dict[str, float]:
+        """Extra metrics recorded after each epoch (e.g. the fraction of units a game layer passed)."""
+        ...
+
+
+FAMILIES: Registry[TrainingFamily] = Registry("training family")
+
+
+@dataclass(frozen=True)
+class PlainFamily:
+    """Softmax cross-entropy on the logits, nothing per epoch: every model of the zoo but NEUROGAME."""
+
+    name: str = "plain"
+
+    def loss(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        logits = model(x)
+        return F.cross_entropy(logits, y), logits
+
+    def on_epoch_start(self, model: nn.Module, epoch: int, epochs: int) -> None:
+        return None
+
+    def epoch_metrics(self, model: nn.Module) -> dict[str, float]:
+        return {}
+
+
+FAMILIES.add("plain", PlainFamily())
 
 
 @dataclass
@@ -43,7 +97,9 @@ class TrainedPair:
         model: the trained network, in eval mode, on ``device``.
         splits: train / validation / test data.
         seed: the training seed.
-        metrics: val_accuracy, test_accuracy, train_seconds, epochs, device, cache_key.
+        metrics: val_accuracy, test_accuracy, train_seconds, epochs, device, cache_key, family, and history: one
+            record per epoch (epoch, train_loss, train_accuracy, val_loss, val_accuracy, seconds, and the family's
+            own metrics).
         path: the checkpoint file.
     """
 
@@ -85,6 +141,7 @@ def cache_key(pair: Pair, *, seed: int, val_fraction: float, split_seed: int) ->
         "dataset": pair.dataset,
         "dataset_options": pair.dataset_options,
         "recipe": dataclasses.asdict(pair.recipe),
+        "family": pair.family,
         "seed": seed,
         "val_fraction": val_fraction,
         "split_seed": split_seed,
@@ -146,11 +203,13 @@ def train_pair(
         model.to(device).eval()
         return TrainedPair(pair=pair, model=model, splits=splits, seed=seed, metrics=metrics, path=path)
 
+    family = FAMILIES.get(pair.family)
     seed_everything(seed)
     model = build_model(pair.model, input_shape=splits.input_shape, num_classes=splits.num_classes)
     model.to(device)
     start = time.perf_counter()
-    fit(model, splits.train, pair.recipe, seed=seed, device=device, progress=progress, desc=pair.name)
+    history = fit(model, splits.train, pair.recipe, seed=seed, device=device, family=family, val=splits.val,
+                  progress=progress, desc=pair.name)
     train_seconds = time.perf_counter() - start
     model.eval()
     metrics = {
@@ -160,10 +219,23 @@ def train_pair(
         "epochs": pair.recipe.epochs,
         "device": str(device),
         "cache_key": key,
+        "family": pair.family,
         "seed": seed,
+        "history": history,
     }
     save_checkpoint(path, model, metrics)
     return TrainedPair(pair=pair, model=model, splits=splits, seed=seed, metrics=metrics, path=path)
+
+
+def initial_model(pair: Pair | str, *, seed: int, input_shape: tuple[int, ...], num_classes: int) -> nn.Sequential:
+    """The pair's network exactly as :func:`train_pair` initialises it for ``seed``, before any training.
+
+    The control for analyses of trained weights. The caller's random state is left as it was.
+    """
+    pair = get_pair(pair) if isinstance(pair, str) else pair
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return build_model(pair.model, input_shape=input_shape, num_classes=num_classes).eval()
 
 
 def save_checkpoint(path: Path, model: nn.Module, metrics: dict[str, Any]) -> None:
@@ -208,8 +280,27 @@ def batches(dataset: Dataset, *, batch_size: int, shuffle: bool, generator: torc
 
 
 def fit(model: nn.Module, dataset: Dataset, recipe: Recipe, *, seed: int, device: torch.device,
-        progress: bool = True, desc: str = "train") -> None:
-    """Trains ``model`` in place with softmax cross-entropy under ``recipe``; deterministic for a given seed."""
+        family: TrainingFamily | None = None, val: Dataset | None = None, progress: bool = True,
+        desc: str = "train") -> list[dict[str, float]]:
+    """Trains ``model`` in place under ``recipe``; deterministic for a given seed.
+
+    Args:
+        model: the network (left in eval mode).
+        dataset: the training data.
+        recipe: optimizer, learning rate, schedule, epochs, batch size.
+        seed: seeds the batch order (the caller seeds initialisation).
+        device: where to train.
+        family: the loss and per-epoch behaviour (default: plain cross-entropy).
+        val: if given, its loss and accuracy are measured after every epoch (eval mode, no gradient, the global
+            random state untouched, so measuring never changes the trained weights).
+        progress: show a progress bar.
+        desc: the progress bar's label.
+
+    Returns:
+        One record per epoch: epoch (1-based), train_loss and train_accuracy (running means over the epoch),
+        val_loss and val_accuracy (when ``val`` is given), seconds, and the family's ``epoch_metrics``.
+    """
+    family = family or FAMILIES.get("plain")
     generator = torch.Generator().manual_seed(seed)
     if recipe.optimizer == "adam":
         optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
@@ -222,32 +313,58 @@ def fit(model: nn.Module, dataset: Dataset, recipe: Recipe, *, seed: int, device
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * s / total)))
     else:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
-    loss_fn = nn.CrossEntropyLoss()
+    history: list[dict[str, float]] = []
     model.train()
     with tqdm(total=total, desc=desc, unit="step", disable=not progress, leave=False) as bar:
         for epoch in range(recipe.epochs):
-            running, seen = 0.0, 0
+            began = time.perf_counter()
+            family.on_epoch_start(model, epoch, recipe.epochs)
+            running, correct, seen = 0.0, 0, 0
             for x, y in batches(dataset, batch_size=recipe.batch_size, shuffle=True, generator=generator,
                                 device=device):
                 optimizer.zero_grad(set_to_none=True)
-                loss = loss_fn(model(x), y)
+                loss, logits = family.loss(model, x, y)
                 loss.backward()
                 optimizer.step()
                 scheduler.step()
                 running += loss.item() * len(y)
+                correct += int((logits.detach().argmax(1) == y).sum())
                 seen += len(y)
                 bar.update(1)
-            bar.set_postfix(epoch=epoch + 1, loss=f"{running / max(seen, 1):.4f}")
+            record = {"epoch": epoch + 1, "train_loss": running / max(seen, 1),
+                      "train_accuracy": correct / max(seen, 1)}
+            if val is not None:
+                record["val_loss"], record["val_accuracy"] = evaluate(model, val, device=device, family=family)
+                model.train()
+            record["seconds"] = time.perf_counter() - began
+            record.update(family.epoch_metrics(model))
+            history.append(record)
+            bar.set_postfix(epoch=epoch + 1, loss=f"{record['train_loss']:.4f}")
     model.eval()
+    return history
 
 
 @torch.no_grad()
+def evaluate(model: nn.Module, dataset: Dataset, *, device: torch.device, family: TrainingFamily | None = None,
+             batch_size: int = 2048) -> tuple[float, float]:
+    """Mean loss (the family's) and top-1 accuracy of ``model`` on ``dataset``, in eval mode.
+
+    The global random state is restored afterwards (a DataLoader draws a seed from it), so evaluating between
+    epochs never changes what training draws next.
+    """
+    family = family or FAMILIES.get("plain")
+    model.eval()
+    devices = [device] if device.type == "cuda" else []
+    total_loss, correct, total = 0.0, 0, 0
+    with torch.random.fork_rng(devices=devices):
+        for x, y in batches(dataset, batch_size=batch_size, shuffle=False, generator=None, device=device):
+            loss, logits = family.loss(model, x, y)
+            total_loss += float(loss) * len(y)
+            correct += int((logits.argmax(1) == y).sum())
+            total += len(y)
+    return total_loss / max(total, 1), correct / max(total, 1)
+
+
 def accuracy(model: nn.Module, dataset: Dataset, *, device: torch.device, batch_size: int = 2048) -> float:
     """Top-1 accuracy of ``model`` on ``dataset``."""
-    model.eval()
-    correct, total = 0, 0
-    for x, y in batches(dataset, batch_size=batch_size, shuffle=False, generator=None, device=device):
-        correct += int((model(x).argmax(1) == y).sum())
-        total += len(y)
-    return correct / max(total, 1)
-
+    return evaluate(model, dataset, device=device, batch_size=batch_size)[1]

@@ -12,9 +12,11 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
+from torch.utils.data import TensorDataset
 
+from datasets import training
+from datasets.pairs import Recipe
 from methods.neuron_game import NeuronGame
 from methods.strategies import PruningPath
 from methods.structure import UnitGroup, attached_parameters, parameter_counts
@@ -86,23 +88,27 @@ def area_under_curve(points: Sequence[CurvePoint], axis: str = "unit_fraction") 
     return float(np.trapezoid(y, x) / (x[-1] - x[0]))
 
 
-def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 4096) -> float:
-    with torch.no_grad():
-        correct = sum(int((model(xb).argmax(1) == yb).sum())
-                      for xb, yb in zip(x.split(batch_size), y.split(batch_size), strict=True))
-    return correct / len(y)
+def _accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    return training.accuracy(model, TensorDataset(x, y), device=x.device)
 
 
-def unstructured_magnitude_curve(model: nn.Sequential, groups: Sequence[UnitGroup], fractions: Sequence[float],
-                                 x_test: torch.Tensor, y_test: torch.Tensor) -> list[CurvePoint]:
-    """Global unstructured magnitude pruning (the WMP of the paper, after Frankle & Carbin).
+def weight_pruning_curve(model: nn.Sequential, groups: Sequence[UnitGroup], fractions: Sequence[float],
+                         weight_scores: dict[str, torch.Tensor], x_test: torch.Tensor,
+                         y_test: torch.Tensor) -> list[CurvePoint]:
+    """Global unstructured pruning of the attached layers' weights by a score per weight (parameter axis).
 
-    For each kept fraction f of the attached layers' weights, keeps the f largest |w| network-wide (biases stay)
-    and measures test accuracy. ``unit_fraction`` counts units that still have an outgoing weight.
+    For each kept fraction f, keeps the f highest-scoring weights network-wide (biases stay) and measures test
+    accuracy. With |w| as the score this is the WMP of the GTAP paper (after Frankle & Carbin). ``unit_fraction``
+    counts units that still have an outgoing weight.
+
+    Args:
+        weight_scores: layer name -> a score of the shape of its weight (a scorer's ``weight_scores``).
     """
-    stages = dict(model.named_children())
     names = attached_parameters(model, groups)
-    weights = torch.cat([stages[n].weight.detach().abs().flatten() for n in names])
+    missing = [n for n in names if n not in weight_scores]
+    if missing:
+        raise ValueError(f"weight_scores lacks the attached layers {missing}")
+    weights = torch.cat([weight_scores[n].detach().flatten() for n in names])
     consumers = {g.consumer: g for g in groups if g.consumer is not None}
     points = []
     for f in sorted(float(v) for v in fractions):
@@ -113,7 +119,7 @@ def unstructured_magnitude_curve(model: nn.Sequential, groups: Sequence[UnitGrou
         pruned_stages = dict(pruned.named_children())
         for name in names:
             w = pruned_stages[name].weight
-            keep = (w.detach().abs() >= threshold)
+            keep = weight_scores[name].detach() >= threshold
             with torch.no_grad():
                 w.mul_(keep)
             if name in consumers:
@@ -129,6 +135,8 @@ def unstructured_magnitude_curve(model: nn.Sequential, groups: Sequence[UnitGrou
 def fine_tune(model: nn.Sequential, groups: Sequence[UnitGroup], mask: np.ndarray, x: torch.Tensor, y: torch.Tensor,
               *, epochs: int = 1, lr: float = 1e-3, batch_size: int = 128, seed: int = 0) -> nn.Sequential:
     """A copy of ``model`` trained for a few epochs with the pruned units held at zero (their activations masked).
+
+    Trains with the project's one training loop (``datasets.training.fit``: Adam, constant learning rate).
 
     Args:
         model: the trained network (not modified).
@@ -149,24 +157,11 @@ def fine_tune(model: nn.Sequential, groups: Sequence[UnitGroup], mask: np.ndarra
             return output * keep.view(1, -1, *([1] * (output.dim() - 2)))
 
         stages[group.name].register_forward_hook(hook)
-    generator = torch.Generator().manual_seed(seed)
-    optimizer = torch.optim.Adam(tuned.parameters(), lr=lr)
-    tuned.train()
+    recipe = Recipe(epochs=epochs, batch_size=batch_size, lr=lr, optimizer="adam", schedule="constant")
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)  # dropout draws from the global generator; fork it so the caller's stays put
-        _train_epochs(tuned, optimizer, x, y, epochs=epochs, batch_size=batch_size, generator=generator,
-                      device=device)
+        training.fit(tuned, TensorDataset(x, y), recipe, seed=seed, device=device, progress=False)
     return tuned.eval()
-
-
-def _train_epochs(tuned, optimizer, x, y, *, epochs, batch_size, generator, device) -> None:
-    for _ in range(epochs):
-        order = torch.randperm(len(y), generator=generator)
-        for start in range(0, len(y), batch_size):
-            idx = order[start:start + batch_size]
-            optimizer.zero_grad(set_to_none=True)
-            F.cross_entropy(tuned(x[idx].to(device)), y[idx].to(device)).backward()
-            optimizer.step()
 
 
 def evaluate_fine_tuned(model: nn.Sequential, groups: Sequence[UnitGroup], path: PruningPath,

@@ -9,7 +9,7 @@ from test_datasets import OPTIONS, WRITERS
 
 from bench.cli import main
 from datasets import training
-from datasets.data import load_dataset
+from datasets.data import as_tensors, load_dataset
 from datasets.models import MODELS, build_model, unit_counts
 from datasets.pairs import PAIRS, Pair, Recipe
 from datasets.training import train_pair
@@ -50,8 +50,13 @@ def test_pair_contract(name, tmp_path):
     problem = PruningProblem.build(model, pair.units, x, y)
     assert problem.n_units == sum(sizes.values())
     assert problem.game(np.ones((1, problem.n_units), bool)).shape == (1,)
-    recipe = dataclasses.asdict(pair.recipe)
-    assert recipe["epochs"] >= 1
+    # The pair trains with a registered family, and its recipe and family both enter the cache key.
+    assert training.FAMILIES.get(pair.family).name == pair.family
+    key = training.cache_key(pair, seed=0, val_fraction=0.1, split_seed=0)
+    assert key != training.cache_key(pair.with_recipe(epochs=pair.recipe.epochs + 1), seed=0, val_fraction=0.1,
+                                     split_seed=0)
+    assert key != training.cache_key(dataclasses.replace(pair, family="other"), seed=0, val_fraction=0.1,
+                                     split_seed=0)
 
 
 def test_models_registry_is_loud():
@@ -95,6 +100,72 @@ def test_training_is_seeded_and_cached(mnist_root, monkeypatch):
     assert other_seed.path != first.path
     changed = train_pair(_tiny_pair(lr=3e-3), seed=3, data_dir=mnist_root, device="cpu", progress=False)
     assert changed.path != first.path, "a changed recipe must retrain"
+
+
+def test_training_records_learning_curves_per_epoch(mnist_root):
+    pair = _tiny_pair(epochs=3)
+    trained = train_pair(pair, seed=0, data_dir=mnist_root, device="cpu", progress=False)
+    history = trained.metrics["history"]
+    assert [h["epoch"] for h in history] == [1, 2, 3]
+    for record in history:
+        assert {"train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds"} <= set(record)
+        assert 0 <= record["train_accuracy"] <= 1 and record["train_loss"] > 0
+    # The last epoch's validation accuracy is the trained network's, measured the same way.
+    assert history[-1]["val_accuracy"] == pytest.approx(trained.metrics["val_accuracy"])
+    x_val, y_val = as_tensors(trained.splits.val)
+    loss = torch.nn.functional.cross_entropy(trained.model(x_val), y_val).item()
+    assert history[-1]["val_loss"] == pytest.approx(loss, rel=1e-5)
+
+
+@dataclasses.dataclass(frozen=True)
+class _LabelSmoothing:
+    """A training family for the test: another loss, a per-epoch hook and a per-epoch metric."""
+
+    name: str = "smooth"
+    calls: list = dataclasses.field(default_factory=list)
+
+    def loss(self, model, x, y):
+        logits = model(x)
+        return torch.nn.functional.cross_entropy(logits, y, label_smoothing=0.5), logits
+
+    def on_epoch_start(self, model, epoch, epochs):
+        self.calls.append((epoch, epochs))
+
+    def epoch_metrics(self, model):
+        return {"first_weight_norm": float(next(model.parameters()).detach().norm())}
+
+
+def test_a_training_family_changes_the_loss_and_the_cache_key(mnist_root, monkeypatch):
+    family = _LabelSmoothing()
+    monkeypatch.setitem(training.FAMILIES._items, "smooth", family)
+    plain = train_pair(_tiny_pair(epochs=2), seed=1, data_dir=mnist_root, device="cpu", progress=False)
+    smooth = train_pair(dataclasses.replace(_tiny_pair(epochs=2), family="smooth"), seed=1, data_dir=mnist_root,
+                        device="cpu", progress=False)
+    assert family.calls == [(0, 2), (1, 2)]
+    assert smooth.path != plain.path and smooth.metrics["family"] == "smooth"
+    assert all("first_weight_norm" in record for record in smooth.metrics["history"])
+    # The same seed and data, another loss: other weights (so a family checkpoint can never pass for a plain one).
+    first = next(iter(plain.model.state_dict()))
+    assert not torch.equal(plain.model.state_dict()[first], smooth.model.state_dict()[first])
+    with pytest.raises(KeyError, match="unknown training family 'smoth'"):
+        train_pair(dataclasses.replace(_tiny_pair(), family="smoth"), seed=1, data_dir=mnist_root, device="cpu",
+                   progress=False)
+
+
+def test_initial_model_is_where_training_starts(mnist_root, monkeypatch):
+    pair = _tiny_pair()
+    started = {}
+
+    def record_start(model, *args, **kwargs):
+        started.update({k: v.clone() for k, v in model.state_dict().items()})
+        return []
+
+    monkeypatch.setattr(training, "fit", record_start)
+    trained = train_pair(pair, seed=7, data_dir=mnist_root, device="cpu", progress=False, force=True)
+    initial = training.initial_model(pair, seed=7, input_shape=trained.splits.input_shape,
+                                     num_classes=trained.splits.num_classes)
+    for name, value in initial.state_dict().items():
+        assert torch.equal(value, started[name]), name
 
 
 def test_no_half_written_checkpoint(mnist_root, monkeypatch):
