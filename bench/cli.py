@@ -188,11 +188,11 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from bench.pipeline import problem_for, run_experiment, run_mcue
     from datasets.training import train_pair
     from methods.curves import area_under_curve
-    from methods.scorers import check_method_params
+    from methods.scorers import build_scorer
     from methods.strategies import STRATEGIES
 
     params = _parse_params(args.param)
-    check_method_params(args.method, params)  # fail before any work starts
+    scorer = build_scorer(args.method, **params)  # fail before any work starts
     STRATEGIES.get(args.strategy)
     step = int(args.step) if args.step >= 1 else args.step
     raw = [f.strip() for f in args.fractions.split(",") if f.strip()]
@@ -200,8 +200,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
                          download=args.download, progress=True)
     problem = problem_for(trained)
     mcue_result = None
-    needs_d = "d" in raw or (args.method == "gtap" and params.get("index", "beta") == "beta"
-                             and "keep_prob" not in params)
+    needs_d = "d" in raw or "keep_prob" in scorer.needs
     if needs_d:
         start = time.perf_counter()
         mcue_result = run_mcue(problem, seed=args.seed, samples=args.mcue_samples)
@@ -225,8 +224,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bench.plan import plan
     from bench.runner import preflight_data, run_suite
-    from bench.suite import load_suite, parse_seeds, plan, select
+    from bench.suite import load_suite, parse_seeds, select
     from bench.tracking import Tracker
 
     suite = load_suite(args.suite, profile=args.profile)
@@ -336,7 +336,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from bench.errors import TrackingError
     from datasets.errors import DataError
-    from methods.registry import UnknownNameError
+    from datasets.registry import UnknownNameError
     from reports.data import ReportError
 
     try:

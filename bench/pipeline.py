@@ -16,16 +16,10 @@ import torch
 
 from datasets.data import as_tensors
 from datasets.training import TrainedPair
-from methods.curves import (
-    CurvePoint,
-    evaluate_fine_tuned,
-    evaluate_path,
-    kept_counts,
-    unstructured_magnitude_curve,
-)
+from methods.curves import CurvePoint, evaluate_fine_tuned, evaluate_path, kept_counts, weight_pruning_curve
 from methods.mcue import MCUEResult, mcue
 from methods.neuron_game import NeuronGame
-from methods.scorers import PruningProblem, build_scorer
+from methods.scorers import PARAM_AXIS, PruningProblem, build_scorer
 from methods.strategies import STRATEGIES, PruningPath
 
 
@@ -75,11 +69,11 @@ def run_experiment(trained: TrainedPair, *, method: str, params: dict[str, Any],
 
     Args:
         trained: the trained pair.
-        method: a scorer name; params: its parameters. For ``gtap`` with ``index="beta"`` and no ``keep_prob``,
-            MCUE runs first (or ``mcue_result`` is used) and d = 1 - t*.
-        strategy: "top-n", "iterated-pruning" or "iterated-building"; for ``wmp`` with ``form="unstructured"``
-            the strategy is ignored (it prunes weights, not units).
-        fractions: kept fractions of units (of parameters for unstructured WMP).
+        method: a scorer name; params: its parameters. What the scorer declares decides the rest: one that needs
+            ``keep_prob`` (beta_d without a fixed d) gets MCUE's d (``mcue_result``, or a fresh MCUE run); one on
+            the parameter axis (unstructured WMP) prunes weights by its ``weight_scores``, and ignores the strategy.
+        strategy: "top-n", "iterated-pruning" or "iterated-building".
+        fractions: kept fractions of units (of parameters on the parameter axis).
         seed: seeds the scorer and tie breaks (the model's training seed is separate).
         step: the iterated strategies' step (a unit count or a fraction of all units).
         problem, test_game: reuse these across experiments on the same trained pair.
@@ -91,19 +85,20 @@ def run_experiment(trained: TrainedPair, *, method: str, params: dict[str, Any],
     start = time.perf_counter()
     problem = problem or problem_for(trained)
     params = dict(params)
+    scorer = build_scorer(method, **params)
     overhead = (0, 0.0)  # evaluations and seconds spent before scoring, charged to every point of the curve
-    if method == "gtap" and params.get("index", "beta") == "beta" and params.get("keep_prob") is None:
+    if "keep_prob" in scorer.needs:
         mcue_result = mcue_result or run_mcue(problem, seed=seed, **(mcue_options or {}))
         # Choosing d is part of beta_d's cost, even when the MCUE run is shared between experiments.
         overhead = (mcue_result.n_evaluations, mcue_result.seconds)
         params["keep_prob"] = mcue_result.keep_prob
-    if method == "wmp" and params.get("form") == "unstructured":
+        scorer = scorer.resolve(keep_prob=mcue_result.keep_prob)
+    if scorer.axis == PARAM_AXIS:
         x_test, y_test = as_tensors(trained.splits.test)
         device = trained.device
-        points = unstructured_magnitude_curve(trained.model, problem.groups, fractions, x_test.to(device),
-                                              y_test.to(device))
+        points = weight_pruning_curve(trained.model, problem.groups, fractions, scorer.weight_scores(problem),
+                                      x_test.to(device), y_test.to(device))
         return Experiment(points, None, mcue_result, params, time.perf_counter() - start)
-    scorer = build_scorer(method, **params)
     targets = list(kept_counts(fractions, problem.n_units).values())
     path = STRATEGIES.get(strategy)(scorer, problem, targets, rng=np.random.default_rng([seed, 2]), step=step,
                                     allocation=allocation)

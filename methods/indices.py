@@ -42,6 +42,7 @@ Interpretations, where the paper is silent:
 from __future__ import annotations
 
 import copy
+import functools
 import math
 import operator
 from collections.abc import Callable, Iterator, Sequence
@@ -482,7 +483,45 @@ ESTIMATORS: dict[str, dict[str, Callable[..., IndexEstimate]]] = {
     "shapley": {"exact": exact_shapley, "permutation": shapley_permutation, "stratified": shapley_stratified},
     "banzhaf": {"exact": exact_banzhaf, "per-player": banzhaf_per_player, "shared": banzhaf_shared},
 }
-"""index -> estimator name -> function; ``estimate`` dispatches through it."""
+"""index -> estimator name -> function; :func:`estimator_for` is the one dispatch through it."""
+
+
+def estimator_for(index: str, name: str, *, keep_prob: float | None = None,
+              antithetic: bool | None = None) -> Callable[..., IndexEstimate]:
+    """The one dispatch from names to an estimator: validates the combination and binds its options.
+
+    Args:
+        index: "shapley" or "banzhaf" (beta_d with ``keep_prob=d``).
+        name: a name in ``ESTIMATORS[index]``.
+        keep_prob: d in the GTAP paper; banzhaf only (default 1/2).
+        antithetic: antithetic sampling on or off; None keeps the estimator's default. Not for "exact" or
+            "stratified", which have no such option (asking for it is an error, never silently dropped).
+
+    Returns:
+        A function of the game; sampling estimators also take ``budget`` and ``rng``, "exact" takes neither.
+
+    Raises:
+        ValueError: an unknown combination or an option the estimator does not have.
+    """
+    combos = ", ".join(f"{i}/{e}" for i, names in ESTIMATORS.items() for e in names)
+    if index not in ESTIMATORS or name not in ESTIMATORS[index]:
+        raise ValueError(f"unknown index/estimator {index}/{name}; valid combinations: {combos}")
+    kwargs: dict[str, Any] = {}
+    if index == "banzhaf":
+        kwargs["keep_prob"] = 0.5 if keep_prob is None else _check_keep_prob(keep_prob)
+    elif keep_prob is not None:
+        raise ValueError("keep_prob (d) applies to index='banzhaf' only; the Shapley value has no d")
+    if antithetic is not None:
+        if name in ("exact", "stratified"):
+            raise ValueError(f"estimator {name!r} has no antithetic option")
+        kwargs["antithetic"] = bool(antithetic)
+    return functools.partial(ESTIMATORS[index][name], **kwargs)
+
+
+def is_exact(function: Callable[..., IndexEstimate]) -> bool:
+    """Whether an estimator from :func:`estimator_for` enumerates every coalition (and takes no budget or rng)."""
+    inner = function.func if isinstance(function, functools.partial) else function
+    return inner in (exact_shapley, exact_banzhaf)
 
 
 def estimate(
@@ -511,26 +550,14 @@ def estimate(
     Returns:
         The estimator's result.
     """
-    combos = ", ".join(f"{i}/{e}" for i, names in ESTIMATORS.items() for e in names)
-    if index not in ESTIMATORS or estimator not in ESTIMATORS[index]:
-        raise ValueError(f"unknown index/estimator {index}/{estimator}; valid combinations: {combos}")
-    function = ESTIMATORS[index][estimator]
-    kwargs: dict[str, Any] = {}
-    if index == "banzhaf":
-        kwargs["keep_prob"] = 0.5 if keep_prob is None else keep_prob
-    elif keep_prob is not None:
-        raise ValueError("keep_prob (d) applies to index='banzhaf' only; the Shapley value has no d")
-    if antithetic is not None:
-        if estimator in ("exact", "stratified"):
-            raise ValueError(f"estimator {estimator!r} has no antithetic option")
-        kwargs["antithetic"] = antithetic
-    if estimator == "exact":
+    function = estimator_for(index, estimator, keep_prob=keep_prob, antithetic=antithetic)
+    if is_exact(function):
         if budget is not None and _check_budget(budget) < 2**game.n_players:
             raise ValueError(f"exact {index} needs 2^{game.n_players} evaluations, more than budget={budget}")
-        return function(game, **kwargs)
+        return function(game)
     if budget is None or rng is None:
         raise ValueError(f"estimator {estimator!r} needs a budget and an rng (numpy.random.Generator)")
-    return function(game, budget=budget, rng=rng, **kwargs)
+    return function(game, budget=budget, rng=rng)
 
 
 # -------------------------------------------------------------------------------------------------- helpers

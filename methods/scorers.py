@@ -11,6 +11,7 @@ Variants are constructor arguments of frozen dataclasses, never subclasses.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -20,10 +21,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from datasets.registry import Registry
 from methods import indices
 from methods.games import RestrictedGame
 from methods.neuron_game import NeuronGame
-from methods.registry import Registry
 from methods.structure import UnitGroup, per_unit_weight_statistic, unit_groups
 
 
@@ -71,8 +72,36 @@ class Scores:
     n_evaluations: int = 0
 
 
+UNIT_AXIS = "unit_fraction"  # a curve over kept units (structured pruning)
+PARAM_AXIS = "param_fraction"  # a curve over kept weights (unstructured pruning)
+FAMILIES = ("power-index", "magnitude", "gradient", "activation", "random")
+
+
 class Scorer(Protocol):
-    """Scores units; higher is more important."""
+    """Scores units; higher is more important.
+
+    Besides ``__call__``, a scorer declares what the edge (suites, runner, reports) needs to know about it, so that
+    no module outside this file names a scorer:
+
+    Attributes:
+        family: what kind of evidence it scores with, one of ``FAMILIES`` (reports group and colour by it).
+        axis: ``UNIT_AXIS`` for scorers of units; ``PARAM_AXIS`` for scorers that prune individual weights, which
+            provide ``weight_scores(problem)`` instead of unit scores.
+        needs: names of values the runner must supply before the scorer can run: ``"keep_prob"`` is MCUE's d
+            (``resolve(keep_prob=d)`` fills it in).
+    """
+
+    family: ClassVar[str]
+
+    @property
+    def axis(self) -> str: ...
+
+    @property
+    def needs(self) -> frozenset[str]: ...
+
+    def resolve(self, **values: Any) -> Scorer:
+        """A copy with the values named in ``needs`` filled in."""
+        ...
 
     def __call__(self, problem: PruningProblem, *, rng: np.random.Generator, include: np.ndarray | None = None,
                  exclude: np.ndarray | None = None) -> Scores:
@@ -88,6 +117,26 @@ class Scorer(Protocol):
             Scores with NaN at fixed units.
         """
         ...
+
+
+class ScorerBase:
+    """The defaults of the declarations of :class:`Scorer`: unit axis, nothing needed."""
+
+    family: ClassVar[str] = ""
+
+    @property
+    def axis(self) -> str:
+        return UNIT_AXIS
+
+    @property
+    def needs(self) -> frozenset[str]:
+        return frozenset()
+
+    def resolve(self, **values: Any) -> Scorer:
+        unknown = sorted(set(values) - set(self.needs))
+        if unknown:
+            raise ValueError(f"{type(self).__name__} does not need {unknown}; it needs {sorted(self.needs)}")
+        return dataclasses.replace(self, **values) if values else self  # type: ignore[type-var]
 
 
 SCORERS: Registry[type] = Registry("method")
@@ -108,19 +157,22 @@ def _with_nan(values: np.ndarray, include: np.ndarray, exclude: np.ndarray) -> n
 
 @SCORERS.register("gtap")
 @dataclass(frozen=True)
-class GTAPScorer:
+class GTAPScorer(ScorerBase):
     """GTAP: a power index of each unit in the neuron game (Diaz-Ortiz et al., Sec. III-B).
 
     Args:
         index: "shapley", "banzhaf" (coalitions from R_1/2) or "beta" (biased Banzhaf beta_d, coalitions from R_d).
-        keep_prob: d of beta_d (usually MCUE's d = 1 - t*); ignored by shapley and banzhaf.
+        keep_prob: d of beta_d; None (the default) declares that beta_d needs MCUE's d = 1 - t*, which the runner
+            supplies through ``resolve(keep_prob=d)``. Not for shapley and banzhaf.
         estimator: "shared" (footnote 5: one sample serves every unit), "per-player" (Algorithm 2), for Shapley
-            "permutation" or "stratified", or "exact" for tiny games.
+            "permutation" or "stratified" ("shared" means "stratified" for Shapley), or "exact" for tiny games.
         budget: coalition evaluations per estimate (each re-estimation of an iterated strategy spends this much).
         layerwise: estimate per unit group with the other groups always included (the paper's AlexNet setting),
             splitting the budget by group size; otherwise one global game.
-        antithetic: antithetic sampling (None: the estimator's default).
+        antithetic: antithetic sampling (None: the estimator's default); an error for "exact" and "stratified".
     """
+
+    family: ClassVar[str] = "power-index"
 
     index: str = "beta"
     keep_prob: float | None = None
@@ -159,37 +211,48 @@ class GTAPScorer:
     def __post_init__(self) -> None:
         if self.index not in ("shapley", "banzhaf", "beta"):
             raise ValueError(f"unknown index {self.index!r}; valid: shapley, banzhaf, beta")
-        if self.index == "beta" and self.keep_prob is None:
-            raise ValueError("index 'beta' needs keep_prob (d), e.g. from MCUE")
         if self.index == "shapley" and self.estimator == "shared":
             object.__setattr__(self, "estimator", "stratified")  # Shapley's shared-sample estimator
+        if self.keep_prob is not None:
+            if self.index != "beta":
+                raise ValueError(f"keep_prob (d) is for index 'beta' only, not {self.index!r}")
+            if isinstance(self.keep_prob, bool) or not isinstance(self.keep_prob, int | float) \
+                    or not 0 < self.keep_prob <= 1:
+                raise ValueError(f"keep_prob (d) must be a number in (0, 1], got {self.keep_prob!r}")
+        if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
+            raise ValueError(f"budget must be a positive number of coalition evaluations, got {self.budget!r}")
+        if not isinstance(self.layerwise, bool):
+            raise ValueError(f"layerwise must be true or false, got {self.layerwise!r}")
+        if self.antithetic is not None and not isinstance(self.antithetic, bool):
+            raise ValueError(f"antithetic must be true, false or absent, got {self.antithetic!r}")
+        self._estimator()  # an unknown estimator, or an option it lacks, fails here (at suite load), not mid-run
 
-    def _estimator_kwargs(self) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {}
-        if self.index != "shapley":
-            kwargs["keep_prob"] = 0.5 if self.index == "banzhaf" else float(self.keep_prob)
-        if self.antithetic is not None and self.estimator not in ("exact", "stratified"):
-            kwargs["antithetic"] = self.antithetic
-        return kwargs
+    @property
+    def needs(self) -> frozenset[str]:
+        return frozenset({"keep_prob"}) if self.index == "beta" and self.keep_prob is None else frozenset()
+
+    def _estimator(self):
+        if self.index == "shapley":
+            return indices.estimator_for("shapley", self.estimator, antithetic=self.antithetic)
+        d = 0.5 if self.index == "banzhaf" or self.keep_prob is None else self.keep_prob  # 1/2 stands in until resolved
+        return indices.estimator_for("banzhaf", self.estimator, keep_prob=d, antithetic=self.antithetic)
 
     def __call__(self, problem, *, rng, include=None, exclude=None) -> Scores:
+        if self.needs:
+            raise ValueError("index 'beta' needs keep_prob (d), e.g. from MCUE: resolve(keep_prob=d) first")
         include, exclude = _fixed(problem, include, exclude)
         game = RestrictedGame(problem.game, include=include, exclude=exclude)
-        family = "shapley" if self.index == "shapley" else "banzhaf"
-        function = indices.ESTIMATORS[family][self.estimator]
-        kwargs = self._estimator_kwargs()
-        budget = None if self.estimator == "exact" else self.budget
+        function = self._estimator()
+        sampling = {} if indices.is_exact(function) else {"budget": self.budget, "rng": rng}
         before = problem.game.n_evaluations
         if self.layerwise:
             position = {player: i for i, player in enumerate(game.free)}
             groups = [np.array([position[p] for p in players if p in position], dtype=int)
                       for players in problem.group_players()]
             groups = [g for g in groups if len(g)]
-            result = indices.per_group(function, game, groups, budget=budget, rng=rng, **kwargs)
-        elif budget is None:
-            result = function(game, **kwargs)
+            result = indices.per_group(function, game, groups, **sampling)
         else:
-            result = function(game, budget=budget, rng=rng, **kwargs)
+            result = function(game, **sampling)
         values = np.full(problem.n_units, np.nan)
         values[game.free] = result.values
         return Scores(values, problem.game.n_evaluations - before)
@@ -197,19 +260,31 @@ class GTAPScorer:
 
 @SCORERS.register("wmp")
 @dataclass(frozen=True)
-class WeightMagnitude:
+class WeightMagnitude(ScorerBase):
     """Weight magnitude pruning (WMP). ``form="neuron"``: mean |w| over each unit's incoming and outgoing weights.
 
     ``form="unstructured"`` is the global magnitude pruning the paper compares with (Frankle & Carbin): it prunes
-    individual weights, so it has no unit scores; ``methods.curves`` evaluates it on the parameter axis, and here it
-    scores a unit by its largest attached |w| (a unit survives while any of its weights does).
+    individual weights, so it is on the parameter axis and gives ``weight_scores`` (|w| of every attached weight,
+    which ``methods.curves.weight_pruning_curve`` ranks network-wide); as unit scores it gives each unit's largest
+    attached |w| (a unit survives while any of its weights does).
     """
 
     form: str = "neuron"
 
+    family: ClassVar[str] = "magnitude"
+
     def __post_init__(self) -> None:
         if self.form not in ("neuron", "unstructured"):
             raise ValueError(f"unknown form {self.form!r}; valid: neuron, unstructured")
+
+    @property
+    def axis(self) -> str:
+        return PARAM_AXIS if self.form == "unstructured" else UNIT_AXIS
+
+    def weight_scores(self, problem: PruningProblem) -> dict[str, torch.Tensor]:
+        """|w| of each weighted layer attached to the units (the parameter-axis protocol)."""
+        stages = dict(problem.model.named_children())
+        return {name: stages[name].weight.detach().abs() for name in _attached(problem)}
 
     def __call__(self, problem, *, rng, include=None, exclude=None) -> Scores:
         include, exclude = _fixed(problem, include, exclude)
@@ -224,7 +299,7 @@ class WeightMagnitude:
 
 @SCORERS.register("wgmp")
 @dataclass(frozen=True)
-class WeightGradientMagnitude:
+class WeightGradientMagnitude(ScorerBase):
     """W·GMP: |w * dL/dw| on the validation data, averaged over each unit's weights (with pruned units masked).
 
     Args:
@@ -232,6 +307,8 @@ class WeightGradientMagnitude:
     """
 
     batch_size: int = 1024
+
+    family: ClassVar[str] = "gradient"
 
     def __call__(self, problem, *, rng, include=None, exclude=None) -> Scores:
         include, exclude = _fixed(problem, include, exclude)
@@ -251,8 +328,10 @@ class WeightGradientMagnitude:
 
 @SCORERS.register("random")
 @dataclass(frozen=True)
-class RandomScorer:
+class RandomScorer(ScorerBase):
     """Uniformly random scores: the floor every method should beat."""
+
+    family: ClassVar[str] = "random"
 
     def __call__(self, problem, *, rng, include=None, exclude=None) -> Scores:
         include, exclude = _fixed(problem, include, exclude)
@@ -261,11 +340,13 @@ class RandomScorer:
 
 @SCORERS.register("activation")
 @dataclass(frozen=True)
-class MeanActivation:
+class MeanActivation(ScorerBase):
     """Mean absolute activation of each unit (over its feature map and the validation data), after Hu et al.'s
     network trimming: units that are rarely active score low."""
 
     batch_size: int = 2048
+
+    family: ClassVar[str] = "activation"
 
     def __call__(self, problem, *, rng, include=None, exclude=None) -> Scores:
         include, exclude = _fixed(problem, include, exclude)
@@ -279,11 +360,13 @@ class MeanActivation:
 
 @SCORERS.register("taylor")
 @dataclass(frozen=True)
-class FirstOrderTaylor:
+class FirstOrderTaylor(ScorerBase):
     """First-order Taylor importance (Molchanov et al. 2017): per example |mean over the unit's feature map of
     a * dL/da|, averaged over the validation examples."""
 
     batch_size: int = 1024
+
+    family: ClassVar[str] = "gradient"
 
     def __call__(self, problem, *, rng, include=None, exclude=None) -> Scores:
         include, exclude = _fixed(problem, include, exclude)
@@ -300,7 +383,7 @@ class FirstOrderTaylor:
 def check_method_params(name: str, params: dict[str, Any]) -> type:
     """The scorer class of a registered method, after checking that every parameter name is one of its fields."""
     cls = SCORERS.get(name)
-    valid = list(cls.__dataclass_fields__)
+    valid = [f.name for f in dataclasses.fields(cls)]  # not the ClassVars (family, search_space)
     unknown = sorted(set(params) - set(valid))
     if unknown:
         raise ValueError(f"unknown parameter(s) {unknown} for method {name!r}; valid: {', '.join(valid) or 'none'}")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from methods.registry import Registry
+from datasets.registry import Registry
 from methods.scorers import PruningProblem, Scorer
 
 
@@ -129,77 +129,80 @@ def top_n(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int], *
     return path
 
 
-@STRATEGIES.register("iterated-pruning")
-def iterated_pruning(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int], *,
-                     rng: np.random.Generator, step: int | float = 0.05, allocation: str = "global",
-                     on_record: Callable[[int, np.ndarray], None] | None = None) -> PruningPath:
-    """Iterated Pruning: from the full network, repeatedly drop the ``step`` lowest-scoring units and re-score with
-    the dropped units always excluded, until the smallest target is reached.
+DIRECTIONS = ("prune", "build")
+
+
+def iterated(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int], *, rng: np.random.Generator,
+             direction: str, step: int | float = 0.05, allocation: str = "global",
+             on_record: Callable[[int, np.ndarray], None] | None = None) -> PruningPath:
+    """Iterated Pruning or Iterated Building (GTAP Sec. III-B b), which mirror each other.
+
+    ``direction="prune"`` starts from the full network and repeatedly drops the ``step`` lowest-scoring kept units,
+    re-scoring with the dropped units always excluded, down to the smallest target. ``direction="build"`` starts
+    from the empty network and repeatedly adds the ``step`` highest-scoring missing units, re-scoring with the added
+    units always included, up to the largest target. Ties are broken at random either way.
 
     Args:
-        step: units dropped per round (a count, or a fraction of all units); never overshoots a target.
+        scorer: any scorer.
+        problem: model, units and validation data.
+        kept_counts: target numbers of kept units.
+        rng: randomness (scorer and tie breaks).
+        direction: "prune" or "build".
+        step: units dropped or added per round (a count, or a fraction of all units); never overshoots a target.
         allocation: accepted for a uniform signature; only "global" is meaningful here.
         on_record: see ``PruningPath``.
 
     Returns:
         Nested masks, cumulative cost per target.
     """
+    if direction not in DIRECTIONS:
+        raise ValueError(f"unknown direction {direction!r}; valid: {', '.join(DIRECTIONS)}")
+    building = direction == "build"
     n = problem.n_units
     targets = _targets(kept_counts, n)
     s = _step_size(step, n)
-    kept = np.ones(n, bool)
+    kept = np.full(n, not building)
     path = PruningPath(on_record=on_record)
     evaluations, start = 0, time.perf_counter()
-    pending = sorted(targets, reverse=True)
-    if pending[0] == n:
-        path.record(n, kept, 0, 0.0)
-        pending.pop(0)
+    pending = sorted(targets, reverse=not building)  # the nearest target first
+    if pending[0] == int(kept.sum()):
+        path.record(pending.pop(0), kept, 0, 0.0)
     while pending:
-        scores = scorer(problem, rng=rng, exclude=~kept)
+        # The units already decided stay fixed while the others are scored: in when building, out when pruning.
+        scores = scorer(problem, rng=rng, include=kept) if building else scorer(problem, rng=rng, exclude=~kept)
         path.first_scores = scores.values if path.first_scores is None else path.first_scores
         path.rounds += 1
         evaluations += scores.n_evaluations
-        remove = min(s, int(kept.sum()) - pending[0])
-        order = _order(scores.values, np.flatnonzero(kept), rng)
-        kept[order[:remove]] = False
+        change = min(s, abs(pending[0] - int(kept.sum())))
+        order = _order(scores.values, np.flatnonzero(~kept if building else kept), rng)  # increasing score
+        if building:
+            kept[order[::-1][:change]] = True  # the best missing units join
+        else:
+            kept[order[:change]] = False  # the worst kept units go
         if kept.sum() == pending[0]:
             path.record(pending.pop(0), kept, evaluations, time.perf_counter() - start)
     return path
+
+
+@STRATEGIES.register("iterated-pruning")
+def iterated_pruning(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int], *,
+                     rng: np.random.Generator, step: int | float = 0.05, allocation: str = "global",
+                     on_record: Callable[[int, np.ndarray], None] | None = None) -> PruningPath:
+    """Iterated Pruning: ``iterated`` with ``direction="prune"`` (drop the worst units, re-score without them).
+
+    Args and Returns: as ``iterated``.
+    """
+    return iterated(scorer, problem, kept_counts, rng=rng, direction="prune", step=step, allocation=allocation,
+                    on_record=on_record)
 
 
 @STRATEGIES.register("iterated-building")
 def iterated_building(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int], *,
                       rng: np.random.Generator, step: int | float = 0.05, allocation: str = "global",
                       on_record: Callable[[int, np.ndarray], None] | None = None) -> PruningPath:
-    """Iterated Building: from the empty network, repeatedly add the ``step`` highest-scoring units and re-score with
-    the added units always included, until the largest target is reached.
+    """Iterated Building: ``iterated`` with ``direction="build"`` (add the best units, re-score with them in).
 
-    Args:
-        step: units added per round (a count, or a fraction of all units); never overshoots a target.
-        allocation: accepted for a uniform signature; only "global" is meaningful here.
-        on_record: see ``PruningPath``.
-
-    Returns:
-        Nested masks, cumulative cost per target.
+    Args and Returns: as ``iterated``.
     """
-    n = problem.n_units
-    targets = _targets(kept_counts, n)
-    s = _step_size(step, n)
-    kept = np.zeros(n, bool)
-    path = PruningPath(on_record=on_record)
-    evaluations, start = 0, time.perf_counter()
-    pending = sorted(targets)
-    if pending[0] == 0:
-        path.record(0, kept, 0, 0.0)
-        pending.pop(0)
-    while pending:
-        scores = scorer(problem, rng=rng, include=kept)
-        path.first_scores = scores.values if path.first_scores is None else path.first_scores
-        path.rounds += 1
-        evaluations += scores.n_evaluations
-        add = min(s, pending[0] - int(kept.sum()))
-        order = _order(scores.values, np.flatnonzero(~kept), rng)
-        kept[order[::-1][:add]] = True
-        if kept.sum() == pending[0]:
-            path.record(pending.pop(0), kept, evaluations, time.perf_counter() - start)
-    return path
+    return iterated(scorer, problem, kept_counts, rng=rng, direction="build", step=step, allocation=allocation,
+                    on_record=on_record)

@@ -6,14 +6,17 @@ import torch
 import torch.nn.functional as F
 
 from datasets.models import build_model
-from methods.curves import area_under_curve, evaluate_path, fine_tune, kept_counts, unstructured_magnitude_curve
+from methods.curves import area_under_curve, evaluate_path, fine_tune, kept_counts, weight_pruning_curve
 from methods.mcue import mcue, sample_subnetworks
 from methods.neuron_game import NeuronGame, naive_logits
 from methods.scorers import SCORERS, PruningProblem, build_scorer
-from methods.strategies import STRATEGIES
+from methods.strategies import STRATEGIES, iterated
 from methods.structure import parameter_counts, unit_groups
 
 SCORER_PARAMS = {"gtap": {"index": "beta", "keep_prob": 0.3, "budget": 300}}
+# Coalition evaluations a scorer declares per call: gtap's shared beta_d estimator evaluates exactly `budget`
+# coalitions; every other scorer reads weights or activations and never plays the game.
+DECLARED_EVALUATIONS = {"gtap": 300}
 
 
 @pytest.fixture(scope="module")
@@ -44,17 +47,25 @@ def problem(trained):
 def test_scorer_contract(problem, name):
     scorer = build_scorer(name, **SCORER_PARAMS.get(name, {}))
     n = problem.n_units
-    scores = scorer(problem, rng=np.random.default_rng(0))
+    declared = DECLARED_EVALUATIONS.get(name, 0)
+
+    def score(seed, **fixed):
+        before = problem.game.n_evaluations
+        scores = scorer(problem, rng=np.random.default_rng(seed), **fixed)
+        # What a scorer reports is what the game counted, and what it declares for its configuration.
+        assert scores.n_evaluations == problem.game.n_evaluations - before == declared
+        return scores
+
+    scores = score(0)
     assert scores.values.shape == (n,) and np.isfinite(scores.values).all()
-    again = scorer(problem, rng=np.random.default_rng(0))
+    again = score(0)
     np.testing.assert_array_equal(scores.values, again.values)  # same seed, same scores
     exclude = np.zeros(n, bool)
     exclude[:5] = True
     include = np.zeros(n, bool)
     include[-3:] = True
-    fixed = scorer(problem, rng=np.random.default_rng(1), include=include, exclude=exclude)
+    fixed = score(1, include=include, exclude=exclude)
     assert np.isnan(fixed.values[exclude | include]).all() and np.isfinite(fixed.values[~(exclude | include)]).all()
-    assert scores.n_evaluations >= 0
 
 
 def test_gtap_spends_its_budget_and_beats_random(problem):
@@ -114,6 +125,11 @@ def test_iterated_pruning_excludes_pruned_units_from_coalitions(problem):
     assert not (path.masks[10] & seen[-1]).any()
 
 
+def test_iterated_rejects_an_unknown_direction(problem):
+    with pytest.raises(ValueError, match="valid: prune, build"):
+        iterated(build_scorer("wmp"), problem, [10], rng=np.random.default_rng(0), direction="prun")
+
+
 def test_mcue_on_a_trained_net(problem):
     grid = (0.1, 0.5, 0.9)
     result = mcue(problem.game, rng=np.random.default_rng(0), grid=grid, samples=32, instances=8)
@@ -166,7 +182,8 @@ def test_parameter_counts_match_a_physically_smaller_net():
 
 def test_unstructured_magnitude_curve_is_monotone_in_parameters(trained, problem):
     model, units, _, _, x_test, y_test = trained
-    points = unstructured_magnitude_curve(model, problem.groups, [0.0, 0.3, 1.0], x_test, y_test)
+    magnitudes = build_scorer("wmp", form="unstructured").weight_scores(problem)
+    points = weight_pruning_curve(model, problem.groups, [0.0, 0.3, 1.0], magnitudes, x_test, y_test)
     assert [p.param_fraction for p in points] == pytest.approx([0.0, 0.3, 1.0], abs=0.01)
     assert points[-1].accuracy == pytest.approx(float((model(x_test).argmax(1) == y_test).float().mean()))
     assert points[0].units_kept == 0
@@ -204,5 +221,12 @@ def test_activation_scores_are_means_over_feature_maps():
     with torch.no_grad():
         relu1 = model[:2](x)
     np.testing.assert_allclose(scores[:32], relu1.abs().mean((0, 2, 3)).numpy(), rtol=1e-5)
+    # Taylor on the same channels, by hand (Molchanov et al.): per example |mean over the feature map of a * dL/da|
+    # with L the example's cross-entropy, averaged over the examples.
     taylor = build_scorer("taylor")(problem, rng=np.random.default_rng(0)).values
-    assert np.isfinite(taylor).all() and (taylor >= 0).all()
+    relu1 = model[:2](x)
+    relu1.retain_grad()
+    F.cross_entropy(model[2:](relu1), y, reduction="sum").backward()
+    model.zero_grad(set_to_none=True)
+    expected = (relu1 * relu1.grad).mean((2, 3)).abs().mean(0)
+    np.testing.assert_allclose(taylor[:32], expected.detach().numpy(), rtol=1e-4, atol=1e-9)
