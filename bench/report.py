@@ -45,6 +45,5 @@ def report_suite(tracker: Tracker, suite: str, out_dir: Path, *, profile: str | 
 
     data = load_suite_data(tracker, suite, profile=profile, parent_id=parent_id)
     paths = build_report(data, Path(out_dir))
-    for path in paths:
-        tracker.client.log_artifact(data.parent_run_id, str(path), "report")
+    tracker.log_files(data.parent_run_id, paths, "report")
     return paths

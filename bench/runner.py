@@ -1,9 +1,11 @@
-"""Runs a suite: trains (or loads) each pair and seed, runs MCUE and every method, and logs each run to MLflow.
+"""Runs a suite: trains (or loads) each pair and seed, runs MCUE, every method and the analyses, and logs each run
+to MLflow.
 
 Per (pair, seed), MCUE runs first: its d is both beta_d's bias and an extra point of every unit curve ("accuracy at
 the critical size"). MCUE is seeded, so when a rerun needs d for methods that are still missing, recomputing it gives
-the same d as the finished MCUE run. Work is skipped by config hash (see ``bench.suite.plan``); after the runs, the
-parent run gets the seed variance and the ranking correlations, computed from what the store holds, so runs
+the same d as the finished MCUE run. The training run (learning curves, the suite's analyses) is logged last, since
+an analysis may read the methods' unit scores. Work is skipped by config hash (see ``bench.plan``); after the runs,
+the parent run gets the seed variance and the ranking correlations, computed from what the store holds, so runs
 finished by an earlier, interrupted invocation count too.
 """
 
@@ -18,11 +20,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.pipeline import Experiment, problem_for, run_experiment, run_mcue, test_game_for
-from bench.suite import RunSpec, Suite, config_hash, plan
+from bench import pipeline
+from bench.plan import RunSpec, config_hash, plan
+from bench.suite import Suite
 from bench.tracking import Tracker, flatten, git_commit, load_frames
-from methods.analysis import rank_correlations, seed_spread
+from methods.analysis import AnalysisInput, rank_correlations, seed_spread
 from methods.curves import area_under_curve
+from methods.scorers import UNIT_AXIS
 
 
 @dataclass
@@ -106,8 +110,9 @@ def run_suite(suite: Suite, tracker: Tracker, *, device: str = "auto", data_dir:
         for spec in todo:
             groups.setdefault((spec.pair, spec.seed), []).append(spec)
         for (pair_name, seed), group in groups.items():
+            method_hashes = [s.config_hash for s in specs if (s.pair, s.seed, s.kind) == (pair_name, seed, "method")]
             _run_group(suite, tracker, parent_id, pair_name, seed, group, common_tags, outcome, bar,
-                       device=device, data_dir=data_dir, download=download)
+                       device=device, data_dir=data_dir, download=download, method_hashes=method_hashes)
         bar.set_description(f"{suite.name}: aggregating")
         metrics, artifacts = aggregates(load_frames(tracker, [s.config_hash for s in specs]))
         outcome.seconds = time.perf_counter() - start
@@ -132,8 +137,8 @@ def _device_name(device: Any) -> str:
 
 def _run_group(suite: Suite, tracker: Tracker, parent_id: str, pair_name: str, seed: int, group: list[RunSpec],
                common_tags: dict[str, str], outcome: SuiteOutcome, bar: Any, *, device: str, data_dir: str | None,
-               download: bool) -> None:
-    """All outstanding runs of one trained model: train or load it, MCUE, then each method."""
+               download: bool, method_hashes: list[str]) -> None:
+    """All outstanding runs of one trained model: train or load it, MCUE, each method, then the training run."""
     from datasets.pairs import PAIRS
     from datasets.training import train_pair
 
@@ -141,14 +146,17 @@ def _run_group(suite: Suite, tracker: Tracker, parent_id: str, pair_name: str, s
     if suite.recipe:
         pair = pair.with_recipe(**suite.recipe)
     bar.set_description(f"{pair_name} seed {seed}: training")
+    began = time.time()
     try:
         trained = train_pair(pair, seed=seed, data_dir=data_dir, device=device, download=download, progress=False)
-        problem = problem_for(trained, val_samples=suite.val_samples)
-        test_game = test_game_for(trained)
-        mcue_result = None
+        problem = pipeline.problem_for(trained, val_samples=suite.val_samples)
+        test_game = pipeline.test_game_for(trained)
+        mcue_result, mcue_window = None, (began, began)
         if suite.mcue is not None:
             bar.set_description(f"{pair_name} mcue seed {seed}")
-            mcue_result = run_mcue(problem, seed=seed, **suite.mcue)
+            mcue_began = time.time()
+            mcue_result = pipeline.run_mcue(problem, seed=seed, **suite.mcue)
+            mcue_window = (mcue_began, time.time())
     except Exception as err:  # noqa: BLE001 - every run of this model fails with the same cause
         for spec in group:
             _log_failure(tracker, parent_id, spec, common_tags, err, outcome)
@@ -157,13 +165,18 @@ def _run_group(suite: Suite, tracker: Tracker, parent_id: str, pair_name: str, s
     trained_metrics = {"trained_test_accuracy": trained.metrics["test_accuracy"],
                        "trained_val_accuracy": trained.metrics["val_accuracy"]}
     layers = {g.name: np.arange(g.players.start, g.players.stop) for g in problem.groups}
-    for spec in group:
+    for spec in sorted(group, key=lambda s: s.kind == "train"):  # the training run last: analyses read scores
         bar.set_description(f"{pair_name} {spec.method} seed {seed}")
         tags = {**common_tags, **_spec_tags(spec)}
         params = flatten(spec.config)
+        started = time.time()
         try:
-            if spec.kind == "mcue":
+            if spec.kind == "train":
+                started = began
+                metrics, steps, artifacts = _train_run(suite, trained, problem, mcue_result, tracker, method_hashes)
+            elif spec.kind == "mcue":
                 assert mcue_result is not None
+                started = mcue_window[0]
                 metrics = {"t_star": mcue_result.t_star, "keep_prob": mcue_result.keep_prob,
                            "n_evaluations": mcue_result.n_evaluations, "seconds": mcue_result.seconds,
                            **trained_metrics}
@@ -177,28 +190,76 @@ def _run_group(suite: Suite, tracker: Tracker, parent_id: str, pair_name: str, s
                                                         layers)
                 metrics.update(trained_metrics)
                 params.update({f"resolved.{k}": v for k, v in metrics.pop("_params").items()})
+            ended = mcue_window[1] if spec.kind == "mcue" else time.time()
             tracker.log_run(parent_id=parent_id, run_name=spec.label, tags=tags, params=params, metrics=metrics,
-                            step_metrics=steps, artifacts=artifacts)
+                            step_metrics=steps, artifacts=artifacts, started=started, ended=ended)
             outcome.finished += 1
         except Exception as err:  # noqa: BLE001 - one failed method must not stop the suite
-            _log_failure(tracker, parent_id, spec, common_tags, err, outcome)
+            _log_failure(tracker, parent_id, spec, common_tags, err, outcome, started=started)
         bar.update(1)
+
+
+def _train_run(suite: Suite, trained: Any, problem: Any, mcue_result: Any, tracker: Tracker,
+               method_hashes: list[str]) -> tuple[dict[str, Any], dict[str, list], dict[str, Any]]:
+    """The training run of a pair and seed: its learning curves, and the tables of the suite's analyses."""
+    from datasets.training import initial_model
+
+    history = pd.DataFrame(trained.metrics.get("history") or [])
+    metrics: dict[str, Any] = {
+        "trained_test_accuracy": trained.metrics["test_accuracy"],
+        "trained_val_accuracy": trained.metrics["val_accuracy"],
+        "train_seconds": trained.metrics.get("train_seconds", math.nan),
+        "n_parameters": sum(p.numel() for p in trained.model.parameters()),
+    }
+    steps: dict[str, list] = {}
+    for column in history.columns:
+        if column != "epoch":
+            # train_loss -> train/loss, val_accuracy -> val/accuracy; the step is the epoch (1-based).
+            name = column.replace("_", "/", 1) if column.startswith(("train_", "val_")) else f"epoch/{column}"
+            steps[name] = list(zip(history["epoch"].astype(int), history[column], strict=True))
+    artifacts: dict[str, Any] = {"history.csv": history}
+    if not suite.analyses:
+        return metrics, steps, artifacts
+    scores: dict[str, np.ndarray] = {}
+    if any(entry.analysis.wants_scores for entry in suite.analyses):
+        stored = load_frames(tracker, method_hashes)["scores"]
+        for method, rows in stored.groupby("method", sort=False):
+            scores[method] = rows.sort_values("unit")["score"].to_numpy(float)
+    splits = trained.splits
+    data = AnalysisInput(
+        model=trained.model,
+        initial=initial_model(trained.pair, seed=trained.seed, input_shape=splits.input_shape,
+                              num_classes=splits.num_classes).to(trained.device),
+        units=tuple(trained.pair.units), groups=problem.groups, x=problem.x, y=problem.y, scores=scores,
+        keep_prob=mcue_result.keep_prob if mcue_result is not None else None)
+    index: dict[str, list[str]] = {}
+    for entry in suite.analyses:
+        result = entry.analysis(data, rng=np.random.default_rng([trained.seed, 3]))
+        index[entry.name] = sorted(result.tables)
+        for table, records in result.tables.items():
+            artifacts[f"analyses/{entry.name}/{table}.csv"] = pd.DataFrame(records)
+        metrics.update({f"{entry.name}/{name}": value for name, value in result.metrics.items()})
+    artifacts["analyses.json"] = index
+    return metrics, steps, artifacts
 
 
 def _spec_tags(spec: RunSpec) -> dict[str, str]:
     entry = spec.entry
-    return {"kind": spec.kind, "pair": spec.pair, "method": spec.method, "seed": str(spec.seed),
-            "config_hash": spec.config_hash, "scorer": entry.method if entry else "mcue",
-            "strategy": entry.strategy if entry else "", "axis": entry.axis if entry else ""}
+    tags = {"kind": spec.kind, "pair": spec.pair, "method": spec.method, "seed": str(spec.seed),
+            "config_hash": spec.config_hash}
+    if entry is not None:
+        tags.update({"scorer": entry.method, "family": entry.family, "strategy": entry.strategy,
+                     "axis": entry.axis})
+    return tags
 
 
 def _log_failure(tracker: Tracker, parent_id: str, spec: RunSpec, common_tags: dict[str, str], err: Exception,
-                 outcome: SuiteOutcome) -> None:
+                 outcome: SuiteOutcome, *, started: float | None = None) -> None:
     message = f"{type(err).__name__}: {' '.join(str(err).split())}"[:500]
     outcome.failed.append((spec.label, message))
     tracker.log_run(parent_id=parent_id, run_name=spec.label, tags={**common_tags, **_spec_tags(spec),
                                                                     "error": message},
-                    params=flatten(spec.config), metrics={}, status="FAILED")
+                    params=flatten(spec.config), metrics={}, status="FAILED", started=started)
 
 
 def _mcue_plot(result: Any, title: str) -> bytes:
@@ -220,9 +281,9 @@ def _method_run(suite: Suite, spec: RunSpec, trained: Any, problem: Any, test_ga
     assert entry is not None
     grid = list(suite.fractions)
     d = mcue_result.keep_prob if mcue_result is not None else None
-    on_units = entry.axis == "unit_fraction"
+    on_units = entry.axis == UNIT_AXIS
     fractions = sorted(set(grid) | ({d} if d is not None and on_units and d > 0 else set()))
-    experiment: Experiment = run_experiment(
+    experiment: pipeline.Experiment = pipeline.run_experiment(
         trained, method=entry.method, params=entry.params, strategy=entry.strategy, fractions=fractions,
         seed=spec.seed, step=spec.config["step"], problem=problem, test_game=test_game, mcue_result=mcue_result,
         fine_tune_epochs=suite.fine_tune_epochs, allocation=entry.allocation)

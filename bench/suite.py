@@ -1,9 +1,8 @@
-"""Suites: YAML files in ``bench/suites/`` that name pairs, methods, seeds and a kept-fraction grid.
+"""Suites: YAML files in ``bench/suites/`` that name pairs, methods, analyses, seeds and a kept-fraction grid.
 
-A suite is validated completely when it loads (pairs, methods, their parameters, strategies, MCUE options,
-profiles), before any work starts, and an error names the file, the place in it and the valid choices. ``plan``
-expands a loaded suite into runs, each identified by a hash of everything that determines its result: rerunning a
-suite skips the runs whose hash already has a finished run.
+A suite is validated completely when it loads (pairs, methods, their parameters, strategies, analyses, MCUE options,
+profiles), before any work starts, and an error names the file, the place in it and the valid choices.
+``bench.plan`` expands a loaded suite into runs.
 
 Schema (``lenet.yaml`` is the full example)::
 
@@ -22,6 +21,7 @@ Schema (``lenet.yaml`` is the full example)::
       gtap: {keep_prob: {type: float, low: 0.1, high: 0.9}, step: {type: float, low: 0.05, high: 0.2}}
     methods:
       - {name: gtap-beta-top-n, method: gtap, params: {index: beta}, strategy: top-n, allocation: global}
+    analyses: [microstructure]        # optional: registered analyses of each trained pair (or {name:, params:})
     profiles:                         # named overrides of the keys above; "default" is the file as written
       full: {seeds: [0, 1, 2, 3, 4], defaults: {gtap: {budget: 20000}}}
 """
@@ -32,8 +32,6 @@ import copy
 import dataclasses
 import difflib
 import fnmatch
-import hashlib
-import json
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,17 +39,17 @@ from typing import Any
 
 import yaml
 
-from methods.registry import Registry, UnknownNameError
+from datasets.registry import Registry, UnknownNameError
 
 SUITES_DIR = Path(__file__).parent / "suites"
-SCHEMA_VERSION = 1  # bump when the meaning of a run's config changes, so old runs are not reused
 DEFAULT_PROFILE = "default"
 MCUE_KEYS = ("samples", "instances", "output", "grid")
 TOP_KEYS = ("name", "description", "pairs", "seeds", "fractions", "step", "recipe", "mcue", "fine_tune_epochs",
-            "val_samples", "defaults", "methods", "tuning", "profiles")
+            "val_samples", "defaults", "methods", "analyses", "tuning", "profiles")
 SPACE_KEYS = ("type", "low", "high", "log", "choices")
 PROFILE_KEYS = tuple(k for k in TOP_KEYS if k not in ("name", "profiles"))
 ENTRY_KEYS = ("name", "method", "params", "strategy", "allocation")
+ANALYSIS_KEYS = ("name", "params")
 
 
 class SuiteError(ValueError):
@@ -77,14 +75,39 @@ class MethodEntry:
     allocation: str = "global"
 
     @property
+    def scorer(self) -> Any:
+        """The scorer this entry runs (its declarations say what it needs and on which axis it prunes)."""
+        from methods.scorers import build_scorer
+
+        return build_scorer(self.method, **self.params)
+
+    @property
     def axis(self) -> str:
-        """The curve's x axis: unstructured weight pruning keeps a fraction of weights, everything else of units."""
-        unstructured = self.method == "wmp" and self.params.get("form") == "unstructured"
-        return "param_fraction" if unstructured else "unit_fraction"
+        """The curve's x axis, as the scorer declares it: kept units, or kept weights for unstructured pruning."""
+        return self.scorer.axis
+
+    @property
+    def family(self) -> str:
+        return self.scorer.family
 
     @property
     def needs_mcue(self) -> bool:
-        return self.method == "gtap" and self.params.get("index", "beta") == "beta" and "keep_prob" not in self.params
+        """Whether the scorer needs MCUE's d (beta_d without a fixed d)."""
+        return "keep_prob" in self.scorer.needs
+
+
+@dataclass(frozen=True)
+class AnalysisEntry:
+    """One analysis of a suite: a registered analysis with its parameters, run on every trained pair and seed."""
+
+    name: str
+    params: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def analysis(self) -> Any:
+        from methods.analysis import build_analysis
+
+        return build_analysis(self.name, **self.params)
 
 
 @dataclass(frozen=True)
@@ -99,6 +122,7 @@ class Suite:
     fractions: tuple[float, ...]
     step: int | float
     methods: tuple[MethodEntry, ...]
+    analyses: tuple[AnalysisEntry, ...] = ()
     mcue: dict[str, Any] | None = None
     recipe: dict[str, Any] = field(default_factory=dict)
     fine_tune_epochs: int = 0
@@ -121,34 +145,6 @@ class Suite:
         out = dataclasses.asdict(self)
         out["path"] = str(self.path) if self.path else None
         return out
-
-
-@dataclass(frozen=True)
-class RunSpec:
-    """One unit of work: an entry (or MCUE) on one pair and seed.
-
-    Attributes:
-        kind: "method" or "mcue".
-        pair, seed: the trained model.
-        entry: the method entry (None for MCUE).
-        config: everything that determines the result (logged as params).
-        config_hash: identifies the run in the tracking store.
-    """
-
-    kind: str
-    pair: str
-    seed: int
-    entry: MethodEntry | None
-    config: dict[str, Any]
-    config_hash: str
-
-    @property
-    def method(self) -> str:
-        return self.entry.name if self.entry else "mcue"
-
-    @property
-    def label(self) -> str:
-        return f"{self.pair}/{self.method}/seed{self.seed}"
 
 
 def suite_registry() -> Registry[Path]:
@@ -276,9 +272,7 @@ def _parse(raw: Any, path: Path, profile: str) -> Suite:
         try:
             params = {**(defaults.get(item["method"]) or {}), **(item.get("params") or {})}
             check_method_params(item["method"], params)
-            # Build it once with a stand-in d, so a bad value (index: shaply) fails now, not after training.
-            standin = {"keep_prob": 0.5} if MethodEntry(name, item["method"], params).needs_mcue else {}
-            build_scorer(item["method"], **standin, **params)
+            build_scorer(item["method"], **params)  # a bad value (index: shaply, budget: -1) fails now
             strategy = str(item.get("strategy", "top-n"))
             STRATEGIES.get(strategy)
             allocation = str(item.get("allocation", "global"))
@@ -299,11 +293,37 @@ def _parse(raw: Any, path: Path, profile: str) -> Suite:
         _check_mcue(mcue)
     tuning = config.get("tuning") or {}
     _check_tuning(tuning)
+    analyses = _analyses(config.get("analyses") or [])
 
     return Suite(name=str(config["name"]), description=str(config.get("description", "")), profile=profile,
-                 pairs=pairs, seeds=seeds, fractions=fractions, step=step, methods=tuple(entries), mcue=mcue,
+                 pairs=pairs, seeds=seeds, fractions=fractions, step=step, methods=tuple(entries),
+                 analyses=analyses, mcue=mcue,
                  recipe=recipe, fine_tune_epochs=int(config.get("fine_tune_epochs", 0)),
                  val_samples=_val_samples(config.get("val_samples")), tuning=tuning, path=path)
+
+
+def _analyses(items: Any) -> tuple[AnalysisEntry, ...]:
+    from methods.analysis import build_analysis
+
+    if not isinstance(items, list):
+        raise SuiteError("'analyses' must be a list of analysis names or {name:, params:} mappings")
+    entries: list[AnalysisEntry] = []
+    for i, item in enumerate(items):
+        where = f"analyses[{i}]"
+        if isinstance(item, str):
+            item = {"name": item}
+        if not isinstance(item, dict) or "name" not in item:
+            raise SuiteError(f"{where}: an analysis is a name or a mapping with keys {', '.join(ANALYSIS_KEYS)}")
+        _unknown_keys(item, ANALYSIS_KEYS, where)
+        entry = AnalysisEntry(str(item["name"]), dict(item.get("params") or {}))
+        try:
+            build_analysis(entry.name, **entry.params)
+        except (UnknownNameError, ValueError, TypeError) as err:
+            raise SuiteError(f"{where} ({entry.name}): {err}") from None
+        if any(e.name == entry.name for e in entries):
+            raise SuiteError(f"{where}: analysis {entry.name!r} is listed twice")
+        entries.append(entry)
+    return tuple(entries)
 
 
 def _list(value: Any, key: str) -> list[Any]:
@@ -371,7 +391,7 @@ def _check_tuning(tuning: Any) -> None:
     if not isinstance(tuning, dict):
         raise SuiteError("'tuning' must map method names to search spaces")
     for method, space in tuning.items():
-        fields = [*SCORERS.get(method).__dataclass_fields__, "step"]
+        fields = [*(f.name for f in dataclasses.fields(SCORERS.get(method))), "step"]
         if not isinstance(space, dict):
             raise SuiteError(f"tuning.{method} must map parameter names to ranges")
         for name, spec in space.items():
@@ -429,71 +449,3 @@ def select(suite: Suite, *, pairs: Sequence[str] = (), methods: Sequence[str] = 
     entries = tuple(e for e in suite.methods if e.name in kept_methods)
     return dataclasses.replace(suite, pairs=kept_pairs, methods=entries,
                                seeds=tuple(seeds) if seeds else suite.seeds)
-
-
-def config_hash(config: dict[str, Any]) -> str:
-    blob = json.dumps(config, sort_keys=True, default=str).encode()
-    return hashlib.sha256(blob).hexdigest()[:20]
-
-
-def _resolved_params(entry: MethodEntry) -> dict[str, Any]:
-    """The scorer's parameters with its defaults filled in, so a changed default changes the hash."""
-    from methods.scorers import SCORERS
-
-    fields = dataclasses.fields(SCORERS.get(entry.method))
-    defaults = {f.name: f.default for f in fields if f.default is not dataclasses.MISSING}
-    return {**defaults, **entry.params}
-
-
-def tuned_entry(suite: Suite, pair: str, entry: MethodEntry) -> tuple[MethodEntry, int | float]:
-    """An entry with its tuned parameters for this pair applied (``bench run --tuned``), and its step."""
-    tuned = dict(suite.tuned.get(pair, {}).get(entry.name) or {})
-    step = tuned.pop("step", suite.step)
-    if not tuned:
-        return entry, step
-    return dataclasses.replace(entry, params={**entry.params, **tuned}), step
-
-
-def plan(suite: Suite) -> list[RunSpec]:
-    """The suite's runs, in execution order: per pair and seed, MCUE first, then every method entry.
-
-    The config of a run holds what determines its numbers: the pair's training key (model, data, recipe, seed),
-    the method and its parameters, the strategy, the fraction grid, the step, MCUE's options (the d point of every
-    curve, and d itself for beta_d) and fine-tuning.
-    """
-    from datasets.pairs import PAIRS
-    from datasets.training import cache_key
-
-    specs = []
-    for pair_name in suite.pairs:
-        pair = PAIRS.get(pair_name)
-        if suite.recipe:
-            pair = pair.with_recipe(**suite.recipe)
-        for seed in suite.seeds:
-            common = {
-                "schema": SCHEMA_VERSION,
-                "suite": suite.name,
-                "pair": pair_name,
-                "seed": seed,
-                "model_key": cache_key(pair, seed=seed, val_fraction=0.1, split_seed=0),
-                "mcue": suite.mcue,
-            }
-            if suite.val_samples is not None:  # absent otherwise, so existing runs keep their hashes
-                common["val_samples"] = suite.val_samples
-            if suite.mcue is not None:
-                config = {**common, "kind": "mcue"}
-                specs.append(RunSpec("mcue", pair_name, seed, None, config, config_hash(config)))
-            for entry in suite.methods:
-                entry, step = tuned_entry(suite, pair_name, entry)
-                config = {**common, "kind": "method", "method": entry.name, "scorer": entry.method,
-                          "params": _resolved_params(entry), "strategy": entry.strategy,
-                          "allocation": entry.allocation, "fractions": list(suite.fractions),
-                          "step": step, "fine_tune_epochs": suite.fine_tune_epochs}
-                if entry.strategy == "top-n":
-                    config["step"] = None  # Top-n has no step: changing it must not redo these runs
-                if entry.axis != "unit_fraction":
-                    config["mcue"] = None  # no d point on the parameter axis
-                if suite.tuned.get(pair_name, {}).get(entry.name):
-                    config["tuned"] = suite.tuned[pair_name][entry.name]
-                specs.append(RunSpec("method", pair_name, seed, entry, config, config_hash(config)))
-    return specs

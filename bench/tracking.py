@@ -6,9 +6,11 @@ Layout of a suite in the store (one experiment, by default named after the suite
   same suite (same profile, filters and seeds) reopens it, so an interrupted invocation resumes under its own parent.
   Its artifacts: ``plan.json`` (the config hashes of its runs), ``suite.json``, ``seed_variance.csv``,
   ``rank_correlations.csv`` and the report.
-* a **nested run** per (pair, method, seed) (``tags.kind = method``) or per (pair, seed) for MCUE
-  (``tags.kind = mcue``), identified by ``tags.config_hash``. Runs are written whole after their work is done, so a
-  killed process leaves at most one unfinished run, which the next invocation deletes and redoes.
+* a **nested run** per (pair, method, seed) (``tags.kind = method``), and per (pair, seed) one for training
+  (``tags.kind = train``: the learning curves and the suite's analyses) and one for MCUE (``tags.kind = mcue``),
+  identified by ``tags.config_hash``. Runs are written whole after their work is done, with the real start and end
+  times of that work, so a killed process leaves at most one unfinished run, which the next invocation deletes and
+  redoes.
 """
 
 from __future__ import annotations
@@ -30,9 +32,18 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import TrackingError
-from reports.data import CURVE_COLUMNS, MCUE_COLUMNS, MCUE_RUN_COLUMNS, RUN_COLUMNS, SCORE_COLUMNS
+from reports.data import (
+    ANALYSIS_KEY_COLUMNS,
+    CURVE_COLUMNS,
+    HISTORY_COLUMNS,
+    MCUE_COLUMNS,
+    MCUE_RUN_COLUMNS,
+    RUN_COLUMNS,
+    SCORE_COLUMNS,
+)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+NESTED_KINDS = ("train", "mcue", "method")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -111,14 +122,14 @@ class Tracker:
                 raise TrackingError(f"no tracking store at {path} (from {uri}); nothing has been run there yet")
         try:
             with _fail_fast():
-                self.client = MlflowClient(tracking_uri=uri)
-                found = self.client.get_experiment_by_name(experiment)
+                self._client = MlflowClient(tracking_uri=uri)
+                found = self._client.get_experiment_by_name(experiment)
                 if found is None and not create:
                     raise TrackingError(f"no experiment {experiment!r} in the tracking store {uri}")
                 if found is None:
                     # The MLflow UI opens a "model training" experiment on its runs table and charts (without the
                     # tag, MLflow 3 may show its GenAI trace overview instead).
-                    self.experiment_id = self.client.create_experiment(
+                    self.experiment_id = self._client.create_experiment(
                         experiment, tags={"mlflow.experimentKind": "custom_model_development"})
                 else:
                     if found.lifecycle_stage != "active":
@@ -138,7 +149,7 @@ class Tracker:
 
         out, token = [], None
         while True:
-            page = self.client.search_runs([self.experiment_id], filter_string=filter_string,
+            page = self._client.search_runs([self.experiment_id], filter_string=filter_string,
                                            run_view_type=ViewType.ACTIVE_ONLY, max_results=1000,
                                            order_by=["attributes.start_time DESC"], page_token=token)
             out.extend(StoredRun(r.info.run_id, r.info.status, r.info.start_time, dict(r.data.tags)) for r in page)
@@ -150,13 +161,13 @@ class Tracker:
         """The suite's nested runs by config hash, newest first."""
         by_hash: dict[str, list[StoredRun]] = {}
         for run in self.runs(f"tags.suite = '{suite}'"):
-            if run.tags.get("kind") in ("method", "mcue"):
+            if run.tags.get("kind") in NESTED_KINDS:
                 by_hash.setdefault(run.tags.get("config_hash", ""), []).append(run)
         return by_hash
 
     def delete_runs(self, run_ids: Sequence[str]) -> None:
         for run_id in run_ids:
-            self.client.delete_run(run_id)
+            self._client.delete_run(run_id)
 
     # -- the parent run -----------------------------------------------------------------------------------------
 
@@ -173,17 +184,17 @@ class Tracker:
             if run.status == "RUNNING" and _alive_elsewhere(run.tags):
                 raise TrackingError(f"this suite is already running (process {run.tags.get('pid')}, parent run "
                                     f"{run.run_id}); wait for it or stop it first")
-            self.client.update_run(run.run_id, status="RUNNING")
-            self.client.set_tag(run.run_id, "pid", str(os.getpid()))
-            self.client.set_tag(run.run_id, "host", socket.gethostname())
-            logged = {a.path for a in self.client.list_artifacts(run.run_id)}
+            self._client.update_run(run.run_id, status="RUNNING")
+            self._client.set_tag(run.run_id, "pid", str(os.getpid()))
+            self._client.set_tag(run.run_id, "host", socket.gethostname())
+            logged = {a.path for a in self._client.list_artifacts(run.run_id)}
             missing = {k: v for k, v in artifacts.items() if k not in logged}
             if missing:  # a kill between creating the parent and logging its plan
                 self._log(run.run_id, artifacts=missing)
             return run.run_id
         all_tags = {**tags, "kind": kind, "suite_hash": suite_hash, "pid": str(os.getpid()),
                     "host": socket.gethostname()}
-        run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
+        run = self._client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
         self._log(run.info.run_id, params=params, artifacts=artifacts)
         return run.info.run_id
 
@@ -192,53 +203,69 @@ class Tracker:
                      files_path: str | None = None) -> None:
         self._log(run_id, metrics=metrics or {}, artifacts=artifacts or {})
         for path in files:
-            self.client.log_artifact(run_id, str(path), files_path)
+            self._client.log_artifact(run_id, str(path), files_path)
         if status == "RUNNING":
-            self.client.update_run(run_id, status="RUNNING")
+            self._client.update_run(run_id, status="RUNNING")
         else:
-            self.client.set_terminated(run_id, status=status)
+            self._client.set_terminated(run_id, status=status)
 
     def set_status(self, run_id: str, status: str) -> None:
-        self.client.set_terminated(run_id, status=status)
+        self._client.set_terminated(run_id, status=status)
+
+    def set_tags(self, run_id: str, tags: Mapping[str, str]) -> None:
+        for key, value in tags.items():
+            self._client.set_tag(run_id, key, str(value))
+
+    def log_files(self, run_id: str, paths: Sequence[Path], artifact_path: str | None = None) -> None:
+        """Copies files into a run's artifacts (under ``artifact_path``)."""
+        for path in paths:
+            self._client.log_artifact(run_id, str(path), artifact_path)
 
     # -- nested runs --------------------------------------------------------------------------------------------
 
     def log_run(self, *, parent_id: str, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any],
                 metrics: Mapping[str, float], step_metrics: Mapping[str, Sequence[tuple[int, float]]] = (),
-                artifacts: Mapping[str, Any] = (), status: str = "FINISHED") -> str:
+                artifacts: Mapping[str, Any] = (), status: str = "FINISHED", started: float | None = None,
+                ended: float | None = None) -> str:
         """Writes one finished (or failed) nested run in one go; returns its id.
 
         Args:
-            artifacts: file name -> a DataFrame (written as CSV), a dict or list (JSON), bytes, or a Path to copy.
+            artifacts: file name (may contain '/') -> a DataFrame (written as CSV), a dict or list (JSON), bytes,
+                or a Path to copy.
             step_metrics: metric name -> (step, value) pairs, e.g. a compression curve.
+            started, ended: when the run's work began and ended (``time.time()`` seconds), so the MLflow UI's
+                duration is the real cost; default: now.
         """
-        run = self.client.create_run(self.experiment_id, run_name=run_name,
-                                     tags={**tags, "mlflow.parentRunId": parent_id})
+        now = time.time()
+        run = self._client.create_run(self.experiment_id, run_name=run_name, start_time=_ms(started or now),
+                                      tags={**tags, "mlflow.parentRunId": parent_id})
         try:
             self._log(run.info.run_id, params=params, metrics=metrics, step_metrics=step_metrics or {},
-                      artifacts=artifacts or {})
-            self.client.set_terminated(run.info.run_id, status=status)
+                      artifacts=artifacts or {}, timestamp=_ms(ended or now))
+            self._client.set_terminated(run.info.run_id, status=status, end_time=_ms(ended or time.time()))
         except BaseException:
             with contextlib.suppress(Exception):
-                self.client.set_terminated(run.info.run_id, status="FAILED")
+                self._client.set_terminated(run.info.run_id, status="FAILED")
             raise
         return run.info.run_id
 
     def _log(self, run_id: str, *, params: Mapping[str, Any] = (), metrics: Mapping[str, float] = (),
-             step_metrics: Mapping[str, Sequence[tuple[int, float]]] = (), artifacts: Mapping[str, Any] = ()) -> None:
+             step_metrics: Mapping[str, Sequence[tuple[int, float]]] = (), artifacts: Mapping[str, Any] = (),
+             timestamp: int | None = None) -> None:
         from mlflow.entities import Metric, Param
 
-        now = int(time.time() * 1000)
+        now = timestamp or _ms(time.time())
         entries = [Metric(k, float(v), now, 0) for k, v in dict(metrics).items() if _finite(v)]
         for name, points in dict(step_metrics).items():
             entries.extend(Metric(name, float(v), now, int(step)) for step, v in points if _finite(v))
         param_list = [Param(k, _param_value(v)) for k, v in dict(params).items()]
         for start in range(0, max(len(entries), len(param_list), 1), 100):  # MLflow's batch limits
-            self.client.log_batch(run_id, metrics=entries[start:start + 100], params=param_list[start:start + 100])
+            self._client.log_batch(run_id, metrics=entries[start:start + 100], params=param_list[start:start + 100])
         if artifacts:
             with tempfile.TemporaryDirectory(prefix="coalition-bench-") as tmp:
                 for name, value in dict(artifacts).items():
                     path = Path(tmp) / name
+                    path.parent.mkdir(parents=True, exist_ok=True)
                     if isinstance(value, pd.DataFrame):
                         value.to_csv(path, index=False)
                     elif isinstance(value, Path):
@@ -247,7 +274,7 @@ class Tracker:
                         path.write_bytes(value)
                     else:
                         path.write_text(json.dumps(value, indent=1, default=str))
-                self.client.log_artifacts(run_id, tmp)
+                self._client.log_artifacts(run_id, tmp)
 
     # -- reading back -------------------------------------------------------------------------------------------
 
@@ -261,12 +288,17 @@ class Tracker:
         return json.loads(path.read_text()) if path else None
 
     def _download(self, run_id: str, name: str) -> Path | None:
-        names = {a.path for a in self.client.list_artifacts(run_id)}
+        folder = name.rpartition("/")[0]
+        names = {a.path for a in self._client.list_artifacts(run_id, folder or None)}
         if name not in names:
             return None
         return Path(self._mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=name,
                                                               tracking_uri=self.uri))
 
+
+
+def _ms(seconds: float) -> int:
+    return int(seconds * 1000)
 
 
 def _finite(value: Any) -> bool:
@@ -316,20 +348,32 @@ def finished_runs(tracker: Tracker, hashes: Sequence[str]) -> list[Any]:
     """The newest finished nested run of each config hash (in the order of ``hashes``; missing ones left out)."""
     wanted = set(hashes)
     newest: dict[str, Any] = {}
-    for run in tracker.client.search_runs([tracker.experiment_id], filter_string="attributes.status = 'FINISHED'",
+    for run in tracker._client.search_runs([tracker.experiment_id], filter_string="attributes.status = 'FINISHED'",
                                           max_results=50000, order_by=["attributes.start_time DESC"]):
         h = run.data.tags.get("config_hash")
-        if h in wanted and h not in newest and run.data.tags.get("kind") in ("method", "mcue"):
+        if h in wanted and h not in newest and run.data.tags.get("kind") in NESTED_KINDS:
             newest[h] = run
     return [newest[h] for h in hashes if h in newest]
 
 
-def load_frames(tracker: Tracker, hashes: Sequence[str]) -> dict[str, pd.DataFrame]:
-    """The stored results of a plan's finished runs as DataFrames: runs, curves, scores, mcue, mcue_runs."""
-    runs, curves, scores, mcue, mcue_runs = [], [], [], [], []
+def load_frames(tracker: Tracker, hashes: Sequence[str]) -> dict[str, Any]:
+    """The stored results of a plan's finished runs as DataFrames: runs, curves, scores, mcue, mcue_runs,
+    histories (per-epoch learning curves), and analyses ("ANALYSIS/TABLE" -> the table over every pair and seed)."""
+    runs, curves, scores, mcue, mcue_runs, histories = [], [], [], [], [], []
+    analyses: dict[str, list[pd.DataFrame]] = {}
     for run in finished_runs(tracker, hashes):
         tags, metrics, run_id = run.data.tags, run.data.metrics, run.info.run_id
         key = {"pair": tags["pair"], "seed": int(tags["seed"])}
+        if tags["kind"] == "train":
+            history = tracker.read_csv(run_id, "history.csv")
+            if history is not None:
+                histories.append(history.assign(**key))
+            for name, tables in (tracker.read_json(run_id, "analyses.json") or {}).items():
+                for table in tables:
+                    frame = tracker.read_csv(run_id, f"analyses/{name}/{table}.csv")
+                    if frame is not None:
+                        analyses.setdefault(f"{name}/{table}", []).append(frame.assign(**key))
+            continue
         if tags["kind"] == "mcue":
             mcue_runs.append({**key, "t_star": metrics.get("t_star"), "keep_prob": metrics.get("keep_prob"),
                               "output": run.data.params.get("mcue.output", "correct"),
@@ -339,6 +383,7 @@ def load_frames(tracker: Tracker, hashes: Sequence[str]) -> dict[str, pd.DataFra
                 mcue.append(cells.assign(**key))
             continue
         row = {"run_id": run_id, **key, "method": tags["method"], "scorer": tags.get("scorer", ""),
+               "family": tags.get("family", ""),
                "strategy": tags.get("strategy", ""), "axis": tags.get("axis", "unit_fraction")}
         for name in ("auc", "accuracy_at_d", "keep_prob_d", "n_evaluations", "seconds", "trained_test_accuracy"):
             row[name] = metrics.get(name, math.nan)
@@ -356,6 +401,8 @@ def load_frames(tracker: Tracker, hashes: Sequence[str]) -> dict[str, pd.DataFra
         "scores": _concat(scores, SCORE_COLUMNS),
         "mcue": _concat(mcue, MCUE_COLUMNS),
         "mcue_runs": pd.DataFrame(mcue_runs, columns=list(MCUE_RUN_COLUMNS)),
+        "histories": _concat(histories, HISTORY_COLUMNS),
+        "analyses": {name: _concat(parts, ANALYSIS_KEY_COLUMNS) for name, parts in analyses.items()},
     }
     frames["runs"]["n_evaluations"] = frames["runs"]["n_evaluations"].astype(float)
     frames["curves"]["is_mcue_point"] = frames["curves"]["is_mcue_point"].astype(bool)

@@ -363,5 +363,4 @@ def _close_parent(tracker: Any, parent_id: str, outcome: TuneOutcome, *, final: 
     tracker.close_parent(parent_id, status="FINISHED" if final else "RUNNING", metrics=metrics, artifacts={
         "best_params.json": {"params": outcome.best_params, "val_auc": outcome.best_value,
                              "baseline": outcome.baseline_params, "baseline_val_auc": outcome.baseline_value}})
-    for key, value in outcome.best_params.items():
-        tracker.client.set_tag(parent_id, f"best.{key}", str(value))
+    tracker.set_tags(parent_id, {f"best.{key}": value for key, value in outcome.best_params.items()})

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 RUN_COLUMNS = (
-    "run_id", "pair", "method", "scorer", "strategy", "seed", "axis", "auc", "accuracy_at_d", "keep_prob_d",
+    "run_id", "pair", "method", "scorer", "family", "strategy", "seed", "axis", "auc", "accuracy_at_d", "keep_prob_d",
     "n_evaluations", "seconds", "trained_test_accuracy",
 )
 CURVE_COLUMNS = (
@@ -18,6 +18,8 @@ SCORE_COLUMNS = ("run_id", "pair", "method", "scorer", "seed", "unit", "layer", 
 MCUE_COLUMNS = ("pair", "seed", "p", "q", "var_correct", "mean_correct", "var_confidence", "mean_confidence")
 MCUE_RUN_COLUMNS = ("pair", "seed", "t_star", "keep_prob", "output", "n_evaluations", "seconds")
 CORRELATION_COLUMNS = ("pair", "layer", "method_a", "method_b", "spearman", "kendall", "n_seeds")
+HISTORY_COLUMNS = ("pair", "seed", "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
+ANALYSIS_KEY_COLUMNS = ("pair", "seed")  # the first columns of every analysis table; the rest is the analysis's own
 
 FRAME_COLUMNS = {
     "runs": RUN_COLUMNS,
@@ -26,6 +28,7 @@ FRAME_COLUMNS = {
     "mcue": MCUE_COLUMNS,
     "mcue_runs": MCUE_RUN_COLUMNS,
     "correlations": CORRELATION_COLUMNS,
+    "histories": HISTORY_COLUMNS,
 }
 
 UNIT_AXIS = "unit_fraction"
@@ -57,12 +60,18 @@ class SuiteData:
         profile: the suite profile that ran, e.g. "default".
         parent_run_id: the MLflow parent run of the suite, if any.
         fractions: the suite's fixed kept-fraction grid, e.g. [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0].
-        runs: one row per finished method run (columns ``RUN_COLUMNS``).
+        runs: one row per finished method run (columns ``RUN_COLUMNS``); ``family`` is the family the scorer
+            declares ("power-index", "magnitude", ...), missing or empty in stores written before scorers declared
+            one (see :func:`reports.tables.method_families`).
         curves: one row per point of each run's compression curve (``CURVE_COLUMNS``).
         scores: one row per unit per run, the unit scores (``SCORE_COLUMNS``).
         mcue: MCUE heatmap cells, one per (pair, seed, p, q) (``MCUE_COLUMNS``).
         mcue_runs: one row per (pair, seed) MCUE run (``MCUE_RUN_COLUMNS``).
         correlations: rank correlations between methods' unit scores per pair and layer (``CORRELATION_COLUMNS``).
+        histories: per-epoch learning curves of every trained pair and seed (``HISTORY_COLUMNS``, plus a
+            training family's own per-epoch metrics).
+        analyses: "ANALYSIS/TABLE" -> that table of a registered analysis over every pair and seed (pair and seed
+            first, then the analysis's own columns). Reports render them without knowing the analysis.
     """
 
     suite: str
@@ -75,12 +84,19 @@ class SuiteData:
     mcue: pd.DataFrame = field(default_factory=lambda: empty_frame(MCUE_COLUMNS))
     mcue_runs: pd.DataFrame = field(default_factory=lambda: empty_frame(MCUE_RUN_COLUMNS))
     correlations: pd.DataFrame = field(default_factory=lambda: empty_frame(CORRELATION_COLUMNS))
+    histories: pd.DataFrame = field(default_factory=lambda: empty_frame(HISTORY_COLUMNS))
+    analyses: dict[str, pd.DataFrame] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name, columns in FRAME_COLUMNS.items():
             missing = [column for column in columns if column not in getattr(self, name).columns]
             if missing:
                 raise ValueError(f"SuiteData.{name} lacks columns {missing}")
+        for name, table in self.analyses.items():
+            missing = [column for column in ANALYSIS_KEY_COLUMNS if column not in table.columns]
+            if name.count("/") != 1 or missing:
+                raise ValueError(f"SuiteData.analyses[{name!r}]: keys are 'ANALYSIS/TABLE' and tables start with "
+                                 f"{list(ANALYSIS_KEY_COLUMNS)}")
 
     @classmethod
     def empty(cls, suite: str, profile: str, fractions: list[float] | None = None) -> SuiteData:

@@ -1,7 +1,8 @@
 """Plots of one suite's stored results: each function writes one or more PNGs and returns their paths.
 
 Every function takes plain DataFrames (or a :class:`~reports.data.SuiteData`), draws with matplotlib's Agg backend
-and closes its figures, so it is safe to call from a runner that logs artifacts in a loop.
+and closes its figures, so it is safe to call from a runner that logs artifacts in a loop. The tables drawn here are
+built in :mod:`reports.tables`; this module only draws and names the files.
 """
 
 from __future__ import annotations
@@ -22,7 +23,19 @@ import seaborn as sns  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 
 from reports.data import PARAM_AXIS, SuiteData  # noqa: E402
-from reports.leaderboard import per_seed_runs, sample_sd  # noqa: E402
+from reports.leaderboard import per_seed_runs  # noqa: E402
+from reports.tables import (  # noqa: E402
+    POWER_INDEX_FAMILY,
+    accuracy_sd_matrix,
+    correlation_matrix,
+    curve_summary,
+    index_vs_magnitude_table,
+    learning_curve_summary,
+    mcue_matrix,
+    mean_keep_prob,
+    mean_seed_spearman,
+    method_table,
+)
 
 P_LABEL = "p (drop probability within S)"
 Q_LABEL = "q (1 - |S|/n)"
@@ -43,21 +56,6 @@ def _cell_edges(centres: np.ndarray) -> np.ndarray:
     first = centres[0] - (middles[0] - centres[0])
     last = centres[-1] + (centres[-1] - middles[-1])
     return np.concatenate([[first], middles, [last]])
-
-
-def mcue_matrix(cells: pd.DataFrame, value_column: str) -> pd.DataFrame:
-    """The MCUE cells of one (pair, seed) as a p x q matrix (rows p ascending, columns q ascending).
-
-    Args:
-        cells: rows with columns p, q and ``value_column``; duplicate (p, q) cells are averaged.
-        value_column: e.g. "var_correct".
-
-    Returns:
-        A DataFrame indexed by p with one column per q.
-    """
-    numeric = cells[["p", "q", value_column]].apply(pd.to_numeric, errors="coerce")
-    matrix = numeric.pivot_table(index="p", columns="q", values=value_column, aggfunc="mean")
-    return matrix.sort_index().sort_index(axis=1)
 
 
 def mcue_title(t_star: float, keep_prob: float, output: str, title: str = "") -> str:
@@ -150,9 +148,6 @@ def plot_mcue(
 # --- Suite plots: one PNG per pair, named <kind>_<pair>.png ---------------------------------------------------------
 
 STRATEGY_ORDER = ("top-n", "iterated-pruning", "iterated-building")
-GTAP_SCORER = "gtap"
-MAGNITUDE_SCORER = "wmp"
-TOP_N = "top-n"
 ANNOTATE_UP_TO = 16  # methods; beyond this, heatmap cell labels become unreadable
 
 
@@ -182,71 +177,6 @@ def method_palette(methods: Sequence[str]) -> dict[str, tuple[float, float, floa
     return dict(zip(names, colours, strict=True))
 
 
-def method_table(data: SuiteData, pair: str) -> pd.DataFrame:
-    """The methods of one pair with their scorer, strategy and axis (first run of each method).
-
-    Args:
-        data: the suite's results.
-        pair: the pair.
-
-    Returns:
-        Columns method, scorer, strategy, axis; one row per method in order of appearance.
-    """
-    runs = data.runs[data.runs["pair"] == pair]
-    return runs.drop_duplicates("method")[["method", "scorer", "strategy", "axis"]].reset_index(drop=True)
-
-
-def mean_keep_prob(data: SuiteData, pair: str) -> float:
-    """MCUE's d for a pair, averaged over seeds (from mcue_runs, else from the runs' keep_prob_d).
-
-    Args:
-        data: the suite's results.
-        pair: the pair.
-
-    Returns:
-        The mean d, NaN if none is stored.
-    """
-    stored = pd.to_numeric(data.mcue_runs.loc[data.mcue_runs["pair"] == pair, "keep_prob"], errors="coerce").dropna()
-    if stored.empty:
-        stored = pd.to_numeric(data.runs.loc[data.runs["pair"] == pair, "keep_prob_d"], errors="coerce").dropna()
-    return float(stored.mean()) if len(stored) else float("nan")
-
-
-def curve_summary(data: SuiteData, pair: str) -> pd.DataFrame:
-    """Each method's compression curve of one pair, mean and sample sd over seeds at each grid fraction.
-
-    The x value is the method's own axis (kept units, or kept parameters for param-axis methods), averaged over
-    seeds. MCUE's extra points at d are summarised separately (is_mcue_point True, grouped per method).
-
-    Args:
-        data: the suite's results.
-        pair: the pair.
-
-    Returns:
-        Columns method, is_mcue_point, target_fraction, x, accuracy_mean, accuracy_sd, n_seeds.
-    """
-    methods = method_table(data, pair)
-    curves = data.curves[data.curves["pair"] == pair].merge(methods[["method", "axis"]], on="method", how="inner")
-    if curves.empty:
-        return pd.DataFrame(
-            columns=["method", "is_mcue_point", "target_fraction", "x", "accuracy_mean", "accuracy_sd", "n_seeds"]
-        )
-    curves = curves.assign(
-        x=np.where(curves["axis"] == PARAM_AXIS, curves["param_fraction"], curves["unit_fraction"]).astype(float),
-        accuracy=pd.to_numeric(curves["accuracy"], errors="coerce"),
-        is_mcue_point=curves["is_mcue_point"].fillna(False).astype(bool),
-        # MCUE points of different seeds sit at different d; group them together.
-        target_fraction=np.where(curves["is_mcue_point"].fillna(False).astype(bool), -1.0, curves["target_fraction"]),
-    )
-    per_seed = curves.groupby(["method", "is_mcue_point", "target_fraction", "seed"], as_index=False, sort=False)[
-        ["x", "accuracy"]
-    ].mean()
-    grouped = per_seed.groupby(["method", "is_mcue_point", "target_fraction"], sort=False)
-    summary = grouped.agg(x=("x", "mean"), accuracy_mean=("accuracy", "mean"), n_seeds=("seed", "nunique"))
-    summary["accuracy_sd"] = grouped["accuracy"].agg(sample_sd)
-    return summary.reset_index().sort_values(["method", "x"]).reset_index(drop=True)
-
-
 def _strategy_panels(methods: pd.DataFrame) -> list[str]:
     """The strategies of a pair's methods, in the order top-n, iterated pruning, iterated building, then others."""
     present = list(dict.fromkeys(methods["strategy"].astype(str)))
@@ -259,9 +189,10 @@ def plot_curves(data: SuiteData, path_dir: Path) -> list[Path]:
     """Compression curves, one PNG per pair: test accuracy against the kept fraction, one panel per strategy.
 
     Each line is one method's mean over seeds with a +-1 sample-sd band. Param-axis methods (unstructured weight
-    pruning) are dashed and their x is the kept fraction of parameters. Baselines (non-GTAP scorers) are repeated,
-    thinner, in every panel for comparison. The grey vertical line is MCUE's d (mean over seeds), the horizontal one
-    the unpruned network's test accuracy (mean over seeds); crosses mark each method's accuracy at d.
+    pruning) are dashed and their x is the kept fraction of parameters. Baselines (methods outside the power-index
+    family) are repeated, thinner, in every panel for comparison. The grey vertical line is MCUE's d (mean over
+    seeds), the horizontal one the unpruned network's test accuracy (mean over seeds); crosses mark each method's
+    accuracy at d.
 
     Args:
         data: the suite's results.
@@ -276,6 +207,7 @@ def plot_curves(data: SuiteData, path_dir: Path) -> list[Path]:
         if summary.empty:
             continue
         methods = method_table(data, pair)
+        drawn = methods[["method", "family", "strategy", "axis"]]
         palette = method_palette(methods["method"])
         panels = _strategy_panels(methods)
         keep_prob = mean_keep_prob(data, pair)
@@ -284,9 +216,9 @@ def plot_curves(data: SuiteData, path_dir: Path) -> list[Path]:
         try:
             handles = {}
             for ax, strategy in zip(axes[0], panels, strict=True):
-                for method, scorer, method_strategy, axis in methods.itertuples(index=False):
+                for method, family, method_strategy, axis in drawn.itertuples(index=False):
                     own = method_strategy == strategy
-                    if not own and scorer == GTAP_SCORER:
+                    if not own and family == POWER_INDEX_FAMILY:
                         continue
                     points = summary[(summary["method"] == method) & ~summary["is_mcue_point"]]
                     label = f"{method} (params)" if axis == PARAM_AXIS else method
@@ -365,26 +297,6 @@ def plot_mcue_grid(data: SuiteData, path_dir: Path) -> list[Path]:
     return written
 
 
-def correlation_matrix(correlations: pd.DataFrame, value_column: str) -> pd.DataFrame:
-    """A symmetric method x method matrix from pairwise correlation rows (1 on the diagonal).
-
-    Args:
-        correlations: rows of one pair and layer with method_a, method_b and ``value_column``.
-        value_column: "spearman" or "kendall".
-
-    Returns:
-        A square DataFrame indexed and columned by method (sorted); NaN where a pair of methods has no row.
-    """
-    methods = sorted(set(correlations["method_a"]) | set(correlations["method_b"]))
-    matrix = pd.DataFrame(np.nan, index=methods, columns=methods)
-    for method_a, method_b, value in correlations[["method_a", "method_b", value_column]].itertuples(index=False):
-        matrix.loc[method_a, method_b] = value
-        matrix.loc[method_b, method_a] = value
-    for method in methods:
-        matrix.loc[method, method] = 1.0
-    return matrix
-
-
 def plot_correlations(data: SuiteData, path_dir: Path, *, layer: str = "all") -> list[Path]:
     """Rank correlations between methods' unit scores, one PNG per pair: Spearman and Kendall heatmaps side by side.
 
@@ -425,65 +337,14 @@ def plot_correlations(data: SuiteData, path_dir: Path, *, layer: str = "all") ->
     return written
 
 
-def index_vs_magnitude_table(data: SuiteData, pair: str) -> tuple[str | None, pd.DataFrame]:
-    """GTAP Top-n scores joined to the weight-magnitude scores of the same (seed, unit), with within-layer ranks.
-
-    Args:
-        data: the suite's results.
-        pair: the pair.
-
-    Returns:
-        The wmp method's name (None if the pair has no wmp or no GTAP Top-n run) and a frame with columns method,
-        seed, layer, unit, score, magnitude, score_rank, magnitude_rank (ranks as fractions in (0, 1] within
-        method, seed and layer).
-    """
-    columns = ["method", "seed", "layer", "unit", "score", "magnitude", "score_rank", "magnitude_rank"]
-    methods = method_table(data, pair)
-    magnitude_methods = methods[methods["scorer"] == MAGNITUDE_SCORER].sort_values(
-        "strategy", key=lambda strategy: strategy != TOP_N, kind="stable"
-    )
-    gtap_methods = methods[(methods["scorer"] == GTAP_SCORER) & (methods["strategy"] == TOP_N)]["method"].tolist()
-    if magnitude_methods.empty or not gtap_methods:
-        return None, pd.DataFrame(columns=columns)
-    magnitude_method = magnitude_methods["method"].iloc[0]
-    scores = data.scores[data.scores["pair"] == pair]
-    magnitude = scores[scores["method"] == magnitude_method][["seed", "unit", "score"]]
-    magnitude = magnitude.groupby(["seed", "unit"], as_index=False)["score"].mean()
-    magnitude = magnitude.rename(columns={"score": "magnitude"})
-    gtap = scores[scores["method"].isin(gtap_methods)]
-    gtap = gtap.groupby(["method", "seed", "layer", "unit"], as_index=False, sort=False)["score"].mean()
-    joined = gtap.merge(magnitude, on=["seed", "unit"], how="inner").dropna(subset=["score", "magnitude"])
-    by_layer = joined.groupby(["method", "seed", "layer"], sort=False)
-    joined["score_rank"] = by_layer["score"].rank(pct=True)
-    joined["magnitude_rank"] = by_layer["magnitude"].rank(pct=True)
-    return magnitude_method, joined[columns].reset_index(drop=True)
-
-
-def mean_seed_spearman(joined: pd.DataFrame) -> float:
-    """Spearman rho between score and magnitude per seed, averaged over seeds.
-
-    Args:
-        joined: rows of one method and layer from :func:`index_vs_magnitude_table`.
-
-    Returns:
-        The mean rho, NaN where no seed has two distinct values on both sides.
-    """
-    rhos = [
-        seed_rows["score"].corr(seed_rows["magnitude"], method="spearman")
-        for _, seed_rows in joined.groupby("seed")
-        if len(seed_rows) >= 2
-    ]
-    rhos = [rho for rho in rhos if np.isfinite(rho)]
-    return float(np.mean(rhos)) if rhos else float("nan")
-
-
 def plot_index_vs_magnitude(data: SuiteData, path_dir: Path, *, max_columns: int = 4) -> list[Path]:
     """GTAP's power indices against weight magnitude (GTAP Fig. 8), one PNG per pair, one panel per layer.
 
-    The GTAP entries are those with strategy Top-n (their scores come from the full network), one colour each.
-    Points are within-layer ranks (fractions, per seed) of the wmp score (x) and the power index (y), all seeds
-    pooled; each panel gives Spearman's rho per GTAP entry as the mean of per-seed values. Pairs without a wmp run
-    or without a GTAP Top-n run are skipped.
+    The GTAP entries are the power-index methods with strategy Top-n (their scores come from the full network), one
+    colour each; the magnitude entry is a method of family "magnitude" (see
+    :func:`reports.tables.index_vs_magnitude_table`). Points are within-layer ranks (fractions, per seed) of the
+    magnitude score (x) and the power index (y), all seeds pooled; each panel gives Spearman's rho per GTAP entry as
+    the mean of per-seed values. Pairs without a magnitude run or without a power-index Top-n run are skipped.
 
     Args:
         data: the suite's results.
@@ -536,25 +397,6 @@ def plot_index_vs_magnitude(data: SuiteData, path_dir: Path, *, max_columns: int
     return written
 
 
-def accuracy_sd_matrix(data: SuiteData, pair: str) -> pd.DataFrame:
-    """Sample sd over seeds of each method's test accuracy at each fraction of the fixed grid.
-
-    Args:
-        data: the suite's results.
-        pair: the pair.
-
-    Returns:
-        A method x target_fraction DataFrame (methods in order of appearance).
-    """
-    summary = curve_summary(data, pair)
-    summary = summary[~summary["is_mcue_point"]]
-    if summary.empty:
-        return pd.DataFrame()
-    matrix = summary.pivot_table(index="method", columns="target_fraction", values="accuracy_sd", dropna=False)
-    order = [method for method in method_table(data, pair)["method"] if method in matrix.index]
-    return matrix.loc[order]
-
-
 def plot_seed_variance(data: SuiteData, path_dir: Path) -> list[Path]:
     """Spread over seeds, one PNG per pair: AUC per seed and method (box + points), and the sd of accuracy per fraction.
 
@@ -600,6 +442,50 @@ def plot_seed_variance(data: SuiteData, path_dir: Path) -> list[Path]:
             fig.suptitle(f"{data.suite}: {pair} — spread over seeds")
             fig.tight_layout()
             path = Path(path_dir) / f"seed_variance_{file_stem(pair)}.png"
+            fig.savefig(path, dpi=100, bbox_inches="tight")
+            written.append(path)
+        finally:
+            plt.close(fig)
+    return written
+
+
+def plot_learning_curves(data: SuiteData, path_dir: Path) -> list[Path]:
+    """Learning curves, one PNG per pair: train and validation loss (left) and accuracy (right) per epoch.
+
+    Lines are means over seeds with a +-1 sample-sd band.
+
+    Args:
+        data: the suite's results.
+        path_dir: folder for the PNGs.
+
+    Returns:
+        The written paths, one per pair with a stored history.
+    """
+    written = []
+    for pair in dict.fromkeys(data.histories["pair"]):
+        summary = learning_curve_summary(data.histories, pair)
+        if summary.empty:
+            continue
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+        try:
+            for ax, quantity in zip(axes, ("loss", "accuracy"), strict=True):
+                for split, colour in (("train", "tab:blue"), ("val", "tab:orange")):
+                    rows = summary[summary["metric"] == f"{split}_{quantity}"].sort_values("epoch")
+                    if rows.empty:
+                        continue
+                    ax.plot(rows["epoch"], rows["mean"], marker="o", markersize=3, color=colour,
+                            label="validation" if split == "val" else "train")
+                    sd = rows["sd"].fillna(0.0)
+                    ax.fill_between(rows["epoch"], rows["mean"] - sd, rows["mean"] + sd, color=colour, alpha=0.2,
+                                    linewidth=0)
+                ax.set_xlabel("epoch")
+                ax.set_ylabel(quantity)
+                ax.grid(alpha=0.3)
+                ax.legend(fontsize=8)
+            n_seeds = int(summary["n_seeds"].max())
+            fig.suptitle(f"{data.suite}: {pair} — learning curves (mean ± 1 sd over {n_seeds} seed(s))")
+            fig.tight_layout()
+            path = Path(path_dir) / f"learning_curves_{file_stem(pair)}.png"
             fig.savefig(path, dpi=100, bbox_inches="tight")
             written.append(path)
         finally:

@@ -19,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from reports import plots
+from reports.analysis_plots import ANALYSIS_PLOTS
 from reports.data import PARAM_AXIS, SuiteData, require_runs
 from reports.leaderboard import (
     coverage,
@@ -28,6 +29,7 @@ from reports.leaderboard import (
     matching_references,
     mcue_summary,
 )
+from reports.tables import analysis_summary
 
 PARAM_MARK = "†"
 PARAM_FOOTNOTE = f"{PARAM_MARK} over kept parameters, not units (unstructured weight pruning)."
@@ -240,6 +242,7 @@ def report_blocks(
     references: Sequence[dict],
     fixed_fractions: Sequence[float],
     generated_at: datetime,
+    analysis_images: dict[str, list[tuple[str, str]]] | None = None,
 ) -> list[Block]:
     """The whole report as blocks: header, how to read, one section per pair, correlations, spread over seeds.
 
@@ -252,6 +255,7 @@ def report_blocks(
         references: the paper's figures.
         fixed_fractions: the fractions with their own columns.
         generated_at: the time written in the header.
+        analysis_images: analysis -> (image file name, caption) pairs of its registered plots.
 
     Returns:
         The blocks, in reading order.
@@ -298,6 +302,7 @@ def report_blocks(
             ("curves", "Compression curves: mean over seeds, band ±1 sd; dotted vertical line: MCUE's d."),
             ("mcue", "MCUE variance over (p, q), first seed; the star is t* on the p = q diagonal."),
             ("index_vs_magnitude", "Power index vs weight magnitude per layer (GTAP Fig. 8), Top-n GTAP entries."),
+            ("learning_curves", "Learning curves of the trained networks: train and validation split per epoch."),
         ):
             if (kind, pair) in images:
                 blocks.append(Block("image", text=f"{pair}: {caption}", path=images[(kind, pair)]))
@@ -314,7 +319,41 @@ def report_blocks(
         if ("seed_variance", pair) in images:
             caption = f"{pair}: AUC per seed and sd of accuracy over seeds"
             blocks.append(Block("image", text=caption, path=images[("seed_variance", pair)]))
+    blocks.extend(analysis_blocks(data, analysis_images or {}))
     return blocks
+
+
+def analysis_blocks(data: SuiteData, images: dict[str, list[tuple[str, str]]]) -> list[Block]:
+    """A section per analysis: each of its tables summarised over seeds, then its registered plots, if any.
+
+    Args:
+        data: the suite's results (``data.analyses``: "ANALYSIS/TABLE" -> table).
+        images: analysis -> (image file name, caption) pairs from its registered plot.
+
+    Returns:
+        The blocks (none when the suite ran no analysis).
+    """
+    by_analysis: dict[str, list[str]] = {}
+    for key in data.analyses:
+        by_analysis.setdefault(key.split("/")[0], []).append(key)
+    blocks = []
+    for analysis, keys in by_analysis.items():
+        blocks.append(Block("h2", f"Analysis: {analysis}"))
+        blocks.append(Block("p", "Computed on each trained network and its validation split; numbers are means "
+                                 "over seeds (and over the rows of a seed), with the sample sd over seeds."))
+        for key in keys:
+            summary = analysis_summary(data.analyses[key])
+            blocks.append(Block("h3", key.split("/")[1]))
+            blocks.append(Block("table", table=summary.map(_cell)))
+        for name, caption in images.get(analysis, []):
+            blocks.append(Block("image", text=caption, path=name))
+    return blocks
+
+
+def _cell(value: object) -> str:
+    if isinstance(value, float):
+        return MISSING if math.isnan(value) else f"{value:.4g}"
+    return str(value)
 
 
 def markdown_table(table: pd.DataFrame) -> str:
@@ -410,6 +449,7 @@ def render_html(blocks: Sequence[Block], title: str) -> str:
 # plot kind -> function name on reports.plots, looked up at call time (so tests can patch one to fail).
 PLOT_FUNCTIONS = {
     "curves": "plot_curves",
+    "learning_curves": "plot_learning_curves",
     "mcue": "plot_mcue_grid",
     "index_vs_magnitude": "plot_index_vs_magnitude",
     "correlations": "plot_correlations",
@@ -427,12 +467,30 @@ def write_plots(data: SuiteData, folder: Path) -> dict[tuple[str, str], str]:
     Returns:
         (plot kind, pair) -> file name, for each PNG written (each is named <kind>_<pair>.png).
     """
-    pairs_by_stem = {plots.file_stem(pair): pair for pair in data.pairs}
+    pairs_by_stem = {plots.file_stem(pair): pair for pair in [*data.pairs, *data.histories["pair"]]}
     images = {}
     for kind, function_name in PLOT_FUNCTIONS.items():
         for path in getattr(plots, function_name)(data, folder):
             pair = pairs_by_stem[Path(path).stem.removeprefix(f"{kind}_")]
             images[(kind, pair)] = Path(path).name
+    return images
+
+
+def write_analysis_plots(data: SuiteData, folder: Path) -> dict[str, list[tuple[str, str]]]:
+    """The registered plots of the suite's analyses (``reports.analysis_plots``), written into a folder.
+
+    Returns:
+        analysis -> (file name, caption) pairs.
+    """
+    tables: dict[str, dict[str, pd.DataFrame]] = {}
+    for key, table in data.analyses.items():
+        analysis, _, name = key.partition("/")
+        tables.setdefault(analysis, {})[name] = table
+    images = {}
+    for analysis, own in tables.items():
+        if analysis in ANALYSIS_PLOTS:
+            written = ANALYSIS_PLOTS.get(analysis)(own, folder)
+            images[analysis] = [(Path(path).name, caption) for path, caption in written]
     return images
 
 
@@ -470,15 +528,17 @@ def build_report(
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         images = write_plots(data, staging)
+        analysis_images = write_analysis_plots(data, staging)
         board = leaderboard(data, fixed_fractions=fixed_fractions, references=references)
         blocks = report_blocks(
             data, board, mcue_summary(data, references), coverage(data), images, references, fixed_fractions,
-            generated_at,
+            generated_at, analysis_images,
         )
         (staging / "report.md").write_text(render_markdown(blocks), encoding="utf-8")
         title = f"coalition-bench: {data.suite} ({data.profile})"
         (staging / "report.html").write_text(render_html(blocks, title), encoding="utf-8")
-        names = [*sorted(set(images.values())), "report.md", "report.html"]
+        extra = [name for pictures in analysis_images.values() for name, _ in pictures]
+        names = [*sorted(set(images.values()) | set(extra)), "report.md", "report.html"]
         out_dir.mkdir(parents=True, exist_ok=True)
         written = []
         for name in names:

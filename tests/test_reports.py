@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import zlib
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import pytest
 import reports.plots as plots
 from reports import ReportError, SuiteData, build_report, load_references, plot_mcue
 from reports.leaderboard import coverage, leaderboard, mcue_summary
+from reports.tables import index_vs_magnitude_table, mean_seed_spearman, method_families, method_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 MCUE_GRID = np.round(np.arange(0.025, 1.0, 0.05), 3)
@@ -83,14 +85,14 @@ def test_plot_mcue_survives_missing_cells(tmp_path):
 FRACTIONS = [0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0]
 SEEDS = (0, 1, 2)
 LAYERS = {"fc1": 12, "fc2": 8}
-# method -> (scorer, strategy, axis, AUC of seeds 0, 1, 2)
+# method -> (scorer, family, strategy, axis, AUC of seeds 0, 1, 2)
 METHODS = {
-    "gtap-beta-iter-build": ("gtap", "iterated-building", "unit_fraction", (0.90, 0.92, 0.97)),
-    "gtap-beta-top-n": ("gtap", "top-n", "unit_fraction", (0.80, 0.82, 0.84)),
-    "gtap-shapley-top-n": ("gtap", "top-n", "unit_fraction", (0.85, 0.86, 0.87)),
-    "wmp": ("wmp", "top-n", "unit_fraction", (0.70, 0.75, 0.80)),
-    "wmp-weights": ("wmp", "top-n", "param_fraction", (0.88, 0.88, 0.88)),
-    "random": ("random", "top-n", "unit_fraction", (0.30, 0.35, 0.31)),
+    "gtap-beta-iter-build": ("gtap", "power-index", "iterated-building", "unit_fraction", (0.90, 0.92, 0.97)),
+    "gtap-beta-top-n": ("gtap", "power-index", "top-n", "unit_fraction", (0.80, 0.82, 0.84)),
+    "gtap-shapley-top-n": ("gtap", "power-index", "top-n", "unit_fraction", (0.85, 0.86, 0.87)),
+    "wmp": ("wmp", "magnitude", "top-n", "unit_fraction", (0.70, 0.75, 0.80)),
+    "wmp-weights": ("wmp", "magnitude", "top-n", "param_fraction", (0.88, 0.88, 0.88)),
+    "random": ("random", "random", "top-n", "unit_fraction", (0.30, 0.35, 0.31)),
 }
 PAIRS = {"lenet5-mnist": 0.775, "ffn-emotion": 0.675}  # pair -> t* of every seed
 MISSING_RUN = ("ffn-emotion", "gtap-beta-iter-build", 2)  # a partial store: this seed never finished
@@ -116,13 +118,13 @@ def synthetic_suite() -> SuiteData:
                  "n_evaluations": 4000, "seconds": 3.0}
             )
             magnitude = rng.uniform(0.1, 1.0, n_units)
-            for method_number, (method, (scorer, strategy, axis, aucs)) in enumerate(METHODS.items()):
-                if (pair, method, seed) == MISSING_RUN or (pair == NO_WMP_PAIR and scorer == "wmp"):
+            for method_number, (method, (scorer, family, strategy, axis, aucs)) in enumerate(METHODS.items()):
+                if (pair, method, seed) == MISSING_RUN or (pair == NO_WMP_PAIR and family == "magnitude"):
                     continue
                 run_id = f"{pair}-{method}-{seed}"
                 runs.append(
-                    {"run_id": run_id, "pair": pair, "method": method, "scorer": scorer, "strategy": strategy,
-                     "seed": seed, "axis": axis, "auc": aucs[seed] - 0.1 * pair_number,
+                    {"run_id": run_id, "pair": pair, "method": method, "scorer": scorer, "family": family,
+                     "strategy": strategy, "seed": seed, "axis": axis, "auc": aucs[seed] - 0.1 * pair_number,
                      "accuracy_at_d": 0.6 + 0.05 * method_number + 0.01 * seed, "keep_prob_d": keep_prob,
                      "n_evaluations": 1000 * (method_number + 1), "seconds": 2.0 + seed,
                      "trained_test_accuracy": 0.98}
@@ -204,7 +206,7 @@ def test_leaderboard_ranks_by_mean_auc_within_each_pair(suite):
     board = leaderboard(suite)
     assert list(dict.fromkeys(board["pair"])) == list(PAIRS)
     lenet = board[board["pair"] == "lenet5-mnist"]
-    expected = sorted(METHODS, key=lambda method: -np.mean(METHODS[method][3]))
+    expected = sorted(METHODS, key=lambda method: -np.mean(METHODS[method][4]))
     assert lenet["method"].tolist() == expected
     assert lenet["rank"].tolist() == list(range(1, len(METHODS) + 1))
     emotion = board[board["pair"] == "ffn-emotion"]
@@ -284,14 +286,67 @@ def test_reference_rows_match_pair_and_method(suite):
 # --- Plots and the rendered report ----------------------------------------------------------------------------------
 
 
+def with_runs(data: SuiteData, runs: pd.DataFrame) -> SuiteData:
+    """The same suite with another runs frame."""
+    return dataclasses.replace(data, runs=runs)
+
+
 def test_index_vs_magnitude_pairs_gtap_top_n_with_wmp(suite):
-    magnitude_method, joined = plots.index_vs_magnitude_table(suite, "lenet5-mnist")
+    magnitude_method, joined = index_vs_magnitude_table(suite, "lenet5-mnist")
     assert magnitude_method == "wmp"
     assert set(joined["method"]) == {"gtap-beta-top-n", "gtap-shapley-top-n"}
     assert set(joined["layer"]) == set(LAYERS) and len(joined) == 2 * len(SEEDS) * sum(LAYERS.values())
     beta = joined[(joined["method"] == "gtap-beta-top-n") & (joined["layer"] == "fc1")]
-    assert plots.mean_seed_spearman(beta) == pytest.approx(1.0)
-    assert plots.index_vs_magnitude_table(suite, NO_WMP_PAIR)[0] is None
+    assert mean_seed_spearman(beta) == pytest.approx(1.0)
+    assert index_vs_magnitude_table(suite, NO_WMP_PAIR)[0] is None
+
+
+def test_declared_family_not_scorer_name_picks_index_and_magnitude_entries(suite):
+    # Scorers renamed beyond the fallback's knowledge: the declared families alone still find both sides.
+    renamed = with_runs(suite, suite.runs.assign(scorer="scorer-" + suite.runs["scorer"]))
+    magnitude_method, joined = index_vs_magnitude_table(renamed, "lenet5-mnist")
+    assert magnitude_method == "wmp" and set(joined["method"]) == {"gtap-beta-top-n", "gtap-shapley-top-n"}
+    # A declared family wins over what the scorer name would suggest.
+    runs = suite.runs.copy()
+    runs.loc[runs["method"] == "gtap-shapley-top-n", "family"] = "attribution"
+    runs.loc[runs["method"] == "wmp", "family"] = "gradient"
+    magnitude_method, joined = index_vs_magnitude_table(with_runs(suite, runs), "lenet5-mnist")
+    assert magnitude_method == "wmp-weights"  # the only magnitude entry left
+    assert joined.empty  # wmp-weights stored no unit scores
+
+
+def test_method_families_falls_back_to_scorer_for_old_stores(suite):
+    runs = pd.DataFrame(
+        {
+            "scorer": ["gtap", "wmp", "wgmp", "taylor", "activation", "random", "gtap", "gtap", "mystery"],
+            "family": [None, "", np.nan, " ", None, "", "attribution", "power-index", None],
+        },
+        index=range(10, 19),
+    )
+    expected = ["power-index", "magnitude", "gradient", "gradient", "activation", "random", "attribution",
+                "power-index", ""]
+    families = method_families(runs)
+    assert families.tolist() == expected and families.index.equals(runs.index)
+    assert method_families(runs.drop(columns="family")).tolist()[:6] == expected[:6]
+    # A whole store written before families: same entries, same table as with declared families.
+    old = with_runs(suite, suite.runs.assign(family=""))
+    assert method_table(old, "lenet5-mnist").equals(method_table(suite, "lenet5-mnist"))
+    magnitude_method, joined = index_vs_magnitude_table(old, "lenet5-mnist")
+    assert magnitude_method == "wmp" and joined.equals(index_vs_magnitude_table(suite, "lenet5-mnist")[1])
+
+
+def test_curves_repeat_only_non_power_index_methods_in_other_panels(suite, tmp_path, monkeypatch):
+    figures = []
+    real_close = plots.plt.close
+    monkeypatch.setattr(plots.plt, "close", lambda fig=None: (figures.append(fig), real_close(fig)))
+    lenet = with_runs(suite, suite.runs[suite.runs["pair"] == "lenet5-mnist"])
+    assert [path.name for path in plots.plot_curves(lenet, tmp_path)] == ["curves_lenet5-mnist.png"]
+    panels = {ax.get_title(): {line.get_label() for line in ax.lines} for ax in figures[0].axes}
+    assert set(panels) == {"top-n", "iterated-building"}
+    # iterated-building's own GTAP entry, plus every baseline thin; the other GTAP entries stay in their own panel.
+    assert panels["iterated-building"] >= {"gtap-beta-iter-build", "wmp", "wmp-weights (params)", "random"}
+    assert not panels["iterated-building"] & {"gtap-beta-top-n", "gtap-shapley-top-n"}
+    assert "gtap-beta-iter-build" not in panels["top-n"]
 
 
 def test_report_writes_valid_pngs_and_both_documents(report):

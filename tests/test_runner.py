@@ -14,12 +14,12 @@ import yaml
 from test_datasets import WRITERS
 
 from bench.cli import main
+from bench.plan import plan
 from bench.suite import (
     SUITES_DIR,
     SuiteError,
     load_suite,
     parse_seeds,
-    plan,
     select,
     suite_registry,
 )
@@ -78,7 +78,7 @@ def test_every_shipped_suite_loads_under_every_profile(name):
         suite = load_suite(name, profile=profile)
         specs = plan(suite)
         assert len({s.config_hash for s in specs}) == len(specs)
-        expected = len(suite.pairs) * len(suite.seeds) * (len(suite.methods) + (suite.mcue is not None))
+        expected = len(suite.pairs) * len(suite.seeds) * (len(suite.methods) + (suite.mcue is not None) + 1)
         assert len(specs) == expected
 
 
@@ -161,7 +161,7 @@ def test_run_logs_every_run_and_a_rerun_skips_them(tiny, capsys):
     suite = load_suite(tiny["suite"])
     specs = plan(suite)
     parents = [r for r in runs if r[2].get("kind") == "suite"]
-    children = [r for r in runs if r[2].get("kind") in ("method", "mcue")]
+    children = [r for r in runs if r[2].get("kind") in ("method", "mcue", "train")]
     assert len(parents) == 1 and parents[0][1] == "FINISHED"
     assert sorted(r[2]["config_hash"] for r in children) == sorted(s.config_hash for s in specs)
     assert all(r[1] == "FINISHED" and r[2]["mlflow.parentRunId"] == parents[0][0] for r in children)
@@ -229,7 +229,7 @@ def test_unfinished_runs_are_redone_once(tiny):
                                                                "config_hash": spec.config_hash})
     client.set_terminated(failed.info.run_id, "FAILED")
     assert main(_argv(tiny)) == 0
-    runs = [r for r in _runs(tiny["db"]) if r[2].get("kind") in ("method", "mcue")]
+    runs = [r for r in _runs(tiny["db"]) if r[2].get("kind") in ("method", "mcue", "train")]
     hashes = [r[2]["config_hash"] for r in runs]
     assert len(hashes) == len(set(hashes)) == len(plan(load_suite(tiny["suite"])))
     assert all(status == "FINISHED" for _, status, _ in runs)
@@ -265,10 +265,10 @@ def test_kill_9_mid_suite_then_rerun(tiny):
     proc.wait()
     before = _runs(tiny["db"])
     expected = len(plan(select(load_suite(tiny["suite"]), seeds=parse_seeds("0-5"))))
-    assert len([r for r in before if r[2].get("kind") in ("method", "mcue")]) < expected
+    assert len([r for r in before if r[2].get("kind") in ("method", "mcue", "train")]) < expected
     assert main(_argv(tiny, "--seeds", "0-5")) == 0
     after = _runs(tiny["db"])
-    children = [r for r in after if r[2].get("kind") in ("method", "mcue")]
+    children = [r for r in after if r[2].get("kind") in ("method", "mcue", "train")]
     hashes = [r[2]["config_hash"] for r in children]
     assert len(hashes) == len(set(hashes)) == expected
     assert all(status == "FINISHED" for _, status, _ in after)
@@ -347,9 +347,13 @@ def test_run_builds_a_report_from_the_store_and_bench_report_rebuilds_it(tiny, c
 
     monkeypatch.setattr(bench.pipeline, "run_experiment", no_methods)
     monkeypatch.setattr(bench.pipeline, "run_mcue", no_methods)
+    # The guard can fire: a run that has to compute a method goes through the patched functions and fails.
+    capsys.readouterr()
+    assert main(_argv(tiny, "--methods", "wmp", "--seeds", "5")) == 1
+    assert "a report must not run a method" in capsys.readouterr().err
     out = tmp_path / "again"
     assert main(["report", "--suite", "tiny", "--tracking-uri", tiny["uri"], "--out", str(out)]) == 0
-    runs = client.search_runs([experiment.experiment_id], "tags.method = 'wmp'")
+    runs = client.search_runs([experiment.experiment_id], "tags.method = 'wmp' AND attributes.status = 'FINISHED'")
     mean_auc = sum(r.data.metrics["auc"] for r in runs) / len(runs)
     markdown = (out / "report.md").read_text()
     row = next(line for line in markdown.splitlines() if line.startswith("|") and "| wmp |" in line)
@@ -391,6 +395,6 @@ def test_shipped_smoke_suite_on_real_mnist(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["run", "--suite", "smoke", "--no-progress"]) == 0
     out = capsys.readouterr().out
-    assert "12 run(s) done" in out and Path("mlflow.db").exists()
+    assert "14 run(s) done" in out and Path("mlflow.db").exists()  # 2 seeds x (training, MCUE, 5 methods)
     markdown = Path("reports/out/smoke/report.md").read_text()
     assert "lenet300-mnist" in markdown and "gtap-beta-iter-build" in markdown
