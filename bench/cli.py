@@ -93,6 +93,18 @@ def build_parser() -> argparse.ArgumentParser:
     tune.add_argument("--experiment", default=None, help="MLflow experiment (default: SUITE-tune)")
     _add_data_args(tune)
 
+    analyze = sub.add_parser("analyze", help="run one registered analysis on one trained pair and write its files")
+    analyze.add_argument("analysis", help="a registered analysis, e.g. microstructure")
+    analyze.add_argument("pair", help="a registered pair, e.g. lenet300-mnist")
+    analyze.add_argument("--seed", type=int, default=0, help="training seed of the pair")
+    analyze.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                         help="analysis parameter, e.g. --param direction=both (repeatable)")
+    analyze.add_argument("--val-samples", type=int, default=None,
+                         help="a fixed validation subset of this size, as a suite's val_samples (default: all)")
+    analyze.add_argument("--out", default=None, help="output folder (default: reports/out/analyze/ANALYSIS/PAIR-sN)")
+    analyze.add_argument("--no-progress", action="store_true")
+    _add_data_args(analyze)
+
     report = sub.add_parser("report", help="build a suite's leaderboard report from the tracking store")
     report.add_argument("--suite", required=True, help="the suite's name")
     report.add_argument("--profile", default=None, help="the profile's newest invocation (default: any profile)")
@@ -315,6 +327,21 @@ def cmd_tune(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bench.analyze import analyze
+
+    _check_device(args.device)
+    default = Path("reports") / "out" / "analyze" / args.analysis / f"{args.pair}-s{args.seed}"
+    out = Path(args.out) if args.out else default
+    paths = analyze(args.analysis, args.pair, seed=args.seed, out_dir=out, data_dir=args.data_dir, device=args.device,
+                    download=args.download, val_samples=args.val_samples, params=_parse_params(args.param),
+                    progress=not args.no_progress)
+    print(f"{args.analysis} on {args.pair} seed {args.seed}: {len(paths)} files in {out}")
+    return 0
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.report import report_suite
     from bench.tracking import Tracker
@@ -329,7 +356,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {"list": cmd_list, "train": cmd_train, "prune": cmd_prune, "run": cmd_run, "tune": cmd_tune,
-            "report": cmd_report}
+            "analyze": cmd_analyze, "report": cmd_report}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -10,6 +10,8 @@ always an error and an unknown name always answers with the valid names and a "d
 from __future__ import annotations
 
 import difflib
+import importlib
+import pkgutil
 from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
@@ -28,11 +30,23 @@ class Registry(Generic[T]):
 
     Args:
         kind: what the registry holds ("dataset", "pair", "method", ...), used in error messages.
+        discover: a package whose modules register entries here (e.g. "methods"): every module of it is imported
+            once, the first time a name is missing or the names are listed, so a new entry is one new file.
     """
 
-    def __init__(self, kind: str) -> None:
+    def __init__(self, kind: str, *, discover: str | None = None) -> None:
         self.kind = kind
         self._items: dict[str, T] = {}
+        self._discover = discover
+
+    def discover(self) -> None:
+        """Imports every module of the ``discover`` package (once), so that their entries register."""
+        package, self._discover = self._discover, None
+        if package is None:
+            return
+        root = importlib.import_module(package)
+        for module in pkgutil.walk_packages(root.__path__, prefix=f"{package}."):
+            importlib.import_module(module.name)
 
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator that registers the decorated object under ``name``."""
@@ -49,6 +63,8 @@ class Registry(Generic[T]):
         self._items[name] = obj
 
     def get(self, name: str) -> T:
+        if name not in self._items:
+            self.discover()
         try:
             return self._items[name]
         except KeyError:
@@ -60,13 +76,17 @@ class Registry(Generic[T]):
         return f"unknown {self.kind} {name!r}.{did_you_mean} Valid names: {', '.join(sorted(self._items))}"
 
     def names(self) -> list[str]:
+        self.discover()
         return sorted(self._items)
 
     def __contains__(self, name: object) -> bool:
+        if name not in self._items:
+            self.discover()
         return name in self._items
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.names())
 
     def __len__(self) -> int:
+        self.discover()
         return len(self._items)

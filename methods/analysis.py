@@ -117,7 +117,7 @@ class Analysis(Protocol):
     def __call__(self, data: AnalysisInput, *, rng: np.random.Generator) -> AnalysisResult: ...
 
 
-ANALYSES: Registry[type] = Registry("analysis")
+ANALYSES: Registry[type] = Registry("analysis", discover="methods")  # a new analysis is one new module
 
 
 def build_analysis(name: str, **params: Any) -> Analysis:

@@ -139,7 +139,7 @@ class ScorerBase:
         return dataclasses.replace(self, **values) if values else self  # type: ignore[type-var]
 
 
-SCORERS: Registry[type] = Registry("method")
+SCORERS: Registry[type] = Registry("method", discover="methods")  # a scorer may live in a module of its own
 
 
 def _fixed(problem: PruningProblem, include, exclude) -> tuple[np.ndarray, np.ndarray]:
