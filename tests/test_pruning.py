@@ -88,8 +88,11 @@ def test_build_scorer_rejects_unknown_names_and_params():
         build_scorer("gtp")
     with pytest.raises(ValueError, match="valid: index"):
         build_scorer("gtap", indx="shapley")
-    with pytest.raises(ValueError, match="keep_prob"):
-        build_scorer("gtap", index="beta")
+    # beta_d without a d declares that it needs MCUE's d, and refuses to score until it has one.
+    scorer = build_scorer("gtap", index="beta")
+    assert scorer.needs == {"keep_prob"}
+    with pytest.raises(ValueError, match="needs keep_prob"):
+        scorer(None, rng=np.random.default_rng(0))
 
 
 @pytest.mark.parametrize("strategy", STRATEGIES.names())
