@@ -17,7 +17,9 @@ from torch import nn
 from datasets.registry import Registry
 
 ModelFactory = Callable[..., nn.Sequential]
-MODELS: Registry[ModelFactory] = Registry("model")
+# Models that need a method's code (NEUROGAME's game layer) register from methods/; the registry imports methods/ on
+# the first unknown name, so datasets never imports it by name and `train_pair("neurogame-utkface")` still works.
+MODELS: Registry[ModelFactory] = Registry("model", discover="methods")
 
 
 @MODELS.register("lenet300")
@@ -141,6 +143,21 @@ def face_cnn(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Sequential
             fc2=nn.Linear(256, num_classes),
         )
     )
+
+
+@MODELS.register("face-cnn-dropout")
+def face_cnn_dropout(*, input_shape: tuple[int, ...], num_classes: int, p: float = 0.55) -> nn.Sequential:
+    """face-cnn with ``nn.Dropout(p)`` after each ReLU: the random-regularisation control for NEUROGAME.
+
+    p = 0.55 is the share of *active* units NEUROGAME's game layer dropped on UTKFace gender (0.56, measured over
+    4 epochs, seed 0): dropout hits active and silent units alike, so that is the comparable rate.
+    """
+    stages: OrderedDict[str, nn.Module] = OrderedDict()
+    for name, module in face_cnn(input_shape=input_shape, num_classes=num_classes).named_children():
+        stages[name] = module
+        if name.startswith("relu"):
+            stages[f"drop{name[4:]}"] = nn.Dropout(p)
+    return nn.Sequential(stages)
 
 
 def build_model(name: str, *, input_shape: tuple[int, ...], num_classes: int) -> nn.Sequential:

@@ -145,3 +145,17 @@ register_pair(Pair(
     dataset_options={"target": "gender", "image_size": 64},
     description="CNN baseline for gender on UTKFace (64x64 RGB)",
 ))
+register_pair(Pair(
+    name="face-cnn-dropout-utkface", model="face-cnn-dropout", dataset="utkface",
+    recipe=Recipe(epochs=10, batch_size=128, lr=1e-3),
+    units=("relu1", "relu2", "relu3", "relu4"),
+    dataset_options={"target": "gender", "image_size": 64},
+    description="CNN baseline with dropout 0.55 (NEUROGAME's drop rate): the regularisation control",
+))
+register_pair(Pair(
+    name="neurogame-utkface", model="neurogame", dataset="utkface", family="neurogame",
+    recipe=Recipe(epochs=10, batch_size=128, lr=1e-3),
+    units=("relu1", "relu2", "relu3"),
+    dataset_options={"target": "gender", "image_size": 64},
+    description="NEUROGAME (2x2 coalitions, top-p 0.5, a game layer on the 16x16 maps) for gender on UTKFace",
+))

@@ -65,7 +65,7 @@ class TrainingFamily(Protocol):
         ...
 
 
-FAMILIES: Registry[TrainingFamily] = Registry("training family")
+FAMILIES: Registry[TrainingFamily] = Registry("training family", discover="methods")  # NEUROGAME's is in methods/
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,12 @@ _PASS_THROUGH = (nn.ReLU, nn.Dropout, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, n
 _WEIGHTED = (nn.Linear, nn.Conv2d)
 
 
+def _passes_units(stage: nn.Module) -> bool:
+    """Whether a stage keeps the unit axis one-to-one: a known pass-through, or a module that says so with a
+    ``preserves_units = True`` attribute (e.g. NEUROGAME's layer, which zeroes units but never mixes them)."""
+    return isinstance(stage, _PASS_THROUGH) or bool(getattr(stage, "preserves_units", False))
+
+
 @dataclass(frozen=True)
 class UnitGroup:
     """One prunable layer of units.
@@ -62,7 +68,7 @@ def unit_groups(model: nn.Sequential, units: Sequence[str], input_shape: Sequenc
                 out = stage.out_features if isinstance(stage, nn.Linear) else stage.out_channels
                 producer = names[back] if out == size else None
                 break
-            if not isinstance(stage, _PASS_THROUGH):
+            if not _passes_units(stage):
                 break
         consumer, fan = None, 1
         for ahead in range(pos + 1, len(stages)):
@@ -74,7 +80,7 @@ def unit_groups(model: nn.Sequential, units: Sequence[str], input_shape: Sequenc
                 break
             if isinstance(stage, nn.Flatten) and len(shapes[ahead - 1]) > 1:
                 continue  # a channel becomes `fan` consecutive features
-            if not isinstance(stage, _PASS_THROUGH):
+            if not _passes_units(stage):
                 break
         groups.append(UnitGroup(name, size, slice(start, start + size), producer, consumer, fan))
         start += size
