@@ -64,8 +64,8 @@ def analyze(analysis: str, pair_name: str, *, seed: int, out_dir: Path, data_dir
         header = [Block("h1", f"{analysis} on {pair_name}, seed {seed}"),
                   Block("p", "Headline metrics: " + ", ".join(f"{k} = {v:.3g}" for k, v in result.metrics.items()))]
         (staging / "report.md").write_text(render_markdown([*header, *blocks]), encoding="utf-8")
-        (staging / "report.html").write_text(render_html([*header, *blocks], f"{analysis}: {pair_name}"),
-                                             encoding="utf-8")
+        html = render_html([*header, *blocks], f"{analysis}: {pair_name}", image_dir=staging)
+        (staging / "report.html").write_text(html, encoding="utf-8")
         out_dir.mkdir(parents=True, exist_ok=True)
         written = []
         for path in sorted(staging.iterdir()):

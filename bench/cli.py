@@ -283,7 +283,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"no report: {err}", file=sys.stderr)
         else:
             print(f"report: {paths[-1]}")
-    print(f"see it: mlflow ui --backend-store-uri {uri}")
+    print(f"see it: {tracker.runs_page()}")
     return 1 if outcome.failed else 0
 
 

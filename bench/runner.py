@@ -28,6 +28,32 @@ from methods.analysis import AnalysisInput, rank_correlations, seed_spread
 from methods.curves import area_under_curve
 from methods.scorers import UNIT_AXIS
 
+# Each kind's run description in the MLflow UI (tag mlflow.note.content): what the step of its step metrics counts,
+# which the UI's charts label only "Step".
+RUN_NOTES = {
+    "method": "curve/* metrics: step = kept fraction in per mille (step 200 = 20 % of units kept, of parameters for "
+              "param-axis methods); a step off the grid is MCUE's d. auc = test accuracy averaged over the "
+              "kept-fraction grid.",
+    "mcue": "mcue/diagonal_variance: step = p = q in per mille; t_star is its argmax, keep_prob = d = 1 - t_star.",
+    "train": "train/* and val/* metrics: step = epoch.",
+}
+PARENT_NOTE = ("One nested run per (pair, method, seed), named METHOD sN (tag 'pair' says which pair). AUC mean and "
+               "sd over seeds per pair and method: seed_variance.csv; the leaderboard: report/report.html.")
+
+
+def run_name(spec: RunSpec) -> str:
+    """A run's name in the MLflow UI, short enough for its Run Name column: the method without the "gtap-" that
+    every GTAP entry shares, and the seed ("beta-iter-prune s0"; "train s0" and "mcue s0" for the other kinds). The
+    pair is the run's tag, not part of its name.
+
+    Args:
+        spec: the planned run.
+
+    Returns:
+        The name.
+    """
+    return f"{spec.method.removeprefix('gtap-')} s{spec.seed}"
+
 
 @dataclass
 class SuiteOutcome:
@@ -88,7 +114,8 @@ def run_suite(suite: Suite, tracker: Tracker, *, device: str = "auto", data_dir:
                    "device": _device_name(torch_device)}
     label = suite.profile if scope == "full" else f"{suite.profile}, {scope}"
     parent_id = tracker.open_parent(
-        suite_hash=suite_hash(suite, specs), run_name=f"{suite.name} ({label})", tags={**common_tags, "scope": scope},
+        suite_hash=suite_hash(suite, specs), run_name=f"{suite.name} ({label})",
+        tags={**common_tags, "scope": scope, "mlflow.note.content": PARENT_NOTE},
         params={"suite": suite.name, "profile": suite.profile, "pairs": list(suite.pairs), "seeds": list(suite.seeds),
                 "methods": [e.name for e in suite.methods], "fractions": list(suite.fractions), "step": suite.step,
                 "mcue": suite.mcue, "recipe": suite.recipe, "fine_tune_epochs": suite.fine_tune_epochs,
@@ -116,7 +143,7 @@ def run_suite(suite: Suite, tracker: Tracker, *, device: str = "auto", data_dir:
         bar.set_description(f"{suite.name}: aggregating")
         metrics, artifacts = aggregates(load_frames(tracker, [s.config_hash for s in specs]))
         outcome.seconds = time.perf_counter() - start
-        metrics["wall_seconds"] = outcome.seconds
+        metrics.update(wall_seconds=outcome.seconds, n_failed=len(outcome.failed))
         tracker.close_parent(parent_id, status="FAILED" if outcome.failed else "FINISHED", metrics=metrics,
                              artifacts=artifacts)
     except BaseException:
@@ -167,7 +194,7 @@ def _run_group(suite: Suite, tracker: Tracker, parent_id: str, pair_name: str, s
     layers = {g.name: np.arange(g.players.start, g.players.stop) for g in problem.groups}
     for spec in sorted(group, key=lambda s: s.kind == "train"):  # the training run last: analyses read scores
         bar.set_description(f"{pair_name} {spec.method} seed {seed}")
-        tags = {**common_tags, **_spec_tags(spec)}
+        tags = {**common_tags, **_spec_tags(spec), "mlflow.note.content": RUN_NOTES[spec.kind]}
         params = flatten(spec.config)
         started = time.time()
         try:
@@ -191,7 +218,7 @@ def _run_group(suite: Suite, tracker: Tracker, parent_id: str, pair_name: str, s
                 metrics.update(trained_metrics)
                 params.update({f"resolved.{k}": v for k, v in metrics.pop("_params").items()})
             ended = mcue_window[1] if spec.kind == "mcue" else time.time()
-            tracker.log_run(parent_id=parent_id, run_name=spec.label, tags=tags, params=params, metrics=metrics,
+            tracker.log_run(parent_id=parent_id, run_name=run_name(spec), tags=tags, params=params, metrics=metrics,
                             step_metrics=steps, artifacts=artifacts, started=started, ended=ended)
             outcome.finished += 1
         except Exception as err:  # noqa: BLE001 - one failed method must not stop the suite
@@ -257,8 +284,8 @@ def _log_failure(tracker: Tracker, parent_id: str, spec: RunSpec, common_tags: d
                  outcome: SuiteOutcome, *, started: float | None = None) -> None:
     message = f"{type(err).__name__}: {' '.join(str(err).split())}"[:500]
     outcome.failed.append((spec.label, message))
-    tracker.log_run(parent_id=parent_id, run_name=spec.label, tags={**common_tags, **_spec_tags(spec),
-                                                                    "error": message},
+    tracker.log_run(parent_id=parent_id, run_name=run_name(spec), tags={**common_tags, **_spec_tags(spec),
+                                                                       "error": message},
                     params=flatten(spec.config), metrics={}, status="FAILED", started=started)
 
 
@@ -326,11 +353,13 @@ def aggregates(frames: dict[str, pd.DataFrame]) -> tuple[dict[str, float], dict[
         frames: ``bench.tracking.load_frames`` of the suite's runs.
 
     Returns:
-        Metrics for the parent run (AUC mean and sd per pair and method) and its artifacts: ``seed_variance.csv``,
-        ``rank_correlations.csv`` (means over seeds) and ``rank_correlations_per_seed.csv``.
+        Metrics for the parent run (``n_method_runs``, the finished method runs these aggregates are computed from)
+        and its artifacts: ``seed_variance.csv`` (the AUC mean and sd per pair and method among them),
+        ``rank_correlations.csv`` (means over seeds) and ``rank_correlations_per_seed.csv``. Per-method numbers are
+        not parent metrics: as one MLflow column each, they buried the runs' own metrics in the UI.
     """
     runs, curves, scores = frames["runs"], frames["curves"], frames["scores"]
-    metrics: dict[str, float] = {}
+    metrics: dict[str, float] = {"n_method_runs": len(runs)}
     variance_rows = []
     for (pair, method), group in runs.groupby(["pair", "method"], sort=False):
         auc = seed_spread(group["auc"])
@@ -338,8 +367,6 @@ def aggregates(frames: dict[str, pd.DataFrame]) -> tuple[dict[str, float], dict[
         variance_rows.append({"pair": pair, "method": method, "fraction": "auc", **auc})
         if at_d["n_seeds"]:
             variance_rows.append({"pair": pair, "method": method, "fraction": "d", **at_d})
-        metrics[f"auc_mean/{pair}/{method}"] = auc["mean"]
-        metrics[f"auc_sd/{pair}/{method}"] = auc["sd"]
         points = curves[(curves["pair"] == pair) & (curves["method"] == method) & ~curves["is_mcue_point"]]
         for fraction, at in points.groupby("target_fraction"):
             variance_rows.append({"pair": pair, "method": method, "fraction": float(fraction),

@@ -43,6 +43,7 @@ from reports.data import (
 )
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+DEFAULT_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
 NESTED_KINDS = ("train", "mcue", "method")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
@@ -140,6 +141,24 @@ class Tracker:
             raise
         except Exception as err:  # noqa: BLE001 - any failure here means the store is unusable
             raise TrackingError(f"cannot use the tracking store {uri}: {_one_line(err)}") from None
+
+    def runs_page(self, ui: str = DEFAULT_UI) -> str:
+        """How to see the experiment's runs table in the MLflow UI: the command to start the UI on this store, and
+        the page that opens straight on the runs, with the UI in its "Model training" mode (a fresh browser that
+        clicks the experiment lands on MLflow 3's GenAI overview instead, which shows none of our runs).
+
+        Args:
+            ui: the address ``mlflow ui`` serves on, for a store that is not a server itself.
+
+        Returns:
+            e.g. "mlflow ui --backend-store-uri sqlite:///mlflow.db, then open
+            http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning", or "open URI/#/experiments/..."
+            for a tracking server.
+        """
+        page = f"#/experiments/{self.experiment_id}/runs?workflowType=machine_learning"
+        if self.uri.startswith(("http://", "https://")):
+            return f"open {self.uri.rstrip('/')}/{page}"
+        return f"mlflow ui --backend-store-uri {self.uri}, then open {ui}/{page}"
 
     # -- finding runs -------------------------------------------------------------------------------------------
 

@@ -7,8 +7,12 @@ use it; the test split is never touched), so tuned parameters can be reported ho
   overridden by the suite's ``tuning`` section.
 * Every trial uses the same random streams (common random numbers), so trials differ by their parameters only, and
   the sampler is seeded. The first trial is the method with MCUE's d, so the study measures what tuning gains over it.
-* Iterated strategies report the partial curve as each target is reached, and a median pruner stops trials that are
-  already behind.
+* Iterated strategies report the partial curve as each target is reached, at step = that kept fraction in per mille
+  (so the Optuna dashboard's x axis is the kept fraction), and a median pruner stops trials that are already behind.
+  The reported value is the sum of the validation accuracies reached so far over the grid's size: it only grows, so
+  the pruner's "best value so far" is the current one, and trials are compared over the same kept fractions.
+* The objective is named "validation AUC" in the study, and each trial carries its MLflow run id as the user
+  attribute ``mlflow_run_id``.
 * With an RDB storage (e.g. PostgreSQL), several ``bench tune`` processes on several machines share a study: trials
   are handed out by the database, a heartbeat marks the trials of a dead worker as failed, and those are retried.
 """
@@ -30,6 +34,9 @@ from bench.suite import MethodEntry, Suite, SuiteError
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 MAX_FAILURES_IN_A_ROW = 5
+METRIC_NAME = "validation AUC"
+TRIAL_NOTE = ("val_curve/accuracy: step = kept fraction in per mille; val_auc = the trial's objective (validation "
+              "AUC). A pruned trial has val_partial_mean, the mean validation accuracy over the fractions it reached.")
 
 
 @dataclass
@@ -172,6 +179,11 @@ def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, stora
     space = search_space(suite, entry, problem.n_units)
     fractions = list(suite.fractions)
     targets = kept_counts(fractions, problem.n_units)
+    # A target unit count -> the step its report is filed under: its kept fraction in per mille (the smallest, when
+    # two fractions round to one count on a small network).
+    steps: dict[int, int] = {}
+    for fraction in sorted(targets):
+        steps.setdefault(targets[fraction], round(1000 * fraction))
     strategy = STRATEGIES.get(entry.strategy)
 
     name = study_name or study_name_for(suite, pair_name, entry.name)
@@ -181,11 +193,16 @@ def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, stora
                # Mixing in the trials already there keeps a resumed worker from replaying its start-up samples.
                "sampler": optuna.samplers.TPESampler(seed=int(np.random.default_rng([seed, worker, existing])
                                                               .integers(2**31)), n_startup_trials=5),
-               "pruner": optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)}
+               # Steps are kept fractions, not counts: the first report is kept from pruning in on_record instead.
+               "pruner": optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)}
     try:  # the database's unique study name decides which worker created the study (and its MLflow parent run)
         study, created = optuna.create_study(**options), True
     except optuna.exceptions.DuplicatedStudyError:
         study, created = optuna.create_study(**options, load_if_exists=True), False
+    if study.metric_names != [METRIC_NAME]:  # the dashboard's name for the objective ("Objective 0" otherwise)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([METRIC_NAME])
     parent_id = _study_parent(tracker, study, created, suite, entry, pair_name, space, trained) if tracker else None
 
     baseline: dict[str, Any] = {}
@@ -211,8 +228,11 @@ def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, stora
 
         def on_record(target: int, mask: np.ndarray) -> None:
             reached[target] = float(curve_game(mask[None])[0])
-            trial.report(float(np.mean(list(reached.values()))), step=len(reached))
-            if trial.should_prune():
+            # A running sum, not a mean: MedianPruner compares this trial's best value over its steps with the others'
+            # at this step, and a running mean falls as Iterated Pruning reaches smaller fractions, so its first
+            # value (the whole network, the same for every trial) would stay "best" and nothing would be pruned.
+            trial.report(float(sum(reached.values())) / len(steps), step=steps[target])
+            if len(reached) > 1 and trial.should_prune():  # one kept fraction says too little to stop a trial
                 raise optuna.TrialPruned()
 
         before = problem.game.n_evaluations
@@ -232,8 +252,11 @@ def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, stora
             raise
         finally:
             if tracker is not None and parent_id is not None:
-                _log_trial(tracker, parent_id, trial, suite, entry, pair_name, values, points, reached, state,
-                           evaluations=problem.game.n_evaluations - before, seconds=time.perf_counter() - began)
+                run_id = _log_trial(tracker, parent_id, trial, suite, entry, pair_name, values, points, reached,
+                                    state, evaluations=problem.game.n_evaluations - before,
+                                    seconds=time.perf_counter() - began)
+                # The trial is still running here: afterwards its attributes can no longer be set.
+                trial.set_user_attr("mlflow_run_id", run_id)
 
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
@@ -336,7 +359,8 @@ def _study_parent(tracker: Any, study: Any, created: bool, suite: Suite, entry: 
 
 def _log_trial(tracker: Any, parent_id: str, trial: Any, suite: Suite, entry: MethodEntry, pair_name: str,
                values: dict[str, Any], points: list[Any], reached: dict[int, float], state: str, *,
-               evaluations: int, seconds: float) -> None:
+               evaluations: int, seconds: float) -> str:
+    """Logs a trial as a nested run of the study's parent run; returns the run's id."""
     from methods.curves import area_under_curve
 
     metrics: dict[str, float] = {"n_evaluations": evaluations, "seconds": seconds}
@@ -347,11 +371,11 @@ def _log_trial(tracker: Any, parent_id: str, trial: Any, suite: Suite, entry: Me
     elif reached:
         metrics["val_partial_mean"] = float(np.mean(list(reached.values())))
     tags = {"kind": "trial", "suite": suite.name, "pair": pair_name, "method": entry.name, "state": state,
-            "trial_number": str(trial.number), "study": trial.study.study_name}
+            "trial_number": str(trial.number), "study": trial.study.study_name, "mlflow.note.content": TRIAL_NOTE}
     if trial.user_attrs.get("baseline"):
         tags["baseline"] = trial.user_attrs["baseline"]
-    tracker.log_run(parent_id=parent_id, run_name=f"trial {trial.number}", tags=tags, params=values,
-                    metrics=metrics, step_metrics=steps, status="FINISHED" if state == "COMPLETE" else "KILLED")
+    return tracker.log_run(parent_id=parent_id, run_name=f"trial {trial.number}", tags=tags, params=values,
+                           metrics=metrics, step_metrics=steps, status="FINISHED" if state == "COMPLETE" else "KILLED")
 
 
 def _close_parent(tracker: Any, parent_id: str, outcome: TuneOutcome, *, final: bool) -> None:

@@ -16,6 +16,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import matplotlib.colors as mcolors  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
@@ -39,6 +40,14 @@ from reports.tables import (  # noqa: E402
 
 P_LABEL = "p (drop probability within S)"
 Q_LABEL = "q (1 - |S|/n)"
+# Report figures are drawn at dpi 100 no wider than about 1,200 px, the width the report shows them at on a
+# 1,400 px page, so these point sizes are what the reader sees (9 pt at dpi 100 is 12.5 px).
+DPI = 100
+FIGURE_WIDTH = 12.0  # inches
+READABLE = {
+    "font.size": 10, "axes.titlesize": 11, "axes.labelsize": 10, "xtick.labelsize": 9, "ytick.labelsize": 9,
+    "legend.fontsize": 9, "legend.title_fontsize": 9, "figure.titlesize": 12,
+}
 
 
 def _cell_edges(centres: np.ndarray) -> np.ndarray:
@@ -88,6 +97,7 @@ def mcue_description(t_star: float, keep_prob: float, output: str) -> str:
     return f"t_star={t_star:.6g}; keep_prob={keep_prob:.6g}; output={output}"
 
 
+@plt.rc_context(READABLE)
 def plot_mcue(
     cells: pd.DataFrame, *, t_star: float, keep_prob: float, output: str, path: Path, title: str = ""
 ) -> Path:
@@ -107,7 +117,7 @@ def plot_mcue(
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     value_column = f"var_{output}"
-    fig, ax = plt.subplots(figsize=(6.4, 5.4))
+    fig, ax = plt.subplots(figsize=(6.4, 6.2), layout="constrained")
     try:
         values = pd.to_numeric(cells[value_column], errors="coerce") if value_column in cells.columns else None
         if values is not None and values.notna().any():
@@ -132,14 +142,14 @@ def plot_mcue(
         ax.set_xlabel(Q_LABEL)
         ax.set_ylabel(P_LABEL)
         ax.set_title(mcue_title(t_star, keep_prob, output, title), fontsize=10)
-        ax.legend(loc="lower left", fontsize=8, framealpha=0.8)
-        fig.tight_layout()
+        # Below the axes, not inside: the heatmap's corner is data.
+        fig.legend(loc="outside lower center", ncols=2, fontsize=9, frameon=False)
         # The PNG's text chunks carry t* and d, so a reader (or a test) can check them without parsing pixels.
         metadata = {
             "Title": mcue_title(t_star, keep_prob, output, title),
             "Description": mcue_description(t_star, keep_prob, output),
         }
-        fig.savefig(path, dpi=100, metadata=metadata)
+        fig.savefig(path, dpi=DPI, metadata=metadata)
     finally:
         plt.close(fig)
     return path
@@ -149,6 +159,21 @@ def plot_mcue(
 
 STRATEGY_ORDER = ("top-n", "iterated-pruning", "iterated-building")
 ANNOTATE_UP_TO = 16  # methods; beyond this, heatmap cell labels become unreadable
+# One hue per family, and per index within the power-index family, so that a line's colour says what kind of
+# method it is; methods that share a hue and a strategy get lighter and darker shades of it.
+INDEX_COLOURS = {"shapley": "#1f77b4", "banzhaf": "#9467bd", "beta": "#d62728"}  # blue, purple, red
+FAMILY_COLOURS = {
+    POWER_INDEX_FAMILY: "#17becf",  # cyan: a power index named by none of INDEX_COLOURS
+    "magnitude": "#8c564b",  # brown
+    "gradient": "#2ca02c",  # green
+    "activation": "#ff7f0e",  # orange
+    "random": "#7f7f7f",  # grey
+    "attribution": "#bcbd22",  # olive
+}
+OTHER_COLOUR = "#e377c2"  # pink: a family this table does not know
+STRATEGY_LINES = {"top-n": "-", "iterated-pruning": "--", "iterated-building": "-."}
+AXIS_MARKERS = {PARAM_AXIS: "s"}  # squares for kept parameters, circles for kept units
+UNPRUNED_LINE = (0, (6, 2, 1, 2, 1, 2))  # dash-dot-dot: unlike any strategy's line and MCUE's dotted d
 
 
 def file_stem(text: str) -> str:
@@ -177,6 +202,62 @@ def method_palette(methods: Sequence[str]) -> dict[str, tuple[float, float, floa
     return dict(zip(names, colours, strict=True))
 
 
+def colour_key(method: str, family: str) -> str:
+    """What decides a method's hue: its power index for the power-index family (read from the method's name, e.g.
+    "gtap-beta-top-n" -> "beta"), else its family.
+
+    Args:
+        method: the suite entry's name.
+        family: its family (see :func:`reports.tables.method_families`).
+
+    Returns:
+        A key of ``INDEX_COLOURS`` or ``FAMILY_COLOURS``, or the family itself when neither knows it.
+    """
+    if family == POWER_INDEX_FAMILY:
+        tokens = set(re.split(r"[^a-z0-9]+", method.lower()))
+        return next((index for index in INDEX_COLOURS if index in tokens), family)
+    return family
+
+
+def _shade(colour: str, position: int, count: int) -> tuple[float, float, float]:
+    """The position-th of count shades of a colour, from darker to lighter (the colour itself when count is 1)."""
+    rgb = np.array(mcolors.to_rgb(colour))
+    if count == 1:
+        return tuple(rgb)
+    amount = -0.35 + 0.7 * position / (count - 1)  # < 0 mixes in black, > 0 white
+    mixed = rgb * (1 + amount) if amount < 0 else rgb + (1 - rgb) * amount
+    return tuple(np.clip(mixed, 0, 1))
+
+
+def method_styles(methods: pd.DataFrame) -> dict[str, dict[str, object]]:
+    """How each method is drawn: the colour says the family (and the index of a power index), the line style the
+    strategy (solid Top-n, dashed Iterated Pruning, dash-dot Iterated Building), the marker the axis (circles kept
+    units, squares kept parameters).
+
+    Args:
+        methods: rows with method, family, strategy and axis (as :func:`reports.tables.method_table`).
+
+    Returns:
+        method -> matplotlib keyword arguments color, linestyle and marker.
+    """
+    rows = methods.drop_duplicates("method")
+    keys = [colour_key(str(method), str(family)) for method, family in zip(rows["method"], rows["family"],
+                                                                              strict=True)]
+    groups: dict[tuple[str, str], list[str]] = {}
+    for method, key, strategy in zip(rows["method"], keys, rows["strategy"], strict=True):
+        groups.setdefault((key, str(strategy)), []).append(method)
+    styles = {}
+    for method, key, strategy, axis in zip(rows["method"], keys, rows["strategy"], rows["axis"], strict=True):
+        shared = groups[(key, str(strategy))]
+        base = INDEX_COLOURS.get(key) or FAMILY_COLOURS.get(key, OTHER_COLOUR)
+        styles[method] = {
+            "color": _shade(base, shared.index(method), len(shared)),
+            "linestyle": STRATEGY_LINES.get(str(strategy), ":"),
+            "marker": AXIS_MARKERS.get(axis, "o"),
+        }
+    return styles
+
+
 def _strategy_panels(methods: pd.DataFrame) -> list[str]:
     """The strategies of a pair's methods, in the order top-n, iterated pruning, iterated building, then others."""
     present = list(dict.fromkeys(methods["strategy"].astype(str)))
@@ -185,14 +266,16 @@ def _strategy_panels(methods: pd.DataFrame) -> list[str]:
     ]
 
 
+@plt.rc_context(READABLE)
 def plot_curves(data: SuiteData, path_dir: Path) -> list[Path]:
     """Compression curves, one PNG per pair: test accuracy against the kept fraction, one panel per strategy.
 
-    Each line is one method's mean over seeds with a +-1 sample-sd band. Param-axis methods (unstructured weight
-    pruning) are dashed and their x is the kept fraction of parameters. Baselines (methods outside the power-index
-    family) are repeated, thinner, in every panel for comparison. The grey vertical line is MCUE's d (mean over
+    Each line is one method's mean over seeds with a +-1 sample-sd band, styled by :func:`method_styles` (colour:
+    family and index, line: strategy, marker: axis). Param-axis methods (unstructured weight pruning) have square
+    markers and their x is the kept fraction of parameters. Baselines (methods outside the power-index family) are
+    repeated, thin and without markers, in every panel for comparison. The grey vertical line is MCUE's d (mean over
     seeds), the horizontal one the unpruned network's test accuracy (mean over seeds); crosses mark each method's
-    accuracy at d.
+    accuracy at d. The figure is ``FIGURE_WIDTH`` wide with its legend below the panels, so it is shown unscaled.
 
     Args:
         data: the suite's results.
@@ -208,11 +291,13 @@ def plot_curves(data: SuiteData, path_dir: Path) -> list[Path]:
             continue
         methods = method_table(data, pair)
         drawn = methods[["method", "family", "strategy", "axis"]]
-        palette = method_palette(methods["method"])
+        styles = method_styles(methods)
         panels = _strategy_panels(methods)
         keep_prob = mean_keep_prob(data, pair)
         trained = pd.to_numeric(data.runs.loc[data.runs["pair"] == pair, "trained_test_accuracy"], errors="coerce")
-        fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels) + 3.2, 4.6), sharey=True, squeeze=False)
+        legend_rows = int(np.ceil((len(drawn) + 3) / 4))
+        fig, axes = plt.subplots(1, len(panels), figsize=(FIGURE_WIDTH, 4.4 + 0.22 * legend_rows), sharey=True,
+                                 squeeze=False, layout="constrained")
         try:
             handles = {}
             for ax, strategy in zip(axes[0], panels, strict=True):
@@ -220,26 +305,28 @@ def plot_curves(data: SuiteData, path_dir: Path) -> list[Path]:
                     own = method_strategy == strategy
                     if not own and family == POWER_INDEX_FAMILY:
                         continue
+                    style = styles[method]
                     points = summary[(summary["method"] == method) & ~summary["is_mcue_point"]]
                     label = f"{method} (params)" if axis == PARAM_AXIS else method
                     (line,) = ax.plot(
-                        points["x"], points["accuracy_mean"], color=palette[method],
-                        linestyle="--" if axis == PARAM_AXIS else "-", linewidth=1.8 if own else 0.9,
-                        alpha=1.0 if own else 0.55, marker="o" if own else None, markersize=3, label=label,
+                        points["x"], points["accuracy_mean"], color=style["color"], linestyle=style["linestyle"],
+                        linewidth=2.0 if own else 1.0, alpha=1.0 if own else 0.5,
+                        marker=style["marker"] if own else None, markersize=4, label=label,
                     )
                     if own:
                         handles[label] = line
                         low = points["accuracy_mean"] - points["accuracy_sd"]
                         high = points["accuracy_mean"] + points["accuracy_sd"]
-                        ax.fill_between(points["x"], low, high, color=palette[method], alpha=0.15, linewidth=0)
+                        ax.fill_between(points["x"], low, high, color=style["color"], alpha=0.12, linewidth=0)
                         at_d = summary[(summary["method"] == method) & summary["is_mcue_point"]]
-                        ax.plot(at_d["x"], at_d["accuracy_mean"], "x", color=palette[method], markersize=7)
+                        ax.plot(at_d["x"], at_d["accuracy_mean"], "x", color=style["color"], markersize=8,
+                                markeredgewidth=1.5)
                 if np.isfinite(keep_prob):
                     ax.axvline(keep_prob, color="0.4", linestyle=":", linewidth=1.2)
                 if trained.notna().any():
-                    ax.axhline(trained.mean(), color="0.2", linestyle="-.", linewidth=1.0)
+                    ax.axhline(trained.mean(), color="0.2", linestyle=UNPRUNED_LINE, linewidth=1.0)
                 ax.set_title(strategy)
-                ax.set_xlabel("kept fraction (units; dashed: parameters)")
+                ax.set_xlabel("kept fraction (of units; squares: of parameters)")
                 ax.set_xlim(0, 1.02)
                 ax.grid(alpha=0.3)
             axes[0][0].set_ylabel("test accuracy (mean ± 1 sd over seeds)")
@@ -247,15 +334,12 @@ def plot_curves(data: SuiteData, path_dir: Path) -> list[Path]:
             if np.isfinite(keep_prob):
                 extras.append(Line2D([], [], color="0.4", linestyle=":", label=f"MCUE d = {keep_prob:.3f} (seed mean)"))
             if trained.notna().any():
-                extras.append(Line2D([], [], color="0.2", linestyle="-.", label=f"unpruned = {trained.mean():.4f}"))
-            fig.legend(
-                handles=[*handles.values(), *extras], loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8,
-                frameon=False,
-            )
-            fig.suptitle(f"{data.suite}: {pair} — compression curves")
-            fig.tight_layout()
+                extras.append(Line2D([], [], color="0.2", linestyle=UNPRUNED_LINE,
+                                     label=f"unpruned = {trained.mean():.4f}"))
+            fig.legend(handles=[*handles.values(), *extras], loc="outside lower center", ncols=4, frameon=False)
+            fig.suptitle(f"{data.suite}: {pair} — compression curves (thin: baselines repeated from their panel)")
             path = Path(path_dir) / f"curves_{file_stem(pair)}.png"
-            fig.savefig(path, dpi=100, bbox_inches="tight")
+            fig.savefig(path, dpi=DPI)
             written.append(path)
         finally:
             plt.close(fig)
@@ -297,8 +381,10 @@ def plot_mcue_grid(data: SuiteData, path_dir: Path) -> list[Path]:
     return written
 
 
+@plt.rc_context(READABLE)
 def plot_correlations(data: SuiteData, path_dir: Path, *, layer: str = "all") -> list[Path]:
-    """Rank correlations between methods' unit scores, one PNG per pair: Spearman and Kendall heatmaps side by side.
+    """Rank correlations between methods' unit scores, one PNG per pair: one method x method heatmap with Spearman's
+    rho below the diagonal and Kendall's tau above it (both symmetric, so one matrix holds both at a readable size).
 
     Args:
         data: the suite's results.
@@ -313,31 +399,38 @@ def plot_correlations(data: SuiteData, path_dir: Path, *, layer: str = "all") ->
         rows = data.correlations[(data.correlations["pair"] == pair) & (data.correlations["layer"] == layer)]
         if rows.empty:
             continue
-        n_methods = len(set(rows["method_a"]) | set(rows["method_b"]))
-        size = max(4.5, 0.45 * n_methods + 2.5)
-        fig, axes = plt.subplots(1, 2, figsize=(2 * size + 1, size))
+        spearman = correlation_matrix(rows, "spearman")
+        kendall = correlation_matrix(rows, "kendall")
+        n_methods = len(spearman)
+        below = np.tril(np.ones((n_methods, n_methods), dtype=bool), k=-1)
+        combined = spearman.where(below, kendall)
+        combined = combined.mask(np.eye(n_methods, dtype=bool))  # the diagonal is 1 by definition: left blank
+        cell = min(0.6, 8.0 / max(n_methods, 1))  # inches per cell: the figure stays within FIGURE_WIDTH
+        fig, ax = plt.subplots(figsize=(min(FIGURE_WIDTH, cell * n_methods + 4.2), cell * n_methods + 2.6),
+                               layout="constrained")
         try:
-            for ax, column in zip(axes, ("spearman", "kendall"), strict=True):
-                matrix = correlation_matrix(rows, column)
-                sns.heatmap(
-                    matrix, ax=ax, vmin=-1, vmax=1, cmap="vlag", square=True, annot=n_methods <= ANNOTATE_UP_TO,
-                    fmt=".2f", annot_kws={"fontsize": 7}, cbar_kws={"shrink": 0.7, "label": column},
-                )
-                ax.set_title(f"{column} (mean over seeds), layer {layer}")
-                ax.set_xlabel("")
-                ax.set_ylabel("")
+            sns.heatmap(
+                combined, ax=ax, vmin=-1, vmax=1, cmap="vlag", square=True, annot=n_methods <= ANNOTATE_UP_TO,
+                fmt=".2f", annot_kws={"fontsize": 9}, linewidths=0.5, linecolor="white",
+                cbar_kws={"shrink": 0.7, "label": "rank correlation"},
+            )
+            ax.plot([0, n_methods], [0, n_methods], color="0.3", linewidth=1.0)
+            ax.set_title("below the diagonal: Spearman's ρ; above: Kendall's τ")
+            ax.set_xlabel("")
+            ax.set_ylabel("")
             n_seeds = ", ".join(map(str, sorted(set(rows["n_seeds"].dropna().astype(int)))))
-            fig.suptitle(f"{data.suite}: {pair} — rank correlation of unit scores between methods (seeds: {n_seeds})")
-            fig.tight_layout()
+            fig.suptitle(f"{data.suite}: {pair} — rank correlation of unit scores, layer {layer} "
+                         f"(mean over seeds: {n_seeds})")
             path = Path(path_dir) / f"correlations_{file_stem(pair)}.png"
-            fig.savefig(path, dpi=100, bbox_inches="tight")
+            fig.savefig(path, dpi=DPI)
             written.append(path)
         finally:
             plt.close(fig)
     return written
 
 
-def plot_index_vs_magnitude(data: SuiteData, path_dir: Path, *, max_columns: int = 4) -> list[Path]:
+@plt.rc_context(READABLE)
+def plot_index_vs_magnitude(data: SuiteData, path_dir: Path, *, max_columns: int = 3) -> list[Path]:
     """GTAP's power indices against weight magnitude (GTAP Fig. 8), one PNG per pair, one panel per layer.
 
     The GTAP entries are the power-index methods with strategy Top-n (their scores come from the full network), one
@@ -361,21 +454,23 @@ def plot_index_vs_magnitude(data: SuiteData, path_dir: Path, *, max_columns: int
             continue
         layers = joined.groupby("layer", sort=False)["unit"].min().sort_values().index.tolist()
         gtap_methods = list(dict.fromkeys(joined["method"]))
-        palette = method_palette(gtap_methods)
+        styles = method_styles(method_table(data, pair))
         n_columns = min(max_columns, len(layers))
         n_rows = int(np.ceil(len(layers) / n_columns))
-        fig, axes = plt.subplots(n_rows, n_columns, figsize=(4.0 * n_columns + 2.8, 3.8 * n_rows), squeeze=False)
+        fig, axes = plt.subplots(n_rows, n_columns, figsize=(min(FIGURE_WIDTH, 3.9 * n_columns + 0.6),
+                                                             3.7 * n_rows + 0.9), squeeze=False, layout="constrained")
         try:
             for ax, layer in zip(axes.ravel(), layers, strict=False):
                 lines = []
                 for method in gtap_methods:
                     rows = joined[(joined["method"] == method) & (joined["layer"] == layer)]
                     ax.scatter(
-                        rows["magnitude_rank"], rows["score_rank"], s=8, alpha=0.45, color=palette[method], label=method
+                        rows["magnitude_rank"], rows["score_rank"], s=8, alpha=0.45, color=styles[method]["color"],
+                        label=method,
                     )
                     lines.append(f"{method}: ρ = {mean_seed_spearman(rows):.2f}")
                 ax.plot([0, 1], [0, 1], color="0.5", linewidth=0.8, linestyle=":")
-                ax.text(0.02, 0.98, "\n".join(lines), transform=ax.transAxes, va="top", fontsize=7,
+                ax.text(0.02, 0.98, "\n".join(lines), transform=ax.transAxes, va="top", fontsize=9,
                         bbox={"facecolor": "white", "alpha": 0.75, "linewidth": 0})
                 ax.set_title(f"layer {layer}")
                 ax.set_xlabel(f"{magnitude_method} score (rank within layer)")
@@ -385,18 +480,18 @@ def plot_index_vs_magnitude(data: SuiteData, path_dir: Path, *, max_columns: int
             for ax in axes.ravel()[len(layers) :]:
                 ax.set_visible(False)
             handles, labels = axes[0][0].get_legend_handles_labels()
-            fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=8, frameon=False,
+            fig.legend(handles, labels, loc="outside lower center", ncols=min(len(labels), 4), frameon=False,
                        markerscale=2)
             fig.suptitle(f"{data.suite}: {pair} — power index vs weight magnitude (all seeds; ρ: mean over seeds)")
-            fig.tight_layout()
             path = Path(path_dir) / f"index_vs_magnitude_{file_stem(pair)}.png"
-            fig.savefig(path, dpi=100, bbox_inches="tight")
+            fig.savefig(path, dpi=DPI)
             written.append(path)
         finally:
             plt.close(fig)
     return written
 
 
+@plt.rc_context(READABLE)
 def plot_seed_variance(data: SuiteData, path_dir: Path) -> list[Path]:
     """Spread over seeds, one PNG per pair: AUC per seed and method (box + points), and the sd of accuracy per fraction.
 
@@ -412,8 +507,9 @@ def plot_seed_variance(data: SuiteData, path_dir: Path) -> list[Path]:
         runs = per_seed_runs(data.runs[data.runs["pair"] == pair])
         order = runs.groupby("method", sort=False)["auc"].mean().sort_values(ascending=False).index.tolist()
         sd_matrix = accuracy_sd_matrix(data, pair)
-        height = max(3.5, 0.35 * len(order) + 1.5)
-        fig, axes = plt.subplots(1, 2, figsize=(13, height), gridspec_kw={"width_ratios": [1, 1.2]})
+        height = max(3.5, 0.38 * len(order) + 1.8)
+        fig, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, height), gridspec_kw={"width_ratios": [1, 1.2]},
+                                 layout="constrained")
         try:
             with warnings.catch_warnings():  # seaborn 0.13 passes matplotlib's deprecated `vert` to boxplot
                 warnings.simplefilter("ignore", matplotlib.MatplotlibDeprecationWarning)
@@ -426,7 +522,7 @@ def plot_seed_variance(data: SuiteData, path_dir: Path) -> list[Path]:
             axes[0].set_title("AUC per seed (box: quartiles over seeds)")
             axes[0].set_xlabel("AUC (mean test accuracy over the kept-fraction grid)")
             axes[0].set_ylabel("")
-            axes[0].legend(title="seed", fontsize=7, title_fontsize=8, loc="best")
+            axes[0].legend(title="seed", loc="best")
             if sd_matrix.empty:
                 axes[1].text(0.5, 0.5, "no curve points", ha="center", va="center", transform=axes[1].transAxes)
                 axes[1].set_axis_off()
@@ -434,21 +530,21 @@ def plot_seed_variance(data: SuiteData, path_dir: Path) -> list[Path]:
                 sd_matrix.columns = [f"{fraction:g}" for fraction in sd_matrix.columns]
                 sns.heatmap(
                     sd_matrix, ax=axes[1], cmap="rocket_r", vmin=0, annot=len(sd_matrix) <= ANNOTATE_UP_TO, fmt=".3f",
-                    annot_kws={"fontsize": 7}, cbar_kws={"label": "sd of test accuracy"},
+                    annot_kws={"fontsize": 9}, cbar_kws={"label": "sd of test accuracy"},
                 )
                 axes[1].set_title("sd over seeds of test accuracy at each kept fraction")
                 axes[1].set_xlabel("kept fraction (grid)")
                 axes[1].set_ylabel("")
             fig.suptitle(f"{data.suite}: {pair} — spread over seeds")
-            fig.tight_layout()
             path = Path(path_dir) / f"seed_variance_{file_stem(pair)}.png"
-            fig.savefig(path, dpi=100, bbox_inches="tight")
+            fig.savefig(path, dpi=DPI)
             written.append(path)
         finally:
             plt.close(fig)
     return written
 
 
+@plt.rc_context(READABLE)
 def plot_learning_curves(data: SuiteData, path_dir: Path) -> list[Path]:
     """Learning curves, one PNG per pair: train and validation loss (left) and accuracy (right) per epoch.
 
@@ -466,7 +562,7 @@ def plot_learning_curves(data: SuiteData, path_dir: Path) -> list[Path]:
         summary = learning_curve_summary(data.histories, pair)
         if summary.empty:
             continue
-        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
         try:
             for ax, quantity in zip(axes, ("loss", "accuracy"), strict=True):
                 for split, colour in (("train", "tab:blue"), ("val", "tab:orange")):
@@ -481,12 +577,11 @@ def plot_learning_curves(data: SuiteData, path_dir: Path) -> list[Path]:
                 ax.set_xlabel("epoch")
                 ax.set_ylabel(quantity)
                 ax.grid(alpha=0.3)
-                ax.legend(fontsize=8)
+                ax.legend()
             n_seeds = int(summary["n_seeds"].max())
             fig.suptitle(f"{data.suite}: {pair} — learning curves (mean ± 1 sd over {n_seeds} seed(s))")
-            fig.tight_layout()
             path = Path(path_dir) / f"learning_curves_{file_stem(pair)}.png"
-            fig.savefig(path, dpi=100, bbox_inches="tight")
+            fig.savefig(path, dpi=DPI)
             written.append(path)
         finally:
             plt.close(fig)

@@ -6,9 +6,11 @@ renderers, so Markdown and HTML always say the same thing.
 
 from __future__ import annotations
 
+import base64
 import html
 import math
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Sequence
@@ -40,14 +42,21 @@ PAIR_LEVEL_METHODS = {
     "unpruned": "compare with the unpruned accuracy above",
 }
 METRIC_LABELS = {"auc": "AUC", "acc_at_d": "acc@d", "d": "d", "t_star": "t*", "trained_test_accuracy": "unpruned acc"}
+# Digits shown of a leaderboard's accuracies and their sd: 0.001 of accuracy is finer than any seed spread we see.
+DIGITS = 3
+# A cell that starts like a number ("0.912 ± 0.010", "3 (4 runs)", "12,345", "–") is right-aligned.
+NUMERIC_CELL = re.compile(rf"^([-+]?\d|{MISSING}$)")
 CSS = """
 body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em; color: #222; }
-table { border-collapse: collapse; margin: 0.8em 0; font-size: 0.85em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.55em; text-align: right; white-space: nowrap; }
+.table-wrap { overflow-x: auto; max-width: 100%; margin: 0.8em 0; }
+table { border-collapse: collapse; font-size: 0.85em; }
+th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
 th { background: #f0f0f0; }
-td:nth-child(2), td:nth-child(3), td:nth-child(4) { text-align: left; }
-img { max-width: 100%; border: 1px solid #eee; margin: 0.5em 0; }
-.meta { color: #555; }
+td.num, th.num { text-align: right; }
+td.name { white-space: nowrap; }
+figure { margin: 1em 0; }
+img { display: block; max-width: 100%; height: auto; border: 1px solid #eee; }
+figcaption { color: #444; margin-top: 0.3em; }
 """
 
 
@@ -156,7 +165,9 @@ def leaderboard_cells(table: pd.DataFrame, fixed_fractions: Sequence[float]) -> 
 
     Returns:
         A DataFrame of strings with columns #, method, scorer, strategy, seeds, AUC, acc@d, d, acc@<f>...,
-        evaluations, seconds, paper.
+        evaluations, seconds, paper (accuracies with ``DIGITS`` decimals). Columns that carry nothing are left out:
+        scorer when every method's name starts with its scorer, d when it is the same for every row (the MCUE line
+        above the table gives it), paper when the paper states nothing for these rows.
     """
     rows = []
     for _, row in table.iterrows():
@@ -166,18 +177,27 @@ def leaderboard_cells(table: pd.DataFrame, fixed_fractions: Sequence[float]) -> 
             "scorer": str(row["scorer"]),
             "strategy": str(row["strategy"]),
             "seeds": seeds_cell(int(row["n_seeds"]), int(row["n_runs"]), row["missing_seeds"] or ""),
-            "AUC": format_mean_sd(row["auc_mean"], row["auc_sd"]),
-            "acc@d": format_mean_sd(row["acc_at_d_mean"], row["acc_at_d_sd"]),
+            "AUC": format_mean_sd(row["auc_mean"], row["auc_sd"], DIGITS),
+            "acc@d": format_mean_sd(row["acc_at_d_mean"], row["acc_at_d_sd"], DIGITS),
             "d": format_number(row["d_mean"], 3),
         }
         for fraction in fixed_fractions:
             stem = fraction_label(fraction)
-            cells[f"acc@{fraction:g}"] = format_mean_sd(row[f"{stem}_mean"], row[f"{stem}_sd"])
+            cells[f"acc@{fraction:g}"] = format_mean_sd(row[f"{stem}_mean"], row[f"{stem}_sd"], DIGITS)
         cells["evaluations"] = format_count(row["n_evaluations_mean"])
         cells["seconds"] = format_number(row["seconds_mean"], 1)
         cells["paper"] = paper_cell(row)
         rows.append(cells)
-    return pd.DataFrame(rows)
+    cells = pd.DataFrame(rows)
+    empty = []
+    if all(str(method).startswith(str(scorer)) for method, scorer in zip(table["method"], table["scorer"],
+                                                                           strict=True)):
+        empty.append("scorer")
+    if len(cells) and cells["d"].nunique() <= 1:
+        empty.append("d")
+    if len(cells) and not (cells["paper"] != "").any():
+        empty.append("paper")
+    return cells.drop(columns=empty, errors="ignore")
 
 
 def mcue_sentence(summary: pd.Series) -> str:
@@ -272,10 +292,10 @@ def report_blocks(
         Block(
             "p",
             f"How to read: AUC = mean test accuracy over the kept-fraction grid ({grid}); acc@d = test accuracy at "
-            "MCUE's critical kept fraction d, acc@f at kept fraction f. Unit scores and d are estimated on the "
-            "validation split, accuracy on the test split. Values are mean ± sample sd over seeds; rows are ranked "
-            f"by mean AUC within each pair. {PARAM_FOOTNOTE} 'paper' = the figure the GTAP paper states for that "
-            "pair and method (sources listed under each table).",
+            "MCUE's critical kept fraction d (given above each table), acc@f at kept fraction f. Unit scores and d "
+            "are estimated on the validation split, accuracy on the test split. Values are mean ± sample sd over "
+            f"seeds; rows are ranked by mean AUC within each pair. {PARAM_FOOTNOTE} 'paper' = the figure the GTAP "
+            "paper states for that pair and method (sources listed under each table).",
         ),
     ]
     gaps = runs_coverage[runs_coverage["missing_seeds"] != ""]
@@ -314,7 +334,10 @@ def report_blocks(
     for pair in correlation_pairs:
         blocks.append(Block("image", text=f"{pair}: rank correlations", path=images[("correlations", pair)]))
     blocks.append(Block("h2", "Spread over seeds"))
-    blocks.append(Block("table", table=runs_coverage.rename(columns={"missing_seeds": "missing seeds"})))
+    spread = runs_coverage.rename(columns={"missing_seeds": "missing seeds"})
+    if not (spread["missing seeds"] != "").any():
+        spread = spread.drop(columns="missing seeds")
+    blocks.append(Block("table", table=spread))
     for pair in data.pairs:
         if ("seed_variance", pair) in images:
             caption = f"{pair}: AUC per seed and sd of accuracy over seeds"
@@ -374,21 +397,75 @@ def markdown_table(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
-def html_table(table: pd.DataFrame) -> str:
-    """An HTML table with escaped cells.
+# Kept on one line: a name broken at its hyphens ("iterated-" / "pruning") reads as two.
+NAME_COLUMNS = ("method", "pair", "strategy")
+
+
+def column_classes(table: pd.DataFrame) -> list[str]:
+    """The CSS class of each column of a table, from its cells, not from its position: "num" (right-aligned) when
+    every cell starts like a number or is a dash, "name" (one line) for method and pair names, else "".
 
     Args:
         table: cells (converted to text).
 
     Returns:
-        The <table> element.
+        One class per column.
     """
-    header = "".join(f"<th>{html.escape(str(column))}</th>" for column in table.columns)
+    classes = []
+    for column in table.columns:
+        cells = [str(value) for value in table[column] if str(value) != ""]
+        if str(column) in NAME_COLUMNS:
+            classes.append("name")
+        elif cells and all(NUMERIC_CELL.match(cell) for cell in cells):
+            classes.append("num")
+        else:
+            classes.append("")
+    return classes
+
+
+def html_table(table: pd.DataFrame) -> str:
+    """An HTML table with escaped cells, in a container that scrolls sideways if the table is wider than the page.
+
+    Numeric columns are right-aligned (see :func:`column_classes`). A "mean ± sd" cell may wrap before its ± only,
+    so a narrow window shows the sd under the mean rather than a page wider than the window.
+
+    Args:
+        table: cells (converted to text).
+
+    Returns:
+        The <div class="table-wrap"> holding the <table>.
+    """
+    classes = [f' class="{name}"' if name else "" for name in column_classes(table)]
+
+    def cell(value: object) -> str:
+        return html.escape(str(value)).replace("± ", "±&nbsp;")
+
+    # A long column name (an analysis's "weight_norm_mean") may break after its underscores.
+    header = "".join(f"<th{kind}>{html.escape(str(column)).replace('_', '_<wbr>')}</th>"
+                     for column, kind in zip(table.columns, classes, strict=True))
     body = "".join(
-        "<tr>" + "".join(f"<td>{html.escape(str(value))}</td>" for value in row) + "</tr>"
+        "<tr>" + "".join(f"<td{kind}>{cell(value)}</td>" for value, kind in zip(row, classes, strict=True)) + "</tr>"
         for row in table.itertuples(index=False)
     )
-    return f"<table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>"
+    return f'<div class="table-wrap"><table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table></div>'
+
+
+def image_source(path: str, image_dir: Path | None) -> str:
+    """The src of a report image: the PNG itself as a data: URI when its folder is given, else its relative path.
+
+    Embedding makes report.html whole: MLflow's artifact preview shows it in a frame where relative paths do not
+    resolve, and a copied report.html keeps its pictures.
+
+    Args:
+        path: the image's file name, relative to the report.
+        image_dir: the folder that holds it now, or None to link by path.
+
+    Returns:
+        The attribute value (not yet escaped).
+    """
+    if image_dir is None:
+        return path
+    return "data:image/png;base64," + base64.b64encode((Path(image_dir) / path).read_bytes()).decode("ascii")
 
 
 def render_markdown(blocks: Sequence[Block]) -> str:
@@ -415,12 +492,14 @@ def render_markdown(blocks: Sequence[Block]) -> str:
     return "\n\n".join(parts) + "\n"
 
 
-def render_html(blocks: Sequence[Block], title: str) -> str:
-    """The report as one static HTML page (inline CSS; images by relative path).
+def render_html(blocks: Sequence[Block], title: str, *, image_dir: Path | None = None) -> str:
+    """The report as one static HTML page (inline CSS). Each image links to its full-size PNG beside the report.
 
     Args:
         blocks: from :func:`report_blocks`.
         title: the page title.
+        image_dir: the folder holding the blocks' PNGs now; given, every image is embedded as a data: URI (see
+            :func:`image_source`), else shown from its relative path.
 
     Returns:
         The document text.
@@ -437,8 +516,10 @@ def render_html(blocks: Sequence[Block], title: str) -> str:
             parts.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in block.items) + "</ul>")
         elif block.kind == "image":
             caption = html.escape(block.text)
-            source = html.escape(block.path, quote=True)
-            parts.append(f'<figure><img src="{source}" alt="{caption}"><figcaption>{caption}</figcaption></figure>')
+            link = html.escape(block.path, quote=True)
+            source = html.escape(image_source(block.path, image_dir), quote=True)
+            parts.append(f'<figure><a href="{link}" title="full size"><img src="{source}" alt="{caption}"></a>'
+                         f"<figcaption>{caption}</figcaption></figure>")
     body = "\n".join(parts)
     return (
         f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
@@ -536,7 +617,7 @@ def build_report(
         )
         (staging / "report.md").write_text(render_markdown(blocks), encoding="utf-8")
         title = f"coalition-bench: {data.suite} ({data.profile})"
-        (staging / "report.html").write_text(render_html(blocks, title), encoding="utf-8")
+        (staging / "report.html").write_text(render_html(blocks, title, image_dir=staging), encoding="utf-8")
         extra = [name for pictures in analysis_images.values() for name, _ in pictures]
         names = [*sorted(set(images.values()) | set(extra)), "report.md", "report.html"]
         out_dir.mkdir(parents=True, exist_ok=True)

@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import zlib
+from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 import reports.plots as plots
 from reports import ReportError, SuiteData, build_report, load_references, plot_mcue
 from reports.leaderboard import coverage, leaderboard, mcue_summary
+from reports.render import CSS, column_classes, leaderboard_cells
 from reports.tables import index_vs_magnitude_table, mean_seed_spearman, method_families, method_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -72,6 +76,10 @@ def test_plot_mcue_writes_png_marking_t_star(tmp_path, monkeypatch):
     assert len(star) == 1
     assert star[0].get_xdata()[0] == pytest.approx(0.775) and star[0].get_ydata()[0] == pytest.approx(0.775)
     assert ax.get_xlabel() == "q (1 - |S|/n)" and ax.get_ylabel() == "p (drop probability within S)"
+    # The legend sits below the heatmap, not on its corner.
+    renderer = FigureCanvasAgg(figures[0]).get_renderer()  # closed figures lose their canvas
+    (legend,) = figures[0].legends
+    assert legend.get_window_extent(renderer).y1 < ax.get_window_extent(renderer).y0
 
 
 def test_plot_mcue_survives_missing_cells(tmp_path):
@@ -104,11 +112,19 @@ def curve_accuracy(pair_offset: float, method_number: int, seed: int, fraction: 
     return float(min(1.0, 0.1 + 0.8 * fraction ** (0.3 + 0.1 * method_number) + 0.01 * seed + pair_offset))
 
 
-def synthetic_suite() -> SuiteData:
+def synthetic_suite(methods: dict | None = None, pairs: dict[str, float] | None = None) -> SuiteData:
+    """The synthetic suite: ``METHODS`` on ``PAIRS`` by default (the browser check passes a larger, lenet-like set).
+
+    Args:
+        methods: method -> (scorer, family, strategy, axis, AUC of seeds 0, 1, 2), as ``METHODS``.
+        pairs: pair -> t* of every seed, as ``PAIRS``.
+    """
+    methods = METHODS if methods is None else methods
+    pairs = PAIRS if pairs is None else pairs
     rng = np.random.default_rng(0)
     runs, curves, scores, cells, mcue_runs, correlations = [], [], [], [], [], []
     n_units = sum(LAYERS.values())
-    for pair_number, (pair, t_star) in enumerate(PAIRS.items()):
+    for pair_number, (pair, t_star) in enumerate(pairs.items()):
         keep_prob = round(1 - t_star, 3)
         for seed in SEEDS:
             grid_cells = mcue_cells(t_star, seed).assign(pair=pair, seed=seed)
@@ -118,14 +134,14 @@ def synthetic_suite() -> SuiteData:
                  "n_evaluations": 4000, "seconds": 3.0}
             )
             magnitude = rng.uniform(0.1, 1.0, n_units)
-            for method_number, (method, (scorer, family, strategy, axis, aucs)) in enumerate(METHODS.items()):
+            for method_number, (method, (scorer, family, strategy, axis, aucs)) in enumerate(methods.items()):
                 if (pair, method, seed) == MISSING_RUN or (pair == NO_WMP_PAIR and family == "magnitude"):
                     continue
                 run_id = f"{pair}-{method}-{seed}"
                 runs.append(
                     {"run_id": run_id, "pair": pair, "method": method, "scorer": scorer, "family": family,
                      "strategy": strategy, "seed": seed, "axis": axis, "auc": aucs[seed] - 0.1 * pair_number,
-                     "accuracy_at_d": 0.6 + 0.05 * method_number + 0.01 * seed, "keep_prob_d": keep_prob,
+                     "accuracy_at_d": min(0.99, 0.6 + 0.05 * method_number + 0.01 * seed), "keep_prob_d": keep_prob,
                      "n_evaluations": 1000 * (method_number + 1), "seconds": 2.0 + seed,
                      "trained_test_accuracy": 0.98}
                 )
@@ -142,7 +158,8 @@ def synthetic_suite() -> SuiteData:
                     {"run_id": run_id, "pair": pair, "method": method, "seed": seed,
                      "target_fraction": 0.1 if method == "random" else keep_prob, "units_kept": 4,
                      "unit_fraction": keep_prob, "param_fraction": keep_prob, "accuracy": 0.0 if method == "random"
-                     else 0.6 + 0.05 * method_number, "n_evaluations": 10, "seconds": 0.1, "is_mcue_point": True}
+                     else min(0.99, 0.6 + 0.05 * method_number), "n_evaluations": 10, "seconds": 0.1,
+                     "is_mcue_point": True}
                 )
                 if method in ("wmp", "gtap-beta-top-n", "gtap-shapley-top-n"):
                     # gtap-beta-top-n agrees in rank with wmp (rho = 1); shapley is noise.
@@ -158,7 +175,7 @@ def synthetic_suite() -> SuiteData:
                             )
                             unit += 1
         for layer in ("all", *LAYERS):
-            names = list(METHODS)
+            names = list(methods)
             for a in range(len(names)):
                 for b in range(a + 1, len(names)):
                     correlations.append(
@@ -349,6 +366,51 @@ def test_curves_repeat_only_non_power_index_methods_in_other_panels(suite, tmp_p
     assert "gtap-beta-iter-build" not in panels["top-n"]
 
 
+def test_curve_styles_tell_families_indices_strategies_and_axes_apart():
+    methods = pd.DataFrame(
+        [(f"gtap-{index}-{short}", "power-index", strategy, "unit_fraction")
+         for index in ("shapley", "banzhaf", "beta")
+         for short, strategy in (("top-n", "top-n"), ("iter-prune", "iterated-pruning"),
+                                 ("iter-build", "iterated-building"))]
+        + [("wmp", "magnitude", "top-n", "unit_fraction"), ("wmp-unstructured", "magnitude", "top-n", "param_fraction"),
+           ("wgmp", "gradient", "top-n", "unit_fraction"), ("taylor", "gradient", "top-n", "unit_fraction"),
+           ("random", "random", "top-n", "unit_fraction"), ("activation", "activation", "top-n", "unit_fraction"),
+           ("ig", "attribution", "top-n", "unit_fraction")],
+        columns=["method", "family", "strategy", "axis"],
+    )
+    styles = plots.method_styles(methods)
+    colour = {method: np.array(style["color"]) for method, style in styles.items()}
+    # One colour per index across strategies; the strategy is the line style.
+    assert np.allclose(colour["gtap-beta-top-n"], colour["gtap-beta-iter-prune"])
+    assert [styles[f"gtap-beta-{s}"]["linestyle"] for s in ("top-n", "iter-prune", "iter-build")] == ["-", "--", "-."]
+    # Every top-n entry and every index gets its own colour, far apart (the lenet report had three pinks).
+    distinct = ["gtap-shapley-top-n", "gtap-banzhaf-top-n", "gtap-beta-top-n", "wmp", "wmp-unstructured", "wgmp",
+                "taylor", "random", "activation", "ig"]
+    gaps = [np.abs(colour[a] - colour[b]).max() for i, a in enumerate(distinct) for b in distinct[i + 1:]]
+    assert min(gaps) > 0.1
+    # Methods of one family and strategy share its hue in two shades; the parameter axis has square markers.
+    assert np.argmax(colour["wmp"]) == np.argmax(colour["wmp-unstructured"]) == 0  # brown: red-dominant
+    assert styles["wmp-unstructured"]["marker"] == "s" and styles["wmp"]["marker"] == "o"
+    assert plots.colour_key("gtap-beta-iter-prune", "power-index") == "beta"
+    assert plots.colour_key("gtap-custom", "power-index") == "power-index"
+
+
+def test_curves_are_drawn_readable_where_the_report_shows_them(suite, tmp_path, monkeypatch):
+    figures = []
+    real_close = plots.plt.close
+    monkeypatch.setattr(plots.plt, "close", lambda fig=None: (figures.append(fig), real_close(fig)))
+    (path,) = plots.plot_curves(with_runs(suite, suite.runs[suite.runs["pair"] == "lenet5-mnist"]), tmp_path)
+    from PIL import Image
+
+    assert Image.open(path).size[0] <= 1200  # shown unscaled on a 1,400 px page
+    fig = figures[0]
+    renderer = FigureCanvasAgg(fig).get_renderer()
+    (legend,) = fig.legends
+    assert legend.get_window_extent(renderer).y1 <= min(ax.get_window_extent(renderer).y0 for ax in fig.axes)
+    sizes = [text.get_fontsize() for text in fig.findobj(plots.matplotlib.text.Text) if text.get_text()]
+    assert min(sizes) >= 9
+
+
 def test_report_writes_valid_pngs_and_both_documents(report):
     out_dir, written = report
     assert {path.name for path in written} >= {"report.md", "report.html"}
@@ -374,12 +436,92 @@ def test_report_names_every_pair_method_and_missing_seed(report):
             assert method in text
         assert "2 (missing: 2)" in text and "3 (4 runs)" in text
         assert "parent123" in text and "default" in text
-        assert "0.9300 ± 0.0361" in text  # gtap-beta-iter-build's AUC on lenet5-mnist
-        assert "acc@d 0.916 ± 0.012" in text  # the paper beside it
+        assert "acc@d 0.916 ± 0.012" in text.replace("&nbsp;", " ")  # the paper beside it
         assert "wmp-weights†" in text and "over kept parameters, not units" in text
-    html_text = (out_dir / "report.html").read_text(encoding="utf-8")
-    assert '<img src="curves_lenet5-mnist.png"' in html_text
+    # gtap-beta-iter-build's AUC on lenet5-mnist; in HTML the sd may wrap under the mean, never the ± alone.
+    assert "| 0.930 ± 0.036 |" in (out_dir / "report.md").read_text(encoding="utf-8")
+    assert "<td class=\"num\">0.930 ±&nbsp;0.036</td>" in (out_dir / "report.html").read_text(encoding="utf-8")
     assert "](curves_lenet5-mnist.png)" in (out_dir / "report.md").read_text(encoding="utf-8")
+
+
+class PageParts(HTMLParser):
+    """The images (src, enclosing link, alt) and tables (the classes of their header cells) of an HTML page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[dict] = []
+        self.tables: list[dict] = []
+        self._link: str | None = None
+        self._open: list[str] = []
+
+    def handle_starttag(self, tag, attrs):
+        attrs = dict(attrs)
+        if tag == "a":
+            self._link = attrs.get("href")
+        elif tag == "img":
+            self.images.append({"src": attrs.get("src", ""), "link": self._link, "alt": attrs.get("alt", "")})
+        elif tag == "table":
+            self.tables.append({"wrapped": self._open[-1:] == ["table-wrap"], "headers": [], "names": []})
+        elif tag == "th":
+            self.tables[-1]["headers"].append(attrs.get("class") or "")
+            self.tables[-1]["names"].append("")
+            self._open.append("th")
+        if tag == "div":
+            self._open.append(attrs.get("class") or "")
+
+    def handle_endtag(self, tag):
+        if tag == "a":
+            self._link = None
+        elif tag in ("div", "th") and self._open:
+            self._open.pop()
+
+    def handle_data(self, data):
+        if self._open[-1:] == ["th"]:  # a name may come in pieces, split by <wbr>
+            self.tables[-1]["names"][-1] += data
+
+
+def page_parts(path: Path) -> PageParts:
+    parser = PageParts()
+    parser.feed(path.read_text(encoding="utf-8"))
+    return parser
+
+
+def test_html_report_embeds_each_image_and_links_its_png(report):
+    out_dir, written = report
+    parts = page_parts(out_dir / "report.html")
+    pngs = {path.name for path in written if path.suffix == ".png"}
+    assert {image["link"] for image in parts.images} == pngs  # every PNG shown once, linked at full size
+    for image in parts.images:
+        assert image["src"].startswith("data:image/png;base64,"), image["alt"]
+        embedded = base64.b64decode(image["src"].removeprefix("data:image/png;base64,"))
+        assert embedded == (out_dir / image["link"]).read_bytes()
+
+
+def test_html_tables_scroll_in_their_own_box_and_align_by_content(report):
+    out_dir, _ = report
+    parts = page_parts(out_dir / "report.html")
+    assert parts.tables and all(table["wrapped"] for table in parts.tables)
+    assert ".table-wrap { overflow-x: auto" in CSS and "nth-child" not in CSS
+    classes = {name: kind for table in parts.tables for name, kind in zip(table["names"], table["headers"],
+                                                                           strict=True)}
+    assert classes["pair"] == classes["method"] == "name"  # the spread table's first column reads like the board's
+    assert classes["AUC"] == classes["n_seeds"] == classes["evaluations"] == "num"
+    assert "<th class=\"num\">n_<wbr>seeds</th>" in (out_dir / "report.html").read_text(encoding="utf-8")
+    assert column_classes(pd.DataFrame({"a": ["x", "1"], "b": ["1", "–"], "c": ["0.9 ± 0.1", ""]})) == ["", "num",
+                                                                                                      "num"]
+
+
+def test_leaderboard_leaves_out_columns_that_carry_nothing(suite):
+    board = leaderboard(suite, references=load_references())
+    lenet = leaderboard_cells(board[board["pair"] == "lenet5-mnist"], (0.1,))
+    emotion = leaderboard_cells(board[board["pair"] == "ffn-emotion"], (0.1,))
+    assert "paper" in lenet.columns and "paper" not in emotion.columns  # the paper has no figure for ffn-emotion
+    assert "scorer" not in lenet.columns  # every method's name starts with its scorer
+    assert "d" not in lenet.columns  # MCUE's d, the same on every row, is given above the table
+    renamed = board.assign(method="m-" + board["method"], d_mean=np.linspace(0.1, 0.2, len(board)))
+    kept = leaderboard_cells(renamed[renamed["pair"] == "lenet5-mnist"], (0.1,))
+    assert {"scorer", "d"} <= set(kept.columns)
+    assert kept.loc[0, "AUC"] == "0.930 ± 0.036"
 
 
 def test_mcue_grid_marks_each_pairs_stored_t_star(report):

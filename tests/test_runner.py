@@ -9,6 +9,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import yaml
 from test_datasets import WRITERS
@@ -157,6 +158,7 @@ def test_config_hash_changes_with_what_determines_the_numbers():
 
 def test_run_logs_every_run_and_a_rerun_skips_them(tiny, capsys):
     assert main(_argv(tiny)) == 0
+    printed = capsys.readouterr().out.strip().splitlines()
     runs = _runs(tiny["db"])
     suite = load_suite(tiny["suite"])
     specs = plan(suite)
@@ -167,6 +169,13 @@ def test_run_logs_every_run_and_a_rerun_skips_them(tiny, capsys):
     assert all(r[1] == "FINISHED" and r[2]["mlflow.parentRunId"] == parents[0][0] for r in children)
     for key in ("suite", "pair", "method", "seed", "git_commit", "device", "config_hash"):
         assert all(key in r[2] for r in children), key
+    # Short run names that fit the UI's column; the pair is a tag.
+    names = {(r[2]["kind"], r[2]["method"], r[2]["seed"]): r[2]["mlflow.runName"] for r in children}
+    assert names[("method", "gtap-beta-iter-build", "0")] == "beta-iter-build s0"
+    assert names[("method", "wmp", "1")] == "wmp s1"
+    assert names[("train", "train", "0")] == "train s0" and names[("mcue", "mcue", "1")] == "mcue s1"
+    assert all("curve/* metrics: step = kept fraction in per mille" in r[2]["mlflow.note.content"]
+               for r in children if r[2]["kind"] == "method")
 
     import mlflow
     from mlflow import MlflowClient
@@ -186,10 +195,19 @@ def test_run_logs_every_run_and_a_rerun_skips_them(tiny, capsys):
     assert {"mcue.csv", "mcue.png"} <= {a.path for a in client.list_artifacts(mcue_run[0])}
     parent_artifacts = {a.path for a in client.list_artifacts(parents[0][0])}
     assert {"seed_variance.csv", "rank_correlations.csv", "plan.json", "suite.json"} <= parent_artifacts
+    # A handful of parent metrics, none per method (those are in seed_variance.csv): the UI's columns stay readable.
+    experiment = client.get_experiment_by_name("tiny")
+    assert set(client.get_run(parents[0][0]).data.metrics) == {"wall_seconds", "n_method_runs", "n_failed"}
+    assert client.get_run(parents[0][0]).data.metrics["n_method_runs"] == 10
+    page = f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
+    assert printed[-1] == f"see it: mlflow ui --backend-store-uri {tiny['uri']}, then open {page}"
+    variance = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=parents[0][0], artifact_path="seed_variance.csv",
+                                                               tracking_uri=tiny["uri"]))
+    auc = variance[(variance["method"] == "gtap-beta-iter-build") & (variance["fraction"] == "auc")]
+    seeds = [client.get_run(r[0]).data.metrics["auc"] for r in children if r[2]["method"] == "gtap-beta-iter-build"]
+    assert len(seeds) == 2 and auc["mean"].iloc[0] == pytest.approx(sum(seeds) / 2)
     path = mlflow.artifacts.download_artifacts(run_id=parents[0][0], artifact_path="rank_correlations.csv",
                                                tracking_uri=tiny["uri"])
-    import pandas as pd
-
     correlations = pd.read_csv(path)
     assert {"all", "relu1", "relu2"} <= set(correlations["layer"])
     assert correlations[["spearman", "kendall"]].abs().max().max() <= 1.0
@@ -357,7 +375,7 @@ def test_run_builds_a_report_from_the_store_and_bench_report_rebuilds_it(tiny, c
     mean_auc = sum(r.data.metrics["auc"] for r in runs) / len(runs)
     markdown = (out / "report.md").read_text()
     row = next(line for line in markdown.splitlines() if line.startswith("|") and "| wmp |" in line)
-    assert f"{mean_auc:.4f}" in row and "gtap-beta-iter-build" in markdown
+    assert f"| {mean_auc:.3f}" in row and "gtap-beta-iter-build" in markdown
 
 
 def test_report_on_an_empty_or_partial_store(tiny, tmp_path, capsys):

@@ -118,8 +118,12 @@ def test_tune_logs_a_study_and_finds_at_least_the_mcue_baseline(tiny, capsys):
     for t in study.trials:
         assert 20 <= t.params["budget"] <= 80  # the suite's override
         assert space["keep_prob"]["low"] <= t.params["keep_prob"] <= space["keep_prob"]["high"]
-        if t.state.name == "COMPLETE":  # the iterated strategy reported its partial curve per target
-            assert len(t.intermediate_values) == 3
+        if t.state.name == "COMPLETE":  # the iterated strategy reported its partial curve per kept fraction
+            assert sorted(t.intermediate_values) == [250, 500, 1000]  # steps: the kept fractions in per mille
+            # a running sum over the grid's size: it only grows, so the pruner's "best so far" is the latest value
+            values = [t.intermediate_values[step] for step in (1000, 500, 250)]  # Iterated Building reaches 250 first
+            assert values == sorted(values, reverse=True) and values[0] <= 1.0
+    assert study.metric_names == ["validation AUC"]  # the dashboard's name for the objective
 
     client = MlflowClient(tiny["uri"])
     experiment = client.get_experiment_by_name("tiny-tune")
@@ -128,6 +132,9 @@ def test_tune_logs_a_study_and_finds_at_least_the_mcue_baseline(tiny, capsys):
     assert len(parents) == 1 and parents[0].data.metrics["best_val_auc"] == pytest.approx(study.best_value)
     assert sorted(int(r.data.tags["trial_number"]) for r in trials) == [t.number for t in study.trials]
     assert all(r.data.tags["mlflow.parentRunId"] == parents[0].info.run_id for r in trials)
+    # Each trial names its MLflow run, pruned and failed ones too.
+    run_of_trial = {int(r.data.tags["trial_number"]): r.info.run_id for r in trials}
+    assert {t.number: t.user_attrs.get("mlflow_run_id") for t in study.trials} == run_of_trial
     complete = [r for r in trials if r.data.tags["state"] == "COMPLETE"]
     assert complete and all("val_auc" in r.data.metrics for r in complete)
 
