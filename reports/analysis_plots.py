@@ -19,13 +19,10 @@ import numpy as np
 import pandas as pd
 
 from datasets.registry import Registry
+from reports.plots import file_stem
 
 AnalysisPlot = Callable[[dict[str, pd.DataFrame], Path], list[tuple[Path, str]]]
 ANALYSIS_PLOTS: Registry[AnalysisPlot] = Registry("analysis plot")
-
-
-def _stem(text: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in str(text))
 
 
 # scipy's parametrisation with loc = 0: (shape, scale) -> density at x
@@ -97,7 +94,7 @@ def plot_microstructure(tables: dict[str, pd.DataFrame], folder: Path) -> list[t
             axes[1][0].legend(fontsize=7)
             fig.suptitle(f"{pair}, seed {seed}: distributions and QQ plots against the lognormal")
             fig.tight_layout()
-            path = Path(folder) / f"microstructure_fits_{_stem(pair)}.png"
+            path = Path(folder) / f"microstructure_fits_{file_stem(pair)}.png"
             fig.savefig(path, dpi=100, bbox_inches="tight")
             written.append((path, f"{pair}: histograms with fitted densities and lognormal QQ plots (seed {seed})"))
         finally:
@@ -137,7 +134,7 @@ def _plot_moments(plt, summary: pd.DataFrame, pair: str, folder: Path) -> list[t
         axes[0].legend(fontsize=7)
         fig.suptitle(f"{pair}: one mu and sigma across layers? (arbitrage equilibrium)")
         fig.tight_layout()
-        path = Path(folder) / f"microstructure_moments_{_stem(pair)}.png"
+        path = Path(folder) / f"microstructure_moments_{file_stem(pair)}.png"
         fig.savefig(path, dpi=100, bbox_inches="tight")
     finally:
         plt.close(fig)
