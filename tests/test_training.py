@@ -243,3 +243,16 @@ def test_cli_prune_with_fine_tuning(mnist_root, capsys, monkeypatch):
     assert main(argv) == 0
     assert calls == [2, 2]  # each pruned network was fine-tuned before its test accuracy was measured
     assert "AUC (units)" in capsys.readouterr().out
+
+
+def test_python_m_bench_from_a_folder_holding_reports_out(tmp_path):
+    """`bench run` writes ./reports/out/; a later `python -m bench` there must still import our reports package."""
+    import subprocess
+    import sys
+
+    (tmp_path / "reports" / "out" / "lenet").mkdir(parents=True)
+    done = subprocess.run([sys.executable, "-m", "bench", "report", "--suite", "lenet", "--tracking-uri",
+                           f"sqlite:///{tmp_path / 'none.db'}"], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert done.stderr.startswith("error: no tracking store at") and "Traceback" not in done.stderr
