@@ -20,7 +20,7 @@ import os
 import random
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -33,14 +33,17 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm.auto import tqdm
 
 from datasets.data import Splits, as_tensors, load_dataset
+from datasets.data.images import UInt8Images
 from datasets.models import build_model
 from datasets.pairs import Pair, Recipe, get_pair
 from datasets.paths import cache_dir
 from datasets.registry import Registry
 
 # Bump when training code changes in a way that changes the weights or what a checkpoint holds, so stale
-# checkpoints are not reused. 2: checkpoints hold the per-epoch learning curves.
-CACHE_VERSION = 2
+# checkpoints are not reused. 2: checkpoints hold the per-epoch learning curves. 3: decoded-image splits (UTKFace)
+# are batched from their uint8 tensor instead of a DataLoader, which draws a different batch order; conv nets train
+# in channels-last layout.
+CACHE_VERSION = 3
 
 
 class TrainingFamily(Protocol):
@@ -140,14 +143,25 @@ def cache_key(pair: Pair, *, seed: int, val_fraction: float, split_seed: int) ->
         "model": pair.model,
         "dataset": pair.dataset,
         "dataset_options": pair.dataset_options,
-        "recipe": dataclasses.asdict(pair.recipe),
+        "recipe": _recipe_key(pair.recipe),
         "family": pair.family,
         "seed": seed,
         "val_fraction": val_fraction,
         "split_seed": split_seed,
     }
+    if pair.model_options:  # absent when empty, so the keys of existing checkpoints stay as they were
+        material["model_options"] = pair.model_options
     blob = json.dumps(material, sort_keys=True).encode()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _recipe_key(recipe: Recipe) -> dict[str, Any]:
+    """The recipe as it enters the cache key; fields added later are left out at their default (patience 0), so
+    existing checkpoints keep their keys."""
+    fields = dataclasses.asdict(recipe)
+    if not fields["patience"]:
+        del fields["patience"]
+    return fields
 
 
 def checkpoint_path(pair: Pair, key: str) -> Path:
@@ -194,7 +208,8 @@ def train_pair(
                          download=download)
     key = cache_key(pair, seed=seed, val_fraction=val_fraction, split_seed=split_seed)
     path = checkpoint_path(pair, key)
-    model = build_model(pair.model, input_shape=splits.input_shape, num_classes=splits.num_classes)
+    model = build_model(pair.model, input_shape=splits.input_shape, num_classes=splits.num_classes,
+                        **pair.model_options)
 
     if path.exists() and not force:
         state = torch.load(path, map_location="cpu", weights_only=True)
@@ -205,7 +220,8 @@ def train_pair(
 
     family = FAMILIES.get(pair.family)
     seed_everything(seed)
-    model = build_model(pair.model, input_shape=splits.input_shape, num_classes=splits.num_classes)
+    model = build_model(pair.model, input_shape=splits.input_shape, num_classes=splits.num_classes,
+                        **pair.model_options)
     model.to(device)
     start = time.perf_counter()
     history = fit(model, splits.train, pair.recipe, seed=seed, device=device, family=family, val=splits.val,
@@ -216,7 +232,8 @@ def train_pair(
         "val_accuracy": accuracy(model, splits.val, device=device),
         "test_accuracy": accuracy(model, splits.test, device=device),
         "train_seconds": round(train_seconds, 2),
-        "epochs": pair.recipe.epochs,
+        "epochs": len(history),
+        "best_epoch": best_epoch(history, pair.recipe),
         "device": str(device),
         "cache_key": key,
         "family": pair.family,
@@ -235,7 +252,8 @@ def initial_model(pair: Pair | str, *, seed: int, input_shape: tuple[int, ...], 
     pair = get_pair(pair) if isinstance(pair, str) else pair
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        return build_model(pair.model, input_shape=input_shape, num_classes=num_classes).eval()
+        return build_model(pair.model, input_shape=input_shape, num_classes=num_classes,
+                           **pair.model_options).eval()
 
 
 def save_checkpoint(path: Path, model: nn.Module, metrics: dict[str, Any]) -> None:
@@ -251,6 +269,13 @@ def save_checkpoint(path: Path, model: nn.Module, metrics: dict[str, Any]) -> No
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
+
+
+def _uint8_rows(dataset: Dataset) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """(uint8 images, targets) of a split of decoded images (UTKFace), or None for any other dataset."""
+    if isinstance(dataset, UInt8Images):
+        return dataset.images[dataset.indices], dataset.targets[dataset.indices]
+    return None
 
 
 def _is_in_memory(dataset: Dataset) -> bool:
@@ -273,6 +298,15 @@ def batches(dataset: Dataset, *, batch_size: int, shuffle: bool, generator: torc
             idx = order[start:start + batch_size]
             yield x[idx], y[idx]
         return
+    rows = _uint8_rows(dataset)
+    if rows is not None:  # kept as uint8 on the device (a quarter of float32) and scaled per batch, as items are
+        images, targets = rows[0].to(device), rows[1].to(device)
+        n = len(targets)
+        order = torch.randperm(n, generator=generator).to(device) if shuffle else torch.arange(n, device=device)
+        for start in range(0, n, batch_size):
+            idx = order[start:start + batch_size]
+            yield images[idx].to(torch.float32) / 255.0, targets[idx]
+        return
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=shuffle, generator=generator,
                         num_workers=min(4, os.cpu_count() or 1), pin_memory=device.type == "cuda")
     for x, y in loader:
@@ -281,7 +315,7 @@ def batches(dataset: Dataset, *, batch_size: int, shuffle: bool, generator: torc
 
 def fit(model: nn.Module, dataset: Dataset, recipe: Recipe, *, seed: int, device: torch.device,
         family: TrainingFamily | None = None, val: Dataset | None = None, progress: bool = True,
-        desc: str = "train") -> list[dict[str, float]]:
+        desc: str = "train", on_epoch: Callable[[dict[str, float]], None] | None = None) -> list[dict[str, float]]:
     """Trains ``model`` in place under ``recipe``; deterministic for a given seed.
 
     Args:
@@ -292,9 +326,13 @@ def fit(model: nn.Module, dataset: Dataset, recipe: Recipe, *, seed: int, device
         device: where to train.
         family: the loss and per-epoch behaviour (default: plain cross-entropy).
         val: if given, its loss and accuracy are measured after every epoch (eval mode, no gradient, the global
-            random state untouched, so measuring never changes the trained weights).
+            random state untouched, so measuring never changes the trained weights). With ``recipe.patience`` it
+            also stops training early: after ``patience`` epochs without a new lowest validation loss, and the
+            weights (and buffers) of the best epoch are restored.
         progress: show a progress bar.
         desc: the progress bar's label.
+        on_epoch: called with each epoch's record as soon as it is complete (a tuner reports it; an exception it
+            raises, such as a pruned trial, stops training and propagates).
 
     Returns:
         One record per epoch: epoch (1-based), train_loss and train_accuracy (running means over the epoch),
@@ -314,6 +352,13 @@ def fit(model: nn.Module, dataset: Dataset, recipe: Recipe, *, seed: int, device
     else:
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 1.0)
     history: list[dict[str, float]] = []
+    # Convolutions train about 20 % faster in channels-last layout on the CPU (and use tensor cores better on a GPU);
+    # the model goes back to the standard layout when training ends.
+    channels_last = any(isinstance(m, nn.Conv2d) for m in model.modules())
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    early_stopping = bool(recipe.patience) and val is not None
+    best_loss, best_state, since_best = math.inf, None, 0
     model.train()
     with tqdm(total=total, desc=desc, unit="step", disable=not progress, leave=False) as bar:
         for epoch in range(recipe.epochs):
@@ -322,6 +367,8 @@ def fit(model: nn.Module, dataset: Dataset, recipe: Recipe, *, seed: int, device
             running, correct, seen = 0.0, 0, 0
             for x, y in batches(dataset, batch_size=recipe.batch_size, shuffle=True, generator=generator,
                                 device=device):
+                if channels_last and x.dim() == 4:
+                    x = x.contiguous(memory_format=torch.channels_last)
                 optimizer.zero_grad(set_to_none=True)
                 loss, logits = family.loss(model, x, y)
                 loss.backward()
@@ -340,8 +387,32 @@ def fit(model: nn.Module, dataset: Dataset, recipe: Recipe, *, seed: int, device
             record.update(family.epoch_metrics(model))
             history.append(record)
             bar.set_postfix(epoch=epoch + 1, loss=f"{record['train_loss']:.4f}")
+            if on_epoch is not None:
+                on_epoch(record)
+            if early_stopping:
+                if record["val_loss"] < best_loss:
+                    best_loss, since_best = record["val_loss"], 0
+                    best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+                else:
+                    since_best += 1
+                    if since_best >= recipe.patience:
+                        break
+    if best_state is not None:
+        model.load_state_dict(best_state)
+    if channels_last:
+        model.to(memory_format=torch.contiguous_format)
     model.eval()
     return history
+
+
+def best_epoch(history: list[dict[str, float]], recipe: Recipe) -> int:
+    """The epoch (1-based) whose weights :func:`fit` kept: the lowest validation loss under early stopping, else
+    the last."""
+    if not history:
+        return 0
+    if recipe.patience and all("val_loss" in record for record in history):
+        return int(min(history, key=lambda record: record["val_loss"])["epoch"])
+    return int(history[-1]["epoch"])
 
 
 @torch.no_grad()
@@ -368,3 +439,48 @@ def evaluate(model: nn.Module, dataset: Dataset, *, device: torch.device, family
 def accuracy(model: nn.Module, dataset: Dataset, *, device: torch.device, batch_size: int = 2048) -> float:
     """Top-1 accuracy of ``model`` on ``dataset``."""
     return evaluate(model, dataset, device=device, batch_size=batch_size)[1]
+
+
+@torch.no_grad()
+def predict(model: nn.Module, dataset: Dataset, *, device: torch.device,
+            batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """The labels of ``dataset`` and ``model``'s top-1 predictions, in dataset order (eval mode, random state kept).
+
+    Returns:
+        (labels, predictions), two int64 arrays.
+    """
+    model.eval()
+    labels, predictions = [], []
+    devices = [device] if device.type == "cuda" else []
+    with torch.random.fork_rng(devices=devices):
+        for x, y in batches(dataset, batch_size=batch_size, shuffle=False, generator=None, device=device):
+            labels.append(y.cpu())
+            predictions.append(model(x).argmax(1).cpu())
+    return torch.cat(labels).numpy().astype(np.int64), torch.cat(predictions).numpy().astype(np.int64)
+
+
+def classification_report(labels: np.ndarray, predictions: np.ndarray,
+                          classes: tuple[str, ...]) -> tuple[list[dict[str, Any]], np.ndarray]:
+    """Per-class precision, recall and F1, and the confusion matrix.
+
+    Args:
+        labels, predictions: class indices.
+        classes: the class names (their count is the number of classes).
+
+    Returns:
+        One record per class (class, index, support, precision, recall, f1; precision is NaN for a class never
+        predicted, F1 NaN when precision or recall is) and the confusion matrix C[true, predicted] (counts).
+    """
+    k = len(classes)
+    confusion = np.zeros((k, k), dtype=np.int64)
+    np.add.at(confusion, (labels, predictions), 1)
+    records = []
+    for i, name in enumerate(classes):
+        tp, predicted, support = confusion[i, i], confusion[:, i].sum(), confusion[i].sum()
+        precision = tp / predicted if predicted else math.nan
+        recall = tp / support if support else math.nan
+        f1 = (2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0) \
+            if not (math.isnan(precision) or math.isnan(recall)) else math.nan
+        records.append({"class": name, "index": i, "support": int(support), "precision": float(precision),
+                        "recall": float(recall), "f1": float(f1)})
+    return records, confusion

@@ -41,10 +41,12 @@ Interpretations, where the paper is silent (each is a field of :class:`NeuroGame
 - Strong units (``quantile``, ``schedule``, ``warmup_epochs``): units of winning patches whose Shapley value exceeds
   rho = f(epoch) * q, q the first quartile (``quantile=0.25``) of the Shapley values of all units of the winning
   patches of the same map and sample (per map and per sample, so eval is batch-independent). f is 1 for
-  ``schedule="constant"``; for ``"warmup"`` it is min(1, epoch / warmup_epochs), advanced by the family's
-  ``on_epoch_start`` (epoch 0-based): the filter starts at rho = 0 (every active unit of a winning patch passes) and
-  tightens. f is a persistent buffer, so a loaded checkpoint filters as the trained model did at its last epoch; a
-  fresh layer starts at f = 1. Evaluation applies the same deterministic filter as training (no train/eval switch).
+  ``schedule="constant"``; for ``"warmup"`` it is min(1, epoch / min(warmup_epochs, epochs - 1)), advanced by the
+  family's ``on_epoch_start`` (epoch 0-based): the filter starts at rho = 0 (every active unit of a winning patch
+  passes) and tightens, reaching rho = q by the last epoch even when training is shorter than the warm-up (one
+  epoch: constant). f is a persistent buffer, so a loaded checkpoint filters as the trained model did at its last
+  epoch (its kept epoch, under early stopping); a fresh layer starts at f = 1. Evaluation applies the same
+  deterministic filter as training (no train/eval switch).
 - Gradient: output = a * mask with the mask a constant, so the kept activations get their gradient and the dropped
   ones none. With ``learnable=False`` (default) alpha, beta and T are fixed and the game runs without autograd. With
   ``learnable=True`` they are parameters (T as log T) trained through a straight-through surrogate: the mask's value
@@ -61,11 +63,13 @@ Interpretations, where the paper is silent (each is a field of :class:`NeuroGame
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import math
 from collections import OrderedDict
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -100,8 +104,8 @@ class NeuroGameConfig:
         spin_scale: spins are tanh(activation / spin_scale).
         top_p: p, the fraction of each map's coalitions that win, in (0, 1].
         quantile: the quantile of the winning units' Shapley values that sets rho (0.25: the first quartile).
-        schedule: "warmup" (rho = min(1, epoch / warmup_epochs) * q) or "constant" (rho = q).
-        warmup_epochs: epochs until rho reaches q under "warmup".
+        schedule: "warmup" (rho = min(1, epoch / min(warmup_epochs, epochs - 1)) * q) or "constant" (rho = q).
+        warmup_epochs: epochs until rho reaches q under "warmup" (fewer when training is shorter).
         filter: "shapley" (strong units) or "random" (the same number of units per map, at random).
         uncovered: "drop" or "keep" the units that no patch covers.
         seed: seed of the random filter in eval mode.
@@ -413,7 +417,10 @@ class NeuroGameLayer(nn.Module):
     def start_epoch(self, epoch: int, epochs: int) -> None:
         """Advances rho's schedule to ``epoch`` (0-based, of ``epochs``) and resets the pass-fraction counters."""
         c = self.config
-        scale = 1.0 if c.schedule == "constant" else min(1.0, epoch / c.warmup_epochs)
+        # The ramp ends by the last epoch even when training is shorter than the warm-up, so a network always
+        # finishes training under the filter it is evaluated with (rho = q).
+        ramp = min(c.warmup_epochs, epochs - 1)
+        scale = 1.0 if c.schedule == "constant" or ramp <= 0 else min(1.0, epoch / ramp)
         self.threshold_scale.fill_(scale)
         self.kept_units.zero_()
         self.seen_units.zero_()
@@ -648,7 +655,7 @@ def explain_model(model: nn.Sequential, x: torch.Tensor, *, stage: str) -> Neuro
 
 @MODELS.register("neurogame")
 def neurogame(*, input_shape: tuple[int, ...], num_classes: int, config: NeuroGameConfig | None = None,
-              channels: tuple[int, int] = (32, 64), hidden: int = 256) -> nn.Sequential:
+              channels: tuple[int, int] = (32, 64), hidden: int = 256, **options: Any) -> nn.Sequential:
     """NEUROGAME for face attributes: two conv blocks, a NEUROGAME layer on the pooled maps, a ``hidden`` ReLU head.
 
     For 64x64 inputs the game layer plays on 64 maps of 16x16 (n = 2: 64 coalitions per map).
@@ -659,12 +666,14 @@ def neurogame(*, input_shape: tuple[int, ...], num_classes: int, config: NeuroGa
         config: the NEUROGAME layer's choices (default ``NeuroGameConfig()``).
         channels: output channels of the two conv layers.
         hidden: width of the fully connected hidden layer.
+        options: fields of :class:`NeuroGameConfig` that replace ``config``'s (a pair's ``model_options``, a suite's
+            ablation, a tuning trial: ``top_p=0.8``, ``coalition_size=3``, ...).
 
     Returns:
         A flat nn.Sequential: conv1, relu1, pool1, conv2, relu2, pool2, game1, flatten, fc1, relu3, fc2.
     """
     in_channels, height, width = input_shape
-    game = NeuroGameLayer(config)
+    game = NeuroGameLayer(_configured(config, options))
     map_shape = (channels[1], height // 4, width // 4)
     game.check_input_shape(map_shape)
     return nn.Sequential(
@@ -683,6 +692,34 @@ def neurogame(*, input_shape: tuple[int, ...], num_classes: int, config: NeuroGa
         )
     )
 
+
+def _configured(config: NeuroGameConfig | None, options: dict[str, Any]) -> NeuroGameConfig:
+    """``config`` (default ``NeuroGameConfig()``) with ``options`` replacing its fields; a ValueError names an
+    unknown field or a bad value."""
+    valid = [f.name for f in dataclasses.fields(NeuroGameConfig)]
+    unknown = [key for key in options if key not in valid]
+    if unknown:
+        raise ValueError(f"NEUROGAME has no option {unknown[0]!r}; valid: {', '.join(valid)}")
+    return dataclasses.replace(config or NeuroGameConfig(), **options)
+
+
+# What a pair, a suite or a tuning trial may set (checked at suite load, before the data or the shape is known;
+# a patch larger than the game layer's maps is caught when the model is first built, also before any training).
+neurogame.options = tuple(f.name for f in dataclasses.fields(NeuroGameConfig))  # type: ignore[attr-defined]
+neurogame.check_options = lambda **options: _configured(None, options)  # type: ignore[attr-defined]
+neurogame.option_defaults = lambda config=None, **_: dataclasses.asdict(  # type: ignore[attr-defined]
+    config or NeuroGameConfig())
+# `bench tune --method neurogame`: top-p, coalition size, rho's schedule (schedule, warmup, quantile), alpha, beta, T.
+neurogame.search_space = {  # type: ignore[attr-defined]
+    "top_p": {"type": "float", "low": 0.2, "high": 0.9},
+    "coalition_size": {"type": "categorical", "choices": [2, 3]},
+    "schedule": {"type": "categorical", "choices": ["warmup", "constant"]},
+    "warmup_epochs": {"type": "int", "low": 1, "high": 4},
+    "quantile": {"type": "float", "low": 0.05, "high": 0.5},
+    "alpha": {"type": "float", "low": 0.1, "high": 3.0, "log": True},
+    "beta": {"type": "float", "low": 0.0, "high": 2.0},
+    "temperature": {"type": "float", "low": 0.25, "high": 4.0, "log": True},
+}
 
 # The paper's second coalition size and the random-filter ablation, as models a pair can name.
 MODELS.add("neurogame-3x3", functools.partial(neurogame, config=NeuroGameConfig(coalition_size=3)))
