@@ -72,7 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     tune = sub.add_parser("tune", help="tune a suite method's parameters with Optuna (validation AUC)")
     tune.add_argument("--suite", required=True)
-    tune.add_argument("--method", required=True, help="a method entry of the suite, e.g. gtap-beta-iter-build")
+    tune.add_argument("--method", required=True, help="a method entry of the suite (gtap-beta-iter-build), or in a "
+                      "suite of trained models a model its pairs train (neurogame)")
     tune.add_argument("--trials", type=int, required=True, help="finished trials the study should reach")
     tune.add_argument("--profile", default="default")
     tune.add_argument("--pairs", action="append", default=[], metavar="GLOB",
@@ -253,11 +254,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         from bench.tracking import load_tuned
 
         studies = Tracker(uri, args.tune_experiment or f"{suite.name}-tune", create=False)
-        tuned = load_tuned(studies, suite.name, suite.profile, suite.pairs, [e.name for e in suite.methods])
+        models = sorted({suite.pair(name).model for name in suite.pairs})
+        tuned = load_tuned(studies, suite.name, suite.profile, suite.pairs, [e.name for e in suite.methods] + models)
         if not tuned:
             raise CliError(f"no finished `bench tune` study of suite {suite.name!r} ({suite.profile}) in experiment "
                            f"{studies.experiment_name!r}; run `python -m bench tune --suite {suite.name} ...` first")
-        suite = dataclasses.replace(suite, tuned=tuned)
+        suite = dataclasses.replace(suite, tuned=tuned, variants={**suite.variants, **{
+            name: dataclasses.replace(suite.pair(name), model_options={**suite.pair(name).model_options,
+                                                                       **tuned[name][suite.pair(name).model]},
+                                      recipe=suite.pair(name).recipe)
+            for name in suite.pairs if suite.pair(name).model in tuned.get(name, {})}})
         for pair, methods in tuned.items():
             for method, params in methods.items():
                 print(f"tuned: {pair} {method} {params}", file=sys.stderr)
@@ -297,11 +303,13 @@ def cmd_tune(args: argparse.Namespace) -> int:
     from bench.runner import preflight_data
     from bench.suite import load_suite, select
     from bench.tracking import Tracker
-    from bench.tuning import search_space, tune
+    from bench.tuning import model_pairs, search_space, tune
 
     if args.trials < 1 or args.n_jobs < 1:
         raise CliError("--trials and --n-jobs must be at least 1")
     suite = select(load_suite(args.suite, profile=args.profile), pairs=_globs(args.pairs))
+    if not any(e.name == args.method for e in suite.methods) and model_pairs(suite, args.method):
+        return _tune_models(args, suite)
     entry = suite.entry(args.method)
     _check_device(args.device)
     if args.grace <= args.heartbeat:
@@ -322,6 +330,38 @@ def cmd_tune(args: argparse.Namespace) -> int:
               f"{outcome.seconds:.0f}s)")
         if outcome.baseline_value is not None:
             print(f"  the suite's defaults with MCUE's d {outcome.baseline_params}: {outcome.baseline_value:.4f} "
+                  f"(tuning gains {outcome.best_value - outcome.baseline_value:+.4f})")
+    print(f"use them: python -m bench run --suite {suite.name} --tuned")
+    return 0
+
+
+def _tune_models(args: argparse.Namespace, suite: object) -> int:
+    """``bench tune --method MODEL`` on a suite of trained models: one study per pair that trains MODEL."""
+    from bench.runner import preflight_data
+    from bench.tracking import Tracker
+    from bench.tuning import model_pairs, model_search_space, tune_model
+
+    _check_device(args.device)
+    if args.grace <= args.heartbeat:
+        raise CliError(f"--grace ({args.grace}s) must exceed --heartbeat ({args.heartbeat}s)")
+    if args.n_jobs != 1:
+        raise CliError("--n-jobs: a model trial trains a network on every core; run more workers instead")
+    model_search_space(suite, args.method)  # fails now if the model has nothing to tune
+    pairs = model_pairs(suite, args.method)
+    if args.study and len(pairs) > 1:
+        raise CliError("--study names one study; pick one pair with --pairs")
+    preflight_data(suite, data_dir=args.data_dir, download=args.download)
+    tracker = Tracker(_tracking_uri(args), args.experiment or f"{suite.name}-tune")
+    for pair in pairs:
+        outcome = tune_model(suite, pair, trials=args.trials, storage=args.storage, study_name=args.study,
+                             seed=args.seed, worker=args.worker, tracker=tracker, device=args.device,
+                             data_dir=args.data_dir, heartbeat=args.heartbeat, grace=args.grace,
+                             progress=not args.no_progress)
+        print(f"{outcome.study_name}: best validation accuracy {outcome.best_value:.4f} with "
+              f"{outcome.best_params} ({outcome.n_complete} complete, {outcome.n_pruned} pruned, "
+              f"{outcome.n_failed} failed; {outcome.seconds:.0f}s)")
+        if outcome.baseline_value is not None:
+            print(f"  the pair's own options {outcome.baseline_params}: {outcome.baseline_value:.4f} "
                   f"(tuning gains {outcome.best_value - outcome.baseline_value:+.4f})")
     print(f"use them: python -m bench run --suite {suite.name} --tuned")
     return 0

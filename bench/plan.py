@@ -15,6 +15,9 @@ from bench.suite import MethodEntry, Suite
 
 SCHEMA_VERSION = 1  # bump when the meaning of a run's config changes, so old runs are not reused
 KINDS = ("train", "mcue", "method")
+# What a training run logs beyond its learning curves; bump when that grows, so stored training runs are redone.
+# 2: per-class precision, recall and F1, the confusion matrix, test predictions and NEUROGAME's glass-box maps.
+TRAIN_OUTPUTS = 2
 
 
 @dataclass(frozen=True)
@@ -77,15 +80,12 @@ def plan(suite: Suite) -> list[RunSpec]:
     seed), the method and its parameters, the strategy, the fraction grid, the step, MCUE's options (the d point of
     every curve, and d itself for beta_d), fine-tuning, and for the training run the analyses and their parameters.
     """
-    from datasets.pairs import PAIRS
     from datasets.training import cache_key
     from methods.scorers import UNIT_AXIS
 
     specs = []
     for pair_name in suite.pairs:
-        pair = PAIRS.get(pair_name)
-        if suite.recipe:
-            pair = pair.with_recipe(**suite.recipe)
+        pair = suite.pair(pair_name)
         for seed in suite.seeds:
             common = {
                 "schema": SCHEMA_VERSION,
@@ -97,7 +97,8 @@ def plan(suite: Suite) -> list[RunSpec]:
             }
             if suite.val_samples is not None:  # absent otherwise, so existing runs keep their hashes
                 common["val_samples"] = suite.val_samples
-            config = {**common, "kind": "train",
+            config = {**common, "kind": "train", "outputs": TRAIN_OUTPUTS, "model": pair.model,
+                      "model_options": pair.model_options, "task": pair.task_label,
                       "analyses": [{"name": a.name, "params": a.params} for a in suite.analyses]}
             specs.append(RunSpec("train", pair_name, seed, None, config, config_hash(config)))
             if suite.mcue is not None:

@@ -22,7 +22,7 @@ import pandas as pd
 
 from bench import pipeline
 from bench.plan import RunSpec, config_hash, plan
-from bench.suite import Suite
+from bench.suite import Suite, SuiteError
 from bench.tracking import Tracker, flatten, git_commit, load_frames
 from methods.analysis import AnalysisInput, rank_correlations, seed_spread
 from methods.curves import area_under_curve
@@ -74,11 +74,17 @@ def suite_hash(suite: Suite, specs: list[RunSpec]) -> str:
 def preflight_data(suite: Suite, *, data_dir: str | None, download: bool) -> None:
     """Loads every pair's data once, so missing data stops the suite before anything is written (the CLI calls
     this before it opens the store)."""
-    from datasets.pairs import PAIRS
+    from datasets.models import build_model
     from datasets.training import load_splits
 
     for name in suite.pairs:
-        load_splits(PAIRS.get(name), data_dir=data_dir, download=download)
+        pair = suite.pair(name)
+        splits = load_splits(pair, data_dir=data_dir, download=download)
+        try:  # a model that cannot take this data (a NEUROGAME patch larger than its maps) stops here too
+            build_model(pair.model, input_shape=splits.input_shape, num_classes=splits.num_classes,
+                        **pair.model_options)
+        except (ValueError, TypeError) as err:
+            raise SuiteError(f"pair {name!r}: {err}") from None
 
 
 def run_suite(suite: Suite, tracker: Tracker, *, device: str = "auto", data_dir: str | None = None,
@@ -166,18 +172,17 @@ def _run_group(suite: Suite, tracker: Tracker, parent_id: str, pair_name: str, s
                common_tags: dict[str, str], outcome: SuiteOutcome, bar: Any, *, device: str, data_dir: str | None,
                download: bool, method_hashes: list[str]) -> None:
     """All outstanding runs of one trained model: train or load it, MCUE, each method, then the training run."""
-    from datasets.pairs import PAIRS
     from datasets.training import train_pair
 
-    pair = PAIRS.get(pair_name)
-    if suite.recipe:
-        pair = pair.with_recipe(**suite.recipe)
+    pair = suite.pair(pair_name)
     bar.set_description(f"{pair_name} seed {seed}: training")
     began = time.time()
     try:
         trained = train_pair(pair, seed=seed, data_dir=data_dir, device=device, download=download, progress=False)
-        problem = pipeline.problem_for(trained, val_samples=suite.val_samples)
-        test_game = pipeline.test_game_for(trained)
+        # The neuron games are for methods, MCUE and analyses; a suite that compares trained models needs none.
+        needs_games = bool(suite.methods or suite.analyses or suite.mcue is not None)
+        problem = pipeline.problem_for(trained, val_samples=suite.val_samples) if needs_games else None
+        test_game = pipeline.test_game_for(trained) if needs_games else None
         mcue_result, mcue_window = None, (began, began)
         if suite.mcue is not None:
             bar.set_description(f"{pair_name} mcue seed {seed}")
@@ -191,7 +196,7 @@ def _run_group(suite: Suite, tracker: Tracker, parent_id: str, pair_name: str, s
         return
     trained_metrics = {"trained_test_accuracy": trained.metrics["test_accuracy"],
                        "trained_val_accuracy": trained.metrics["val_accuracy"]}
-    layers = {g.name: np.arange(g.players.start, g.players.stop) for g in problem.groups}
+    layers = {g.name: np.arange(g.players.start, g.players.stop) for g in problem.groups} if problem else {}
     for spec in sorted(group, key=lambda s: s.kind == "train"):  # the training run last: analyses read scores
         bar.set_description(f"{pair_name} {spec.method} seed {seed}")
         tags = {**common_tags, **_spec_tags(spec), "mlflow.note.content": RUN_NOTES[spec.kind]}
@@ -228,7 +233,9 @@ def _run_group(suite: Suite, tracker: Tracker, parent_id: str, pair_name: str, s
 
 def _train_run(suite: Suite, trained: Any, problem: Any, mcue_result: Any, tracker: Tracker,
                method_hashes: list[str]) -> tuple[dict[str, Any], dict[str, list], dict[str, Any]]:
-    """The training run of a pair and seed: its learning curves, and the tables of the suite's analyses."""
+    """The training run of a pair and seed: its learning curves, its test classification report (per-class
+    precision, recall and F1, confusion matrix, predictions), NEUROGAME's glass-box maps, and the tables of the
+    suite's analyses."""
     from datasets.training import initial_model
 
     history = pd.DataFrame(trained.metrics.get("history") or [])
@@ -237,6 +244,8 @@ def _train_run(suite: Suite, trained: Any, problem: Any, mcue_result: Any, track
         "trained_val_accuracy": trained.metrics["val_accuracy"],
         "train_seconds": trained.metrics.get("train_seconds", math.nan),
         "n_parameters": sum(p.numel() for p in trained.model.parameters()),
+        "epochs_trained": len(history),
+        "best_epoch": trained.metrics.get("best_epoch", len(history)),
     }
     steps: dict[str, list] = {}
     for column in history.columns:
@@ -244,7 +253,16 @@ def _train_run(suite: Suite, trained: Any, problem: Any, mcue_result: Any, track
             # train_loss -> train/loss, val_accuracy -> val/accuracy; the step is the epoch (1-based).
             name = column.replace("_", "/", 1) if column.startswith(("train_", "val_")) else f"epoch/{column}"
             steps[name] = list(zip(history["epoch"].astype(int), history[column], strict=True))
+    if "seconds" in history:
+        metrics["seconds_per_epoch"] = float(history["seconds"].mean())
+    for column in history.columns:  # a family's per-epoch rates (NEUROGAME's pass fraction): their mean as well
+        if "/" in column:
+            metrics[column] = float(history[column].mean())
     artifacts: dict[str, Any] = {"history.csv": history}
+    report, report_artifacts = _classification_outputs(trained)
+    metrics.update(report)
+    artifacts.update(report_artifacts)
+    artifacts.update(_glass_box_outputs(trained))
     if not suite.analyses:
         return metrics, steps, artifacts
     scores: dict[str, np.ndarray] = {}
@@ -270,6 +288,60 @@ def _train_run(suite: Suite, trained: Any, problem: Any, mcue_result: Any, track
     return metrics, steps, artifacts
 
 
+# Test faces shown in the glass-box maps: the first few of the test split, the same for every model and seed.
+GLASS_BOX_EXAMPLES = 4
+
+
+def _classification_outputs(trained: Any) -> tuple[dict[str, float], dict[str, Any]]:
+    """Test-split metrics per class and overall (macro F1), the confusion matrix and the per-example predictions
+    (which the report's paired comparison of two models reads)."""
+    import re
+
+    from datasets.training import classification_report, predict
+
+    splits = trained.splits
+    labels, predictions = predict(trained.model, splits.test, device=trained.device)
+    records, confusion = classification_report(labels, predictions, tuple(splits.classes))
+    metrics: dict[str, float] = {"test_accuracy": float((labels == predictions).mean()),
+                                 "test_macro_f1": float(np.nanmean([r["f1"] for r in records]))}
+    for record in records:
+        name = re.sub(r"[^0-9A-Za-z_\-. ]", "_", str(record["class"]))  # MLflow's metric-name alphabet
+        for measure in ("precision", "recall", "f1"):
+            metrics[f"test/{measure}/{name}"] = record[measure]
+    confusion_frame = pd.DataFrame(confusion, columns=list(splits.classes))
+    confusion_frame.insert(0, "true", list(splits.classes))
+    artifacts = {"classes.csv": pd.DataFrame(records), "confusion.csv": confusion_frame,
+                 "predictions.csv": pd.DataFrame({"index": np.arange(len(labels)), "label": labels,
+                                                  "prediction": predictions})}
+    return metrics, artifacts
+
+
+def _glass_box_outputs(trained: Any) -> dict[str, Any]:
+    """PNGs of what each NEUROGAME layer did with a few fixed test faces (none for other models)."""
+    import tempfile
+    from pathlib import Path
+
+    import torch
+
+    from datasets.data import as_tensors
+    from methods.neurogame import explain_model, game_layers
+    from reports.plots import plot_glass_box
+
+    stages = [name for name, _ in game_layers(trained.model)]
+    if not stages:
+        return {}
+    x, y = as_tensors(torch.utils.data.Subset(trained.splits.test, range(GLASS_BOX_EXAMPLES)))
+    artifacts: dict[str, Any] = {}
+    with tempfile.TemporaryDirectory(prefix="coalition-bench-glass-box-") as tmp:
+        for stage in stages:
+            maps = explain_model(trained.model, x.to(trained.device), stage=stage)
+            title = f"{trained.pair.name}, seed {trained.seed}, {stage}"
+            path = plot_glass_box(x, [trained.splits.classes[int(label)] for label in y], maps,
+                                  Path(tmp) / f"{stage}.png", title=title)
+            artifacts[f"glass_box/{stage}.png"] = path.read_bytes()
+    return artifacts
+
+
 def _spec_tags(spec: RunSpec) -> dict[str, str]:
     entry = spec.entry
     tags = {"kind": spec.kind, "pair": spec.pair, "method": spec.method, "seed": str(spec.seed),
@@ -277,6 +349,8 @@ def _spec_tags(spec: RunSpec) -> dict[str, str]:
     if entry is not None:
         tags.update({"scorer": entry.method, "family": entry.family, "strategy": entry.strategy,
                      "axis": entry.axis})
+    if spec.kind == "train":  # what a models leaderboard groups by
+        tags.update({"model": spec.config["model"], "task": spec.config["task"]})
     return tags
 
 

@@ -8,9 +8,11 @@ Schema (``lenet.yaml`` is the full example)::
 
     name: lenet                       # must match the file name
     description: one line
-    pairs: [lenet300-mnist, ...]      # registered pairs
+    pairs: [lenet300-mnist, ...]      # registered pairs, or variants of one:
+      # - {name: neurogame-p08-utkface, pair: neurogame-utkface, model_options: {top_p: 0.8}}
+      #   (also dataset_options, merged into the pair's, and task); a variant is a pair of its own (own cache key)
     seeds: [0, 1, 2]                  # each seed trains its own model and seeds the methods
-    fractions: [0.05, ..., 1.0]       # kept fractions of units: the compression curve's grid
+    fractions: [0.05, ..., 1.0]       # kept fractions of units: the compression curve's grid (with methods)
     step: 0.1                         # iterated strategies: units per round (count, or fraction of all units)
     recipe: {epochs: 1}               # optional overrides of every pair's training recipe
     mcue: {samples: 32, instances: 16, output: correct, grid: [...]}   # optional; d for beta_d and the d point
@@ -19,7 +21,7 @@ Schema (``lenet.yaml`` is the full example)::
     defaults: {gtap: {budget: 650}}   # parameters for every entry of a method
     tuning:                           # optional: override a method's declared search space for `bench tune`
       gtap: {keep_prob: {type: float, low: 0.1, high: 0.9}, step: {type: float, low: 0.05, high: 0.2}}
-    methods:
+    methods:                          # optional: without methods a suite compares its pairs' trained models
       - {name: gtap-beta-top-n, method: gtap, params: {index: beta}, strategy: top-n, allocation: global}
     analyses: [microstructure]        # optional: registered analyses of each trained pair (or {name:, params:})
     profiles:                         # named overrides of the keys above; "default" is the file as written
@@ -50,6 +52,7 @@ SPACE_KEYS = ("type", "low", "high", "log", "choices")
 PROFILE_KEYS = tuple(k for k in TOP_KEYS if k not in ("name", "profiles"))
 ENTRY_KEYS = ("name", "method", "params", "strategy", "allocation")
 ANALYSIS_KEYS = ("name", "params")
+VARIANT_KEYS = ("name", "pair", "model_options", "dataset_options", "task", "description")
 
 
 class SuiteError(ValueError):
@@ -130,6 +133,15 @@ class Suite:
     tuning: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     tuned: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # pair -> entry -> tuned params
     path: Path | None = None
+    variants: dict[str, Any] = field(default_factory=dict)  # pair name -> Pair, for the suite's own pair variants
+
+    def pair(self, name: str) -> Any:
+        """The pair ``name`` as this suite trains it: a registered pair or one of the suite's variants, with the
+        suite's recipe overrides applied."""
+        from datasets.pairs import PAIRS
+
+        pair = self.variants[name] if name in self.variants else PAIRS.get(name)
+        return pair.with_recipe(**self.recipe) if self.recipe else pair
 
     def entry(self, name: str) -> MethodEntry:
         for entry in self.methods:
@@ -217,7 +229,7 @@ def _parse(raw: Any, path: Path, profile: str) -> Suite:
     if not isinstance(raw, dict):
         raise SuiteError("a suite is a YAML mapping with keys: " + ", ".join(TOP_KEYS))
     _unknown_keys(raw, TOP_KEYS, "top level")
-    for key in ("name", "pairs", "seeds", "fractions", "methods"):
+    for key in ("name", "pairs", "seeds"):
         if key not in raw:
             raise SuiteError(f"missing required key {key!r}")
     if raw["name"] != path.stem and path.parent == SUITES_DIR:
@@ -235,16 +247,23 @@ def _parse(raw: Any, path: Path, profile: str) -> Suite:
         _unknown_keys(overrides, PROFILE_KEYS, f"profile {name!r}")
     config = _merge({k: v for k, v in raw.items() if k != "profiles"}, profiles.get(profile) or {})
 
-    pairs = tuple(_str_list(config["pairs"], "pairs"))
-    for pair in pairs:
-        PAIRS.get(pair)
-    seeds = tuple(_int_list(config["seeds"], "seeds"))
-    fractions = tuple(sorted({_fraction(f) for f in _list(config["fractions"], "fractions")}))
-    step = _step(config.get("step", 0.05))
-
     recipe = dict(config.get("recipe") or {})
     valid_recipe = [f.name for f in dataclasses.fields(Recipe)]
     _unknown_keys(recipe, valid_recipe, "recipe")
+    pairs, variants = _pairs(config["pairs"])
+    for name in pairs:
+        pair = variants.get(name) or PAIRS.get(name)
+        try:
+            pair.with_recipe(**recipe)  # a bad recipe value (epochs: 0, patience: -1) fails now
+        except ValueError as err:
+            raise SuiteError(f"recipe: {err}") from None
+    seeds = tuple(_int_list(config["seeds"], "seeds"))
+    has_methods = bool(config.get("methods"))
+    if has_methods and "fractions" not in config:
+        raise SuiteError("missing required key 'fractions' (the kept fractions of the methods' compression curves)")
+    fractions = tuple(sorted({_fraction(f) for f in _list(config["fractions"], "fractions")})) \
+        if "fractions" in config else ()
+    step = _step(config.get("step", 0.05))
 
     mcue = config.get("mcue")
     if mcue is not None:
@@ -260,7 +279,10 @@ def _parse(raw: Any, path: Path, profile: str) -> Suite:
         check_method_params(method, params or {})
 
     entries: list[MethodEntry] = []
-    for i, item in enumerate(_list(config["methods"], "methods")):
+    methods = config.get("methods") or []
+    if not isinstance(methods, list):
+        raise SuiteError("'methods' must be a list of method entries (or absent, to compare the trained models)")
+    for i, item in enumerate(methods):
         where = f"methods[{i}]"
         if not isinstance(item, dict):
             raise SuiteError(f"{where}: an entry is a mapping with keys {', '.join(ENTRY_KEYS)}")
@@ -285,8 +307,6 @@ def _parse(raw: Any, path: Path, profile: str) -> Suite:
         if any(e.name == name for e in entries):
             raise SuiteError(f"{where}: duplicate method name {name!r}")
         entries.append(MethodEntry(name, item["method"], params, strategy, allocation))
-    if not entries:
-        raise SuiteError("'methods' is empty")
     if any(e.needs_mcue for e in entries) and mcue is None:
         mcue = {}  # beta_d without a fixed d needs MCUE's d
     if mcue is not None:
@@ -299,7 +319,51 @@ def _parse(raw: Any, path: Path, profile: str) -> Suite:
                  pairs=pairs, seeds=seeds, fractions=fractions, step=step, methods=tuple(entries),
                  analyses=analyses, mcue=mcue,
                  recipe=recipe, fine_tune_epochs=int(config.get("fine_tune_epochs", 0)),
-                 val_samples=_val_samples(config.get("val_samples")), tuning=tuning, path=path)
+                 val_samples=_val_samples(config.get("val_samples")), tuning=tuning, path=path,
+                 variants=variants)
+
+
+def _pairs(items: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
+    """The suite's pair names, and its variants of registered pairs (validated: options, names, duplicates)."""
+    from datasets.models import check_model_options
+    from datasets.pairs import PAIRS
+
+    items = _list(items, "pairs")
+    names: list[str] = []
+    variants: dict[str, Any] = {}
+    for i, item in enumerate(items):
+        where = f"pairs[{i}]"
+        if isinstance(item, str):
+            PAIRS.get(item)
+            name = item
+        elif isinstance(item, dict):
+            _unknown_keys(item, VARIANT_KEYS, where)
+            if "name" not in item or "pair" not in item:
+                raise SuiteError(f"{where}: a pair variant needs 'name' and 'pair' (the registered pair it varies)")
+            name = str(item["name"])
+            if name in PAIRS:
+                raise SuiteError(f"{where}: variant name {name!r} is already a registered pair; choose another")
+            base = PAIRS.get(str(item["pair"]))
+            options = {**base.model_options, **(item.get("model_options") or {})}
+            try:
+                check_model_options(base.model, options)
+            except (ValueError, TypeError) as err:
+                raise SuiteError(f"{where} ({name}): {err}") from None
+            variants[name] = dataclasses.replace(
+                base, name=name, model_options=options,
+                dataset_options={**base.dataset_options, **(item.get("dataset_options") or {})},
+                task=str(item.get("task", base.task)), description=str(item.get("description", base.description)))
+        else:
+            raise SuiteError(f"{where}: a pair is a registered name or a mapping with keys {', '.join(VARIANT_KEYS)}")
+        if name in names:
+            raise SuiteError(f"'pairs' lists {name!r} twice")
+        names.append(name)
+    for name in names:  # registered pairs with model options of their own are checked too
+        if name not in variants:
+            pair = PAIRS.get(name)
+            if pair.model_options:
+                check_model_options(pair.model, pair.model_options)
+    return tuple(names), variants
 
 
 def _analyses(items: Any) -> tuple[AnalysisEntry, ...]:
@@ -390,8 +454,13 @@ def _check_tuning(tuning: Any) -> None:
 
     if not isinstance(tuning, dict):
         raise SuiteError("'tuning' must map method names to search spaces")
+    from datasets.models import MODELS, model_options
+
     for method, space in tuning.items():
-        fields = [*(f.name for f in dataclasses.fields(SCORERS.get(method))), "step"]
+        if method in MODELS and method not in SCORERS:  # a model's options (a suite of trained models)
+            fields = model_options(method)
+        else:
+            fields = [*(f.name for f in dataclasses.fields(SCORERS.get(method))), "step"]
         if not isinstance(space, dict):
             raise SuiteError(f"tuning.{method} must map parameter names to ranges")
         for name, spec in space.items():

@@ -34,10 +34,13 @@ import pandas as pd
 from bench.errors import TrackingError
 from reports.data import (
     ANALYSIS_KEY_COLUMNS,
+    CLASS_COLUMNS,
     CURVE_COLUMNS,
     HISTORY_COLUMNS,
     MCUE_COLUMNS,
     MCUE_RUN_COLUMNS,
+    MODEL_COLUMNS,
+    PREDICTION_COLUMNS,
     RUN_COLUMNS,
     SCORE_COLUMNS,
 )
@@ -306,6 +309,15 @@ class Tracker:
         path = self._download(run_id, name)
         return json.loads(path.read_text()) if path else None
 
+    def list_artifacts(self, run_id: str, folder: str) -> list[str]:
+        """The paths of a run's artifacts in ``folder`` (none when it has no such folder)."""
+        return sorted(a.path for a in self._client.list_artifacts(run_id, folder) if not a.is_dir)
+
+    def read_bytes(self, run_id: str, name: str) -> bytes | None:
+        """A binary artifact of a run (a PNG), or None when the run has none of that name."""
+        path = self._download(run_id, name)
+        return path.read_bytes() if path else None
+
     def _download(self, run_id: str, name: str) -> Path | None:
         folder = name.rpartition("/")[0]
         names = {a.path for a in self._client.list_artifacts(run_id, folder or None)}
@@ -379,6 +391,8 @@ def load_frames(tracker: Tracker, hashes: Sequence[str]) -> dict[str, Any]:
     """The stored results of a plan's finished runs as DataFrames: runs, curves, scores, mcue, mcue_runs,
     histories (per-epoch learning curves), and analyses ("ANALYSIS/TABLE" -> the table over every pair and seed)."""
     runs, curves, scores, mcue, mcue_runs, histories = [], [], [], [], [], []
+    models, classes, predictions = [], [], []
+    glass_box: dict[tuple[str, int, str], bytes] = {}
     analyses: dict[str, list[pd.DataFrame]] = {}
     for run in finished_runs(tracker, hashes):
         tags, metrics, run_id = run.data.tags, run.data.metrics, run.info.run_id
@@ -387,6 +401,21 @@ def load_frames(tracker: Tracker, hashes: Sequence[str]) -> dict[str, Any]:
             history = tracker.read_csv(run_id, "history.csv")
             if history is not None:
                 histories.append(history.assign(**key))
+            row = {"run_id": run_id, **key, "model": tags.get("model", ""), "task": tags.get("task", "")}
+            for name in MODEL_COLUMNS[5:]:
+                row[name] = metrics.get(name, math.nan)
+            if math.isnan(row["test_accuracy"]):  # training runs logged before the classification report
+                row["test_accuracy"] = metrics.get("trained_test_accuracy", math.nan)
+            row.update({name: value for name, value in metrics.items() if name.startswith("neurogame/")})
+            models.append(row)
+            for name, into in (("classes.csv", classes), ("predictions.csv", predictions)):
+                frame = tracker.read_csv(run_id, name)
+                if frame is not None:
+                    into.append(frame.assign(**key))
+            for artifact in tracker.list_artifacts(run_id, "glass_box"):
+                image = tracker.read_bytes(run_id, artifact)
+                if image is not None:
+                    glass_box[(key["pair"], key["seed"], Path(artifact).stem)] = image
             for name, tables in (tracker.read_json(run_id, "analyses.json") or {}).items():
                 for table in tables:
                     frame = tracker.read_csv(run_id, f"analyses/{name}/{table}.csv")
@@ -421,6 +450,10 @@ def load_frames(tracker: Tracker, hashes: Sequence[str]) -> dict[str, Any]:
         "mcue": _concat(mcue, MCUE_COLUMNS),
         "mcue_runs": pd.DataFrame(mcue_runs, columns=list(MCUE_RUN_COLUMNS)),
         "histories": _concat(histories, HISTORY_COLUMNS),
+        "models": _concat([pd.DataFrame(models)] if models else [], MODEL_COLUMNS),
+        "classes": _concat(classes, CLASS_COLUMNS),
+        "predictions": _concat(predictions, PREDICTION_COLUMNS),
+        "glass_box": glass_box,
         "analyses": {name: _concat(parts, ANALYSIS_KEY_COLUMNS) for name, parts in analyses.items()},
     }
     frames["runs"]["n_evaluations"] = frames["runs"]["n_evaluations"].astype(float)

@@ -203,7 +203,8 @@ def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, stora
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             study.set_metric_names([METRIC_NAME])
-    parent_id = _study_parent(tracker, study, created, suite, entry, pair_name, space, trained) if tracker else None
+    parent_id = _study_parent(tracker, study, created, suite, entry, pair_name, space,
+                              str(trained.device)) if tracker else None
 
     baseline: dict[str, Any] = {}
     if "keep_prob" in space and suite.mcue is not None:
@@ -334,7 +335,7 @@ def _outcome(study: Any, name: str, parent_id: str | None, seconds: float) -> Tu
 
 
 def _study_parent(tracker: Any, study: Any, created: bool, suite: Suite, entry: MethodEntry, pair_name: str,
-                  space: dict[str, Any], trained: Any, *, wait: float = 120.0) -> str:
+                  space: dict[str, Any], device: str, *, objective: str = METRIC_NAME, wait: float = 120.0) -> str:
     """The study's parent run: made by the worker that created the study; the others wait for its id."""
     deadline = time.monotonic() + (0 if created else wait)
     while True:
@@ -347,11 +348,11 @@ def _study_parent(tracker: Any, study: Any, created: bool, suite: Suite, entry: 
     from bench.tracking import git_commit
 
     tags = {"suite": suite.name, "profile": suite.profile, "pair": pair_name, "method": entry.name,
-            "study": study.study_name, "git_commit": git_commit(), "device": str(trained.device)}
+            "study": study.study_name, "git_commit": git_commit(), "device": device}
     run_id = tracker.open_parent(suite_hash=f"study:{study.study_name}:{time.time_ns()}", kind="study",
                                  run_name=f"tune {entry.name} on {pair_name}", tags=tags,
                                  params={"space": space, "entry": entry.params, "strategy": entry.strategy,
-                                         "fractions": list(suite.fractions), "objective": "validation AUC"},
+                                         "fractions": list(suite.fractions), "objective": objective},
                                  artifacts={})
     study.set_user_attr("mlflow_parent_run_id", run_id)
     return run_id
@@ -378,13 +379,174 @@ def _log_trial(tracker: Any, parent_id: str, trial: Any, suite: Suite, entry: Me
                            metrics=metrics, step_metrics=steps, status="FINISHED" if state == "COMPLETE" else "KILLED")
 
 
-def _close_parent(tracker: Any, parent_id: str, outcome: TuneOutcome, *, final: bool) -> None:
-    metrics = {"best_val_auc": outcome.best_value, "n_complete": outcome.n_complete, "n_pruned": outcome.n_pruned,
+def _close_parent(tracker: Any, parent_id: str, outcome: TuneOutcome, *, final: bool, metric: str = "val_auc") -> None:
+    metrics = {f"best_{metric}": outcome.best_value, "n_complete": outcome.n_complete, "n_pruned": outcome.n_pruned,
                "n_failed": outcome.n_failed}
     if outcome.baseline_value is not None:
-        metrics["baseline_val_auc"] = outcome.baseline_value
+        metrics[f"baseline_{metric}"] = outcome.baseline_value
         metrics["gain_over_baseline"] = outcome.best_value - outcome.baseline_value
     tracker.close_parent(parent_id, status="FINISHED" if final else "RUNNING", metrics=metrics, artifacts={
-        "best_params.json": {"params": outcome.best_params, "val_auc": outcome.best_value,
-                             "baseline": outcome.baseline_params, "baseline_val_auc": outcome.baseline_value}})
+        "best_params.json": {"params": outcome.best_params, metric: outcome.best_value,
+                             "baseline": outcome.baseline_params, f"baseline_{metric}": outcome.baseline_value}})
     tracker.set_tags(parent_id, {f"best.{key}": value for key, value in outcome.best_params.items()})
+
+
+# -- tuning a model of a suite that compares trained models (NEUROGAME's layer choices) ---------------------------
+
+MODEL_METRIC_NAME = "validation accuracy"
+MODEL_TRIAL_NOTE = ("val/accuracy and val/loss: step = epoch. val_accuracy = the trial's objective: the validation "
+                    "accuracy of the epoch whose weights training kept (early stopping on the validation loss, "
+                    "else the last).")
+
+
+def model_pairs(suite: Suite, model: str) -> list[str]:
+    """The suite's pairs that train ``model`` (a registered model name, e.g. "neurogame")."""
+    return [name for name in suite.pairs if suite.pair(name).model == model]
+
+
+def model_search_space(suite: Suite, model: str) -> dict[str, dict[str, Any]]:
+    """The model's declared search space (its factory's ``search_space``), overridden per key by the suite's
+    ``tuning`` section under the model's name."""
+    from datasets.models import model_search_space as declared_space
+
+    declared = declared_space(model)
+    override = (suite.tuning or {}).get(model) or {}
+    if declared is None and not override:
+        raise SuiteError(f"model {model!r} declares no search space, so there is nothing to tune; give one in the "
+                         "suite's 'tuning' section")
+    return {**(declared or {}), **override}
+
+
+def tune_model(suite: Suite, pair_name: str, *, trials: int, storage: str | None = None,
+               study_name: str | None = None, seed: int = 0, worker: int = 0, model_seed: int | None = None,
+               tracker: Any = None, device: str = "auto", data_dir: str | None = None, heartbeat: int = 10,
+               grace: int = 30, retries: int = 2, progress: bool = True) -> TuneOutcome:
+    """Tunes the model options of one pair of a models suite on its validation split.
+
+    Each trial trains the pair's model with the trial's options (on top of the pair's own) under the suite's
+    recipe and seed ``model_seed``, on the training split; its value is the validation accuracy of the epoch whose
+    weights training kept. Every epoch's validation accuracy is reported (step = epoch), so a median pruner stops
+    trials that are behind after their second epoch. The first trial is the pair as registered (its defaults), so the
+    study shows what tuning gains over them. The test split is never touched; the tuned options are used by
+    ``bench run --tuned``. Trained trial models are not cached.
+
+    Args: as :func:`tune`, with ``pair_name`` the pair whose model is tuned.
+    """
+    import optuna
+    from tqdm.auto import tqdm
+
+    from datasets.models import build_model, model_option_defaults
+    from datasets.training import FAMILIES, best_epoch, fit, load_splits, resolve_device, seed_everything
+
+    start = time.perf_counter()
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    pair = suite.pair(pair_name)
+    space = model_search_space(suite, pair.model)
+    model_seed = suite.seeds[0] if model_seed is None else model_seed
+    splits = load_splits(pair, data_dir=data_dir)
+    torch_device = resolve_device(device)
+    name = study_name or study_name_for(suite, pair_name, pair.model)
+    rdb = make_storage(storage, heartbeat=heartbeat, grace=grace, retries=retries)
+    existing = _trial_count(optuna, rdb, name)
+    options = {"study_name": name, "direction": "maximize", "storage": rdb,
+               "sampler": optuna.samplers.TPESampler(seed=int(np.random.default_rng([seed, worker, existing])
+                                                              .integers(2**31)), n_startup_trials=5),
+               "pruner": optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)}
+    try:
+        study, created = optuna.create_study(**options), True
+    except optuna.exceptions.DuplicatedStudyError:
+        study, created = optuna.create_study(**options, load_if_exists=True), False
+    if study.metric_names != [MODEL_METRIC_NAME]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([MODEL_METRIC_NAME])
+    parent_id = None
+    if tracker is not None:
+        entry = MethodEntry(pair.model, pair.model, dict(pair.model_options), strategy="train")
+        parent_id = _study_parent(tracker, study, created, suite, entry, pair_name, space, str(torch_device),
+                                  objective=MODEL_METRIC_NAME)
+    baseline = {}
+    defaults = {**model_option_defaults(pair.model), **pair.model_options}
+    for key in space:
+        if key in defaults and _inside(defaults[key], space[key]):
+            baseline[key] = defaults[key]
+    if set(baseline) == set(space):
+        study.enqueue_trial(baseline, user_attrs={"baseline": "the pair's model options"}, skip_if_exists=True)
+
+    def objective(trial: Any) -> float:
+        began = time.perf_counter()
+        trial.set_user_attr("worker", worker)
+        values = _suggest(trial, space)
+        model_options = {**pair.model_options, **values}
+        history: list[dict[str, float]] = []
+        state = "COMPLETE"
+
+        def on_epoch(record: dict[str, float]) -> None:
+            history.append(record)
+            trial.report(record["val_accuracy"], step=int(record["epoch"]))
+            if trial.should_prune():
+                raise optuna.TrialPruned()
+
+        try:
+            seed_everything(model_seed)
+            model = build_model(pair.model, input_shape=splits.input_shape, num_classes=splits.num_classes,
+                                **model_options).to(torch_device)
+            fit(model, splits.train, pair.recipe, seed=model_seed, device=torch_device,
+                family=FAMILIES.get(pair.family), val=splits.val, progress=False, on_epoch=on_epoch)
+            kept = best_epoch(history, pair.recipe)
+            return float(next(r for r in history if int(r["epoch"]) == kept)["val_accuracy"])
+        except optuna.TrialPruned:
+            state = "PRUNED"
+            raise
+        except Exception as err:
+            state = "FAIL"
+            trial.set_user_attr("error", f"{type(err).__name__}: {' '.join(str(err).split())}"[:300])
+            raise
+        finally:
+            if tracker is not None and parent_id is not None:
+                metrics = {"seconds": time.perf_counter() - began, "epochs_trained": len(history)}
+                if state == "COMPLETE" and history:
+                    kept = best_epoch(history, pair.recipe)
+                    metrics["val_accuracy"] = next(r for r in history if int(r["epoch"]) == kept)["val_accuracy"]
+                steps = {f"val/{k}": [(int(r["epoch"]), r[f"val_{k}"]) for r in history]
+                         for k in ("accuracy", "loss")}
+                tags = {"kind": "trial", "suite": suite.name, "pair": pair_name, "method": pair.model,
+                        "state": state, "trial_number": str(trial.number), "study": trial.study.study_name,
+                        "mlflow.note.content": MODEL_TRIAL_NOTE}
+                if trial.user_attrs.get("baseline"):
+                    tags["baseline"] = trial.user_attrs["baseline"]
+                run_id = tracker.log_run(parent_id=parent_id, run_name=f"trial {trial.number}", tags=tags,
+                                         params=values, metrics=metrics, step_metrics=steps,
+                                         status="FINISHED" if state == "COMPLETE" else "KILLED")
+                trial.set_user_attr("mlflow_run_id", run_id)
+
+    from optuna.study import MaxTrialsCallback
+    from optuna.trial import TrialState
+
+    finished = (TrialState.COMPLETE, TrialState.PRUNED)
+    done = len(study.get_trials(deepcopy=False, states=finished))
+    bar = tqdm(total=trials, initial=min(done, trials), unit="trial", disable=not progress, dynamic_ncols=True,
+               desc=f"tune {pair.model} on {pair_name}")
+
+    def advance(study: Any, trial: Any) -> None:
+        if trial.state == TrialState.FAIL:
+            tqdm.write(f"trial {trial.number} failed: {trial.user_attrs.get('error', '')}", file=sys.stderr)
+        bar.n = min(len(study.get_trials(deepcopy=False, states=finished)), trials)
+        bar.set_postfix_str(f"best {study.best_value:.4f}" if _has_complete(study) else "")
+        bar.refresh()
+
+    try:
+        if done < trials:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                study.optimize(objective, callbacks=[MaxTrialsCallback(trials, states=finished), advance],
+                               catch=(ValueError, RuntimeError))
+    finally:
+        bar.close()
+    outcome = _outcome(study, name, parent_id, time.perf_counter() - start)
+    if tracker is not None and parent_id is not None:
+        still_running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
+        _close_parent(tracker, parent_id, outcome, final=outcome.n_complete + outcome.n_pruned >= trials
+                      and not still_running, metric="val_accuracy")
+    return outcome
+

@@ -19,6 +19,13 @@ MCUE_COLUMNS = ("pair", "seed", "p", "q", "var_correct", "mean_correct", "var_co
 MCUE_RUN_COLUMNS = ("pair", "seed", "t_star", "keep_prob", "output", "n_evaluations", "seconds")
 CORRELATION_COLUMNS = ("pair", "layer", "method_a", "method_b", "spearman", "kendall", "n_seeds")
 HISTORY_COLUMNS = ("pair", "seed", "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
+# One row per training run: the trained network itself (a models leaderboard compares these per task).
+MODEL_COLUMNS = (
+    "run_id", "pair", "seed", "model", "task", "test_accuracy", "test_macro_f1", "trained_val_accuracy",
+    "n_parameters", "seconds_per_epoch", "train_seconds", "epochs_trained", "best_epoch",
+)
+CLASS_COLUMNS = ("pair", "seed", "class", "index", "support", "precision", "recall", "f1")
+PREDICTION_COLUMNS = ("pair", "seed", "index", "label", "prediction")
 ANALYSIS_KEY_COLUMNS = ("pair", "seed")  # the first columns of every analysis table; the rest is the analysis's own
 
 FRAME_COLUMNS = {
@@ -29,6 +36,9 @@ FRAME_COLUMNS = {
     "mcue_runs": MCUE_RUN_COLUMNS,
     "correlations": CORRELATION_COLUMNS,
     "histories": HISTORY_COLUMNS,
+    "models": MODEL_COLUMNS,
+    "classes": CLASS_COLUMNS,
+    "predictions": PREDICTION_COLUMNS,
 }
 
 UNIT_AXIS = "unit_fraction"
@@ -72,6 +82,11 @@ class SuiteData:
             training family's own per-epoch metrics).
         analyses: "ANALYSIS/TABLE" -> that table of a registered analysis over every pair and seed (pair and seed
             first, then the analysis's own columns). Reports render them without knowing the analysis.
+        models: one row per training run (``MODEL_COLUMNS``, plus a training family's rates such as
+            ``neurogame/pass_fraction/game1``): the trained network's test accuracy, macro F1, size and cost.
+        classes: per-class test precision, recall and F1 of every trained network (``CLASS_COLUMNS``).
+        predictions: every trained network's test-split predictions (``PREDICTION_COLUMNS``), for paired tests.
+        glass_box: (pair, seed, stage) -> PNG bytes of NEUROGAME's glass-box maps.
     """
 
     suite: str
@@ -86,6 +101,10 @@ class SuiteData:
     correlations: pd.DataFrame = field(default_factory=lambda: empty_frame(CORRELATION_COLUMNS))
     histories: pd.DataFrame = field(default_factory=lambda: empty_frame(HISTORY_COLUMNS))
     analyses: dict[str, pd.DataFrame] = field(default_factory=dict)
+    models: pd.DataFrame = field(default_factory=lambda: empty_frame(MODEL_COLUMNS))
+    classes: pd.DataFrame = field(default_factory=lambda: empty_frame(CLASS_COLUMNS))
+    predictions: pd.DataFrame = field(default_factory=lambda: empty_frame(PREDICTION_COLUMNS))
+    glass_box: dict[tuple[str, int, str], bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         for name, columns in FRAME_COLUMNS.items():
@@ -119,7 +138,7 @@ class SuiteData:
 
 
 def require_runs(data: SuiteData) -> None:
-    """Raise ReportError when the suite has no finished runs.
+    """Raise ReportError when the suite has no finished runs (neither method runs nor trained models).
 
     Args:
         data: the suite's results.
@@ -127,6 +146,6 @@ def require_runs(data: SuiteData) -> None:
     Raises:
         ReportError: with a one-line message naming the command that fills the store.
     """
-    if data.runs.empty:
+    if data.runs.empty and data.models.empty:
         command = f"python -m bench run --suite {data.suite}"
         raise ReportError(f"no finished runs for suite '{data.suite}' in the store; run `{command}` first")

@@ -586,3 +586,116 @@ def plot_learning_curves(data: SuiteData, path_dir: Path) -> list[Path]:
         finally:
             plt.close(fig)
     return written
+
+
+def plot_glass_box(images: object, labels: Sequence[str], maps: object, path: Path, *, title: str = "") -> Path:
+    """NEUROGAME's glass-box maps for a few inputs: one row per input, columns input, activation map, energy,
+    payoff, Shapley map and strong-unit mask.
+
+    Each row shows the channel of that input's game layer that passed the most units (the map the layer found most
+    to keep). Energy and payoff are per coalition (patch grid); activation, Shapley values and the mask per unit.
+
+    Args:
+        images: (B, C, H, W) tensor of inputs in [0, 1].
+        labels: the true class name of each input (row titles).
+        maps: a ``methods.neurogame.NeuroGameMaps`` of these inputs.
+        path: the PNG to write.
+        title: the figure's title.
+
+    Returns:
+        ``path``.
+    """
+    x = np.asarray(images.detach().cpu().numpy(), dtype=float)  # type: ignore[attr-defined]
+    fields = {name: np.asarray(getattr(maps, name).detach().cpu().numpy(), dtype=float)
+              for name in ("activation", "energy", "payoff", "shapley", "mask")}
+    columns = (("activation", "activation map", "viridis"), ("energy", "energy E (patch)", "magma_r"),
+               ("payoff", "payoff e^(-E/T)/Z", "magma"), ("shapley", "Shapley value", "RdBu_r"),
+               ("mask", "strong units", "gray"))
+    rows = len(x)
+    with plt.rc_context(READABLE):
+        fig, axes = plt.subplots(rows, 1 + len(columns), figsize=(FIGURE_WIDTH, 2.0 * rows + 0.6),
+                                 layout="constrained", squeeze=False)
+        try:
+            for i in range(rows):
+                channel = int(fields["mask"][i].reshape(fields["mask"].shape[1], -1).sum(1).argmax())
+                picture = x[i].transpose(1, 2, 0)
+                axes[i, 0].imshow(picture[..., 0] if picture.shape[2] == 1 else picture,
+                                  cmap="gray" if picture.shape[2] == 1 else None, vmin=0, vmax=1)
+                axes[i, 0].set_title(f"input: {labels[i]}")
+                for j, (name, caption, cmap) in enumerate(columns, start=1):
+                    values = fields[name][i, channel]
+                    if name == "shapley":
+                        bound = float(np.abs(values).max()) or 1.0
+                        shown = axes[i, j].imshow(values, cmap=cmap, vmin=-bound, vmax=bound)
+                    elif name == "mask":
+                        shown = axes[i, j].imshow(values, cmap=cmap, vmin=0, vmax=1)
+                    else:
+                        shown = axes[i, j].imshow(values, cmap=cmap)
+                    if name != "mask":
+                        fig.colorbar(shown, ax=axes[i, j], shrink=0.8)
+                    else:
+                        axes[i, j].set_xlabel(f"{values.mean():.0%} passed")
+                    axes[i, j].set_title(f"{caption}, ch {channel}" if i == 0 else f"ch {channel}")
+            for ax in axes.flat:
+                ax.set_xticks([])
+                ax.set_yticks([])
+            if title:
+                fig.suptitle(title)
+            fig.savefig(path, dpi=DPI)
+        finally:
+            plt.close(fig)
+    return Path(path)
+
+
+def plot_task_learning_curves(data: SuiteData, path_dir: Path) -> list[Path]:
+    """The trained networks of each task side by side, one PNG per task: validation loss and accuracy per epoch
+    (mean over seeds, +-1 sd band), one line per pair; the training loss dashed in the loss panel.
+
+    Args:
+        data: the suite's results (``data.models`` for the tasks, ``data.histories`` for the curves).
+        path_dir: folder for the PNGs.
+
+    Returns:
+        The written paths, named ``task_curves_<task>.png``, for tasks with at least one stored history.
+    """
+    written = []
+    models = data.models
+    if models.empty or data.histories.empty:
+        return written
+    for task, group in models.groupby("task", sort=False):
+        pairs = [p for p in dict.fromkeys(group["pair"]) if (data.histories["pair"] == p).any()]
+        if not pairs:
+            continue
+        palette = dict(zip(pairs, sns.color_palette("tab10", len(pairs)), strict=True))
+        with plt.rc_context(READABLE):
+            fig, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 4.2), layout="constrained")
+            try:
+                for pair in pairs:
+                    summary = learning_curve_summary(data.histories, pair)
+                    for ax, metric, style in ((axes[0], "val_loss", "-"), (axes[0], "train_loss", "--"),
+                                              (axes[1], "val_accuracy", "-")):
+                        rows = summary[summary["metric"] == metric].sort_values("epoch")
+                        if rows.empty:
+                            continue
+                        label = pair if style == "-" else None
+                        ax.plot(rows["epoch"], rows["mean"], style, marker="o", markersize=3,
+                                color=palette[pair], label=label)
+                        if style == "-":
+                            sd = rows["sd"].fillna(0.0)
+                            ax.fill_between(rows["epoch"], rows["mean"] - sd, rows["mean"] + sd,
+                                            color=palette[pair], alpha=0.15, linewidth=0)
+                axes[0].set_ylabel("loss (validation solid, train dashed)")
+                axes[1].set_ylabel("validation accuracy")
+                for ax in axes:
+                    ax.set_xlabel("epoch")
+                    ax.grid(alpha=0.3)
+                    ax.xaxis.get_major_locator().set_params(integer=True)
+                axes[1].legend(loc="lower right")
+                n_seeds = int(group["seed"].nunique())
+                fig.suptitle(f"{data.suite}: {task} — learning curves (mean ± 1 sd over {n_seeds} seed(s))")
+                path = Path(path_dir) / f"task_curves_{file_stem(str(task))}.png"
+                fig.savefig(path, dpi=DPI)
+                written.append(path)
+            finally:
+                plt.close(fig)
+    return written

@@ -31,6 +31,7 @@ from reports.leaderboard import (
     matching_references,
     mcue_summary,
 )
+from reports.models import model_blocks, write_model_plots
 from reports.tables import analysis_summary
 
 PARAM_MARK = "†"
@@ -263,6 +264,7 @@ def report_blocks(
     fixed_fractions: Sequence[float],
     generated_at: datetime,
     analysis_images: dict[str, list[tuple[str, str]]] | None = None,
+    model_images: tuple[dict[str, str], dict[tuple[str, str], str]] = ({}, {}),
 ) -> list[Block]:
     """The whole report as blocks: header, how to read, one section per pair, correlations, spread over seeds.
 
@@ -276,10 +278,20 @@ def report_blocks(
         fixed_fractions: the fractions with their own columns.
         generated_at: the time written in the header.
         analysis_images: analysis -> (image file name, caption) pairs of its registered plots.
+        model_images: :func:`reports.models.write_model_plots`'s task curves and glass-box images.
 
     Returns:
         The blocks, in reading order.
     """
+    if data.runs.empty:  # a suite that compares trained models only (faces)
+        return [
+            Block("h1", f"coalition-bench leaderboard: suite '{data.suite}'"),
+            Block("p", f"Profile: {data.profile} · parent run: {data.parent_run_id or MISSING} · generated "
+                       f"{generated_at.isoformat(timespec='seconds')} · {len(data.models)} trained networks "
+                       f"({data.models['pair'].nunique()} pairs)."),
+            *model_blocks(data, references, *model_images),
+            *analysis_blocks(data, analysis_images or {}),
+        ]
     grid = ", ".join(f"{fraction:g}" for fraction in data.fractions) or "not recorded"
     blocks = [
         Block("h1", f"coalition-bench leaderboard: suite '{data.suite}'"),
@@ -342,6 +354,7 @@ def report_blocks(
         if ("seed_variance", pair) in images:
             caption = f"{pair}: AUC per seed and sd of accuracy over seeds"
             blocks.append(Block("image", text=caption, path=images[("seed_variance", pair)]))
+    blocks.extend(model_blocks(data, references, *model_images))
     blocks.extend(analysis_blocks(data, analysis_images or {}))
     return blocks
 
@@ -610,15 +623,17 @@ def build_report(
     try:
         images = write_plots(data, staging)
         analysis_images = write_analysis_plots(data, staging)
+        model_images = write_model_plots(data, staging)
         board = leaderboard(data, fixed_fractions=fixed_fractions, references=references)
         blocks = report_blocks(
             data, board, mcue_summary(data, references), coverage(data), images, references, fixed_fractions,
-            generated_at, analysis_images,
+            generated_at, analysis_images, model_images,
         )
         (staging / "report.md").write_text(render_markdown(blocks), encoding="utf-8")
         title = f"coalition-bench: {data.suite} ({data.profile})"
         (staging / "report.html").write_text(render_html(blocks, title, image_dir=staging), encoding="utf-8")
         extra = [name for pictures in analysis_images.values() for name, _ in pictures]
+        extra += [*model_images[0].values(), *model_images[1].values()]
         names = [*sorted(set(images.values()) | set(extra)), "report.md", "report.html"]
         out_dir.mkdir(parents=True, exist_ok=True)
         written = []

@@ -274,3 +274,160 @@ def learning_curve_summary(histories: pd.DataFrame, pair: str) -> pd.DataFrame:
     out = grouped.agg(mean=("value", "mean"), n_seeds=("seed", "nunique"))
     out["sd"] = grouped["value"].agg(sample_sd)
     return out.reset_index()[["epoch", "metric", "mean", "sd", "n_seeds"]]
+
+
+# -- trained models compared per task (suites without methods: NEUROGAME against its baselines) -----------------
+
+PASS_FRACTION_PREFIX = "neurogame/pass_fraction/"
+
+
+def kept_epoch_val_loss(data: SuiteData) -> pd.DataFrame:
+    """The validation loss of each trained network at the epoch whose weights it kept (``best_epoch``; the last
+    epoch for runs that do not record one): pair, seed, val_loss."""
+    models, histories = data.models, data.histories
+    if models.empty or histories.empty or "val_loss" not in histories.columns:
+        return pd.DataFrame(columns=["pair", "seed", "val_loss"])
+    last = histories.groupby(["pair", "seed"])["epoch"].max().rename("last_epoch").reset_index()
+    kept = models[["pair", "seed", "best_epoch"]].merge(last, on=["pair", "seed"], how="left")
+    kept["epoch"] = kept["best_epoch"].where(kept["best_epoch"].notna() & (kept["best_epoch"] > 0),
+                                             kept["last_epoch"])
+    merged = kept.merge(histories[["pair", "seed", "epoch", "val_loss"]], on=["pair", "seed", "epoch"], how="left")
+    return merged[["pair", "seed", "val_loss"]]
+
+
+def model_leaderboard(data: SuiteData) -> pd.DataFrame:
+    """The trained networks of each task, ranked by mean test accuracy: one row per (task, pair).
+
+    Args:
+        data: the suite's results (``data.models``, and ``data.histories`` for the validation loss).
+
+    Returns:
+        Columns task, pair, model, n_seeds, seeds, test_accuracy (mean, sd), test_macro_f1 (mean, sd), val_loss
+        (mean, sd; at the kept epoch), n_parameters, seconds_per_epoch (mean), epochs (mean trained), and
+        pass_fraction (mean over epochs and seeds of the first NEUROGAME layer's rate; NaN for other models).
+    """
+    models = data.models
+    columns = ["task", "pair", "model", "n_seeds", "seeds", "test_accuracy", "test_accuracy_sd", "test_macro_f1",
+               "test_macro_f1_sd", "val_loss", "val_loss_sd", "n_parameters", "seconds_per_epoch", "epochs",
+               "pass_fraction"]
+    if models.empty:
+        return pd.DataFrame(columns=columns)
+    models = models.merge(kept_epoch_val_loss(data), on=["pair", "seed"], how="left")
+    pass_columns = sorted(c for c in models.columns if c.startswith(PASS_FRACTION_PREFIX))
+    rows = []
+    for (task, pair), group in models.groupby(["task", "pair"], sort=False):
+        rows.append({
+            "task": task, "pair": pair, "model": group["model"].iloc[0], "n_seeds": group["seed"].nunique(),
+            "seeds": ",".join(str(s) for s in sorted(group["seed"].unique())),
+            "test_accuracy": group["test_accuracy"].mean(), "test_accuracy_sd": sample_sd(group["test_accuracy"]),
+            "test_macro_f1": group["test_macro_f1"].mean(), "test_macro_f1_sd": sample_sd(group["test_macro_f1"]),
+            "val_loss": group["val_loss"].mean(), "val_loss_sd": sample_sd(group["val_loss"]),
+            "n_parameters": group["n_parameters"].mean(), "seconds_per_epoch": group["seconds_per_epoch"].mean(),
+            "epochs": group["epochs_trained"].mean(),
+            "pass_fraction": group[pass_columns[0]].mean() if pass_columns else np.nan,
+        })
+    board = pd.DataFrame(rows, columns=columns)
+    order = list(dict.fromkeys(models["task"]))
+    board["_task"] = board["task"].map(order.index)
+    return (board.sort_values(["_task", "test_accuracy"], ascending=[True, False], kind="stable")
+            .drop(columns="_task").reset_index(drop=True))
+
+
+def paired_bootstrap(correct_a: np.ndarray, correct_b: np.ndarray, *, resamples: int = 2000,
+                     rng: np.random.Generator) -> np.ndarray:
+    """Bootstrap distribution of mean accuracy(A) - accuracy(B) over seeds and test examples, paired on both.
+
+    Each resample draws the seeds with replacement and, independently, the test examples with replacement (the
+    same examples for every seed); its statistic is the mean over the drawn seeds of the accuracy difference on the
+    drawn examples. Both sources of noise, the training seed and the finite test split, are in its spread.
+
+    Args:
+        correct_a, correct_b: (seeds, examples) 0/1 arrays: whether model A (B) trained with that seed got that
+            test example right; row i of both is the same seed.
+        resamples: bootstrap resamples.
+        rng: the generator (the report seeds it, so the interval is reproducible).
+
+    Returns:
+        The ``resamples`` bootstrap statistics.
+    """
+    diff = np.asarray(correct_a, dtype=float) - np.asarray(correct_b, dtype=float)
+    n_seeds, n_examples = diff.shape
+    out = np.empty(resamples)
+    chunk = max(1, 2_000_000 // max(n_examples, 1))
+    for start in range(0, resamples, chunk):
+        size = min(chunk, resamples - start)
+        example_counts = np.stack([np.bincount(rng.integers(0, n_examples, n_examples), minlength=n_examples)
+                                   for _ in range(size)])                       # (size, examples)
+        per_seed = example_counts @ diff.T / n_examples                           # (size, seeds)
+        seed_weights = np.stack([np.bincount(rng.integers(0, n_seeds, n_seeds), minlength=n_seeds)
+                                 for _ in range(size)]) / n_seeds                 # (size, seeds)
+        out[start:start + size] = (per_seed * seed_weights).sum(1)
+    return out
+
+
+def paired_comparisons(data: SuiteData, *, resamples: int = 2000, level: float = 0.95,
+                       seed: int = 0) -> pd.DataFrame:
+    """Every two trained networks of the same task, compared on the seeds and test examples they share.
+
+    The better-ranked (by mean test accuracy) is A. ``beyond_noise`` is True when the paired-bootstrap interval
+    of accuracy(A) - accuracy(B) (:func:`paired_bootstrap`) excludes 0; ``p`` is the two-sided bootstrap p-value
+    (twice the share of resamples on the other side of 0, at most 1).
+
+    Args:
+        data: the suite's results (``data.models`` for the tasks, ``data.predictions`` for the examples).
+        resamples, level: the bootstrap's resamples and the interval's coverage.
+        seed: seeds the bootstrap.
+
+    Returns:
+        Columns task, a, b, diff (mean over shared seeds of the accuracy difference), ci_low, ci_high, p,
+        beyond_noise, n_seeds, n_examples.
+    """
+    columns = ["task", "a", "b", "diff", "ci_low", "ci_high", "p", "beyond_noise", "n_seeds", "n_examples"]
+    board = model_leaderboard(data)
+    predictions = data.predictions
+    if board.empty or predictions.empty:
+        return pd.DataFrame(columns=columns)
+    correct = predictions.assign(correct=(predictions["label"] == predictions["prediction"]).astype(float))
+    tables = {pair: rows.pivot(index="seed", columns="index", values="correct")
+              for pair, rows in correct.groupby("pair", sort=False)}
+    labels = {pair: rows.drop_duplicates("index").set_index("index")["label"]
+              for pair, rows in predictions.groupby("pair", sort=False)}
+    rng = np.random.default_rng(seed)
+    rows = []
+    for task, ranked in board.groupby("task", sort=False):
+        pairs = [p for p in ranked["pair"] if p in tables]
+        for i, a in enumerate(pairs):
+            for b in pairs[i + 1:]:
+                seeds = sorted(set(tables[a].index) & set(tables[b].index))
+                same_examples = labels[a].index.equals(labels[b].index) and labels[a].equals(labels[b])
+                if not seeds or not same_examples:
+                    continue  # not the same test split: nothing to pair
+                correct_a = tables[a].loc[seeds].to_numpy()
+                correct_b = tables[b].loc[seeds].to_numpy()
+                stats = paired_bootstrap(correct_a, correct_b, resamples=resamples, rng=rng)
+                low, high = np.quantile(stats, [(1 - level) / 2, (1 + level) / 2])
+                p = min(1.0, 2 * min((stats <= 0).mean(), (stats >= 0).mean()))
+                rows.append({"task": task, "a": a, "b": b, "diff": float((correct_a - correct_b).mean()),
+                             "ci_low": float(low), "ci_high": float(high), "p": float(p),
+                             "beyond_noise": bool(low > 0 or high < 0), "n_seeds": len(seeds),
+                             "n_examples": correct_a.shape[1]})
+    return pd.DataFrame(rows, columns=columns)
+
+
+def class_summary(data: SuiteData, task_pairs: list[str]) -> pd.DataFrame:
+    """Per-class test precision, recall and F1 of the given pairs (one task): mean ± sd over seeds, one row per
+    (class, pair) — the paper reports precision per gender and age category."""
+    classes = data.classes[data.classes["pair"].isin(task_pairs)]
+    if classes.empty:
+        return pd.DataFrame(columns=["class", "pair", "support", "precision", "precision_sd", "recall",
+                                     "recall_sd", "f1", "f1_sd", "n_seeds"])
+    grouped = classes.groupby(["index", "class", "pair"], sort=True)
+    out = grouped.agg(support=("support", "mean"), precision=("precision", "mean"), recall=("recall", "mean"),
+                      f1=("f1", "mean"), n_seeds=("seed", "nunique"))
+    for column in ("precision", "recall", "f1"):
+        out[f"{column}_sd"] = grouped[column].agg(sample_sd)
+    out = out.reset_index()
+    out["_pair"] = out["pair"].map(task_pairs.index)
+    out = out.sort_values(["index", "_pair"]).drop(columns=["index", "_pair"])
+    return out[["class", "pair", "support", "precision", "precision_sd", "recall", "recall_sd", "f1", "f1_sd",
+                "n_seeds"]].reset_index(drop=True)
