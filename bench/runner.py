@@ -427,8 +427,9 @@ def aggregates(frames: dict[str, pd.DataFrame]) -> tuple[dict[str, float], dict[
         frames: ``bench.tracking.load_frames`` of the suite's runs.
 
     Returns:
-        Metrics for the parent run (``n_method_runs``, the finished method runs these aggregates are computed from)
-        and its artifacts: ``seed_variance.csv`` (the AUC mean and sd per pair and method among them),
+        Metrics for the parent run (``n_method_runs``, the finished method runs these aggregates are computed from;
+        ``n_train_runs``) and its artifacts: ``seed_variance.csv`` (the AUC mean and sd per pair and method among them),
+        ``models.csv`` (test accuracy mean and sd over seeds of each trained pair, when training runs are stored),
         ``rank_correlations.csv`` (means over seeds) and ``rank_correlations_per_seed.csv``. Per-method numbers are
         not parent metrics: as one MLflow column each, they buried the runs' own metrics in the UI.
     """
@@ -464,4 +465,11 @@ def aggregates(frames: dict[str, pd.DataFrame]) -> tuple[dict[str, float], dict[
                               n_seeds=("seed", "nunique"), n_units=("n_units", "first")).reset_index())
     artifacts = {"seed_variance.csv": pd.DataFrame(variance_rows), "rank_correlations.csv": mean_correlations,
                  "rank_correlations_per_seed.csv": correlations}
+    models = frames.get("models")
+    if models is not None and len(models):  # the trained networks themselves: test accuracy over seeds, per pair
+        metrics["n_train_runs"] = len(models)
+        artifacts["models.csv"] = pd.DataFrame([
+            {"task": task, "pair": pair, "model": group["model"].iloc[0], **seed_spread(group["test_accuracy"]),
+             "seconds_per_epoch": float(group["seconds_per_epoch"].mean())}
+            for (task, pair), group in models.groupby(["task", "pair"], sort=False)])
     return metrics, artifacts

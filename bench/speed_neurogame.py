@@ -1,4 +1,4 @@
-"""Cost of NEUROGAME: ``python -m bench.speed_neurogame [--fraction 0.25] [--out speed.json]``.
+"""Cost of NEUROGAME: ``python -m bench.speed_neurogame [--fraction 0.25] [--device auto] [--out speed.json]``.
 
 Two measurements, in one process:
 
@@ -6,8 +6,10 @@ Two measurements, in one process:
    batch of maps, shaped as the game layer sees a 64x64 image in the ``neurogame`` model (64 channels of 16x16 after
    two conv blocks), median of ``--repeats`` runs after a warm-up.
 2. One training epoch (``datasets.training.fit``, batch 128, Adam) of ``neurogame`` (and ``neurogame-3x3``) against
-   the ``face-cnn`` and ``face-mlp`` baselines on random data of UTKFace's training shape (10,080 images of 3x64x64):
-   ``--fraction`` of it is trained on and the time is scaled to the full 10,080 images.
+   the ``face-cnn``, ``face-cnn-dropout`` and ``face-mlp`` baselines on random data of UTKFace's training shape
+   (10,080 images of 3x64x64): ``--fraction`` of it is trained on and the time is scaled to the full 10,080 images.
+
+Timings are on ``--device`` (CUDA when there is a GPU), synchronised before each clock read.
 
 The load average is printed before and after, since a busy machine slows every row alike.
 """
@@ -29,27 +31,34 @@ from torch.utils.data import TensorDataset
 import methods.neurogame  # noqa: F401 - registers the neurogame models and family
 from datasets.models import build_model
 from datasets.pairs import Recipe
-from datasets.training import FAMILIES, fit
+from datasets.training import FAMILIES, fit, resolve_device
 from methods.neurogame import NeuroGameConfig, NeuroGameLayer
 
 UTKFACE_TRAIN = 10_080  # training images of the utkface pairs (11,200 minus the 10% validation carve)
 UTKFACE_SHAPE = (3, 64, 64)
 
 
-def _median_seconds(step: Callable[[], None], repeats: int) -> float:
-    step()  # warm-up (allocations, cached patch grids)
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _median_seconds(step: Callable[[], None], repeats: int, device: torch.device) -> float:
+    step()  # warm-up (allocations, cached patch grids, CUDA kernels)
+    _sync(device)
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
         step()
+        _sync(device)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 
 
-def time_layers(batch: int, repeats: int, seed: int) -> dict[str, dict[str, float]]:
+def time_layers(batch: int, repeats: int, seed: int, device: torch.device) -> dict[str, dict[str, float]]:
     """Median forward and forward + backward seconds of each layer on one (batch, 64, 16, 16) batch of maps."""
     torch.manual_seed(seed)
-    maps = torch.relu(torch.randn(batch, 64, 16, 16))
+    maps = torch.relu(torch.randn(batch, 64, 16, 16)).to(device)
     layers: dict[str, nn.Module] = {
         "conv3x3 + relu": nn.Sequential(nn.Conv2d(64, 64, 3, padding=1), nn.ReLU()),
         "neurogame n=2": NeuroGameLayer(NeuroGameConfig(coalition_size=2)),
@@ -62,7 +71,7 @@ def time_layers(batch: int, repeats: int, seed: int) -> dict[str, dict[str, floa
     }
     results = {}
     for name, layer in layers.items():
-        layer.train()
+        layer.to(device).train()
 
         def forward(layer: nn.Module = layer) -> None:
             with torch.no_grad():
@@ -72,12 +81,12 @@ def time_layers(batch: int, repeats: int, seed: int) -> dict[str, dict[str, floa
             x = maps.clone().requires_grad_()
             layer(x).sum().backward()
 
-        results[name] = {"forward_s": _median_seconds(forward, repeats),
-                         "forward_backward_s": _median_seconds(forward_backward, repeats)}
+        results[name] = {"forward_s": _median_seconds(forward, repeats, device),
+                         "forward_backward_s": _median_seconds(forward_backward, repeats, device)}
     return results
 
 
-def time_epochs(fraction: float, seed: int, models: list[str]) -> dict[str, dict[str, float]]:
+def time_epochs(fraction: float, seed: int, models: list[str], device: torch.device) -> dict[str, dict[str, float]]:
     """Seconds of one training epoch of each model on random UTKFace-shaped data, scaled to 10,080 images."""
     n = max(128, round(fraction * UTKFACE_TRAIN))
     generator = torch.Generator().manual_seed(seed)
@@ -87,10 +96,12 @@ def time_epochs(fraction: float, seed: int, models: list[str]) -> dict[str, dict
     results = {}
     for name in models:
         torch.manual_seed(seed)
-        model = build_model(name, input_shape=UTKFACE_SHAPE, num_classes=2)
+        model = build_model(name, input_shape=UTKFACE_SHAPE, num_classes=2).to(device)
         family = FAMILIES.get("neurogame" if name.startswith("neurogame") else "plain")
+        _sync(device)
         start = time.perf_counter()
-        history = fit(model, data, recipe, seed=seed, device=torch.device("cpu"), family=family, progress=False)
+        history = fit(model, data, recipe, seed=seed, device=device, family=family, progress=False)
+        _sync(device)
         seconds = time.perf_counter() - start
         results[name] = {"images": n, "seconds": seconds, "epoch_s_full": seconds * UTKFACE_TRAIN / n,
                          **{k: v for k, v in history[0].items() if k.startswith("neurogame/")}}
@@ -103,20 +114,23 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per layer (the median is reported)")
     parser.add_argument("--fraction", type=float, default=0.25,
                         help="fraction of UTKFace's 10,080 training images to time an epoch on (then scaled)")
-    parser.add_argument("--models", default="neurogame,neurogame-3x3,face-cnn,face-mlp",
+    parser.add_argument("--models", default="neurogame,neurogame-3x3,face-cnn,face-cnn-dropout,face-mlp",
                         help="comma-separated models for the epoch timing")
     parser.add_argument("--skip-epochs", action="store_true", help="time the layers only")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--device", default="auto", help="auto (CUDA when there is a GPU), cpu or cuda")
     parser.add_argument("--out", help="also write the results as JSON here")
     args = parser.parse_args(argv)
 
+    device = resolve_device(args.device)
     load_before = os.getloadavg()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
+    where = torch.cuda.get_device_name(device) if device.type == "cuda" else "cpu"
+    print(f"torch {torch.__version__}, device {where}, {torch.get_num_threads()} threads, {os.cpu_count()} cores, "
           f"load average {load_before[0]:.2f}")
-    results: dict[str, object] = {"threads": torch.get_num_threads(), "cores": os.cpu_count(),
+    results: dict[str, object] = {"device": where, "threads": torch.get_num_threads(), "cores": os.cpu_count(),
                                   "load_before": load_before}
 
-    layers = time_layers(args.batch, args.repeats, args.seed)
+    layers = time_layers(args.batch, args.repeats, args.seed, device)
     results["layers"] = layers
     base = layers["conv3x3 + relu"]
     print(f"\nlayer on a ({args.batch}, 64, 16, 16) batch of maps, median of {args.repeats}:")
@@ -127,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
     if not args.skip_epochs:
         models = [m for m in args.models.split(",") if m]
-        epochs = time_epochs(args.fraction, args.seed, models)
+        epochs = time_epochs(args.fraction, args.seed, models, device)
         results["epochs"] = epochs
         reference = epochs.get("face-cnn", next(iter(epochs.values())))["epoch_s_full"]
         n = next(iter(epochs.values()))["images"]
