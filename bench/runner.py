@@ -330,7 +330,8 @@ def _glass_box_outputs(trained: Any) -> dict[str, Any]:
     stages = [name for name, _ in game_layers(trained.model)]
     if not stages:
         return {}
-    x, y = as_tensors(torch.utils.data.Subset(trained.splits.test, range(GLASS_BOX_EXAMPLES)))
+    shown = range(min(GLASS_BOX_EXAMPLES, len(trained.splits.test)))
+    x, y = as_tensors(torch.utils.data.Subset(trained.splits.test, shown))
     artifacts: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="coalition-bench-glass-box-") as tmp:
         for stage in stages:

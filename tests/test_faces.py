@@ -291,3 +291,20 @@ def test_tune_a_model_of_a_faces_suite(tmp_path, monkeypatch, capsys):
     code = main(["tune", "--suite", str(path), "--method", "face-cnn", "--trials", "1", "--storage", "memory",
                  "--data-dir", str(tmp_path / "data"), "--no-progress"])
     assert code == 2  # no face-cnn pair in this suite and no such method entry
+
+
+def test_celeba_pairs_train_and_report_through_torchvisions_loader(tmp_path, monkeypatch, capsys):
+    """CelebA is not staged here: the real loader (torchvision's CelebA) runs on tiny generated files."""
+    WRITERS["celeba"](tmp_path / "data")
+    monkeypatch.chdir(tmp_path)
+    options = {"image_size": 16, "grayscale": True, "verify_checksums": False}
+    path = _suite(tmp_path, pairs=[{"name": "ng-celeba", "pair": "neurogame-celeba", "dataset_options": options},
+                                   {"name": "mlp-celeba", "pair": "face-mlp-celeba", "dataset_options": options}],
+                  seeds=[0], recipe={"epochs": 1, "batch_size": 4})
+    out = tmp_path / "report"
+    code = main(["run", "--suite", str(path), "--data-dir", str(tmp_path / "data"), "--tracking-uri",
+                 f"sqlite:///{tmp_path / 'store.db'}", "--no-progress", "--out", str(out)])
+    assert code == 0, capsys.readouterr().err
+    report = (out / "report.md").read_text()
+    assert "CelebA gender, 64x64x3" in report and "ng-celeba" in report and "mlp-celeba" in report
+    assert "0.8826" in report and "a different dataset" not in report.split("ng-celeba")[1].split("\n")[0]

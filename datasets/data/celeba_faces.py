@@ -38,10 +38,13 @@ class _CelebA(tv_datasets.CelebA):
 
 
 class _ToRGB:
-    """A picklable ``image.convert("RGB")``, so DataLoader workers can use the transform."""
+    """A picklable ``image.convert("RGB")`` (``"L"`` for grayscale), so DataLoader workers can use the transform."""
+
+    def __init__(self, mode: str = "RGB") -> None:
+        self.mode = mode
 
     def __call__(self, image: Image.Image) -> Image.Image:
-        return image.convert("RGB")
+        return image.convert(self.mode)
 
 
 def _check_celeba_files(base: Path, verify_checksums: bool) -> None:
@@ -76,7 +79,8 @@ def _read_celeba_partition(path: Path) -> tuple[list[str], Tensor]:
 
 @DATASETS.register("celeba")
 def celeba(
-    request: LoadRequest, *, attribute: str = "Male", image_size: int = 64, verify_checksums: bool = True
+    request: LoadRequest, *, attribute: str = "Male", image_size: int = 64, grayscale: bool = False,
+    verify_checksums: bool = True,
 ) -> Splits:
     """CelebA aligned faces with one binary attribute as the target; float32 in [0, 1], decoded lazily.
 
@@ -91,16 +95,18 @@ def celeba(
         attribute: a column of ``list_attr_celeba.txt``, e.g. ``"Male"`` or ``"Smiling"``; label 1 means
             present.
         image_size: side of the square images, in pixels.
+        grayscale: one luminance channel instead of RGB (NEUROGAME's 128x128x1 input).
         verify_checksums: check the txt files against torchvision's md5s.
 
     Returns:
-        The splits (162,770 / 19,867 / 19,962 on the full data); x has shape (3, image_size, image_size).
+        The splits (162,770 / 19,867 / 19,962 on the full data); x has shape (3 or 1, image_size, image_size).
     """
     if image_size < 1:
         raise ValueError(f"celeba: image_size must be positive, got {image_size}")
     base = request.root / _CelebA.base_folder
     transform = transforms.Compose(
-        [_ToRGB(), transforms.Resize(image_size), transforms.CenterCrop(image_size), transforms.ToTensor()]
+        [_ToRGB("L" if grayscale else "RGB"), transforms.Resize(image_size), transforms.CenterCrop(image_size),
+         transforms.ToTensor()]
     )
     if request.download:
         try:
@@ -146,6 +152,6 @@ def celeba(
         val=split(1),
         test=split(2),
         num_classes=2,
-        input_shape=(3, image_size, image_size),
+        input_shape=(1 if grayscale else 3, image_size, image_size),
         classes=(f"not {attribute}", attribute),
     )
