@@ -44,6 +44,9 @@ from datasets.registry import Registry
 # are batched from their uint8 tensor instead of a DataLoader, which draws a different batch order; conv nets train
 # in channels-last layout.
 CACHE_VERSION = 3
+# Examples per batch when evaluating. Larger batches are slower on a CPU once activations outgrow the caches: a
+# 64x64 face CNN predicts 2,800 images in 6.8 s at 2,048 per batch and 3.9 s at 256.
+EVAL_BATCH = 256
 
 
 class TrainingFamily(Protocol):
@@ -417,7 +420,7 @@ def best_epoch(history: list[dict[str, float]], recipe: Recipe) -> int:
 
 @torch.no_grad()
 def evaluate(model: nn.Module, dataset: Dataset, *, device: torch.device, family: TrainingFamily | None = None,
-             batch_size: int = 2048) -> tuple[float, float]:
+             batch_size: int = EVAL_BATCH) -> tuple[float, float]:
     """Mean loss (the family's) and top-1 accuracy of ``model`` on ``dataset``, in eval mode.
 
     The global random state is restored afterwards (a DataLoader draws a seed from it), so evaluating between
@@ -436,14 +439,14 @@ def evaluate(model: nn.Module, dataset: Dataset, *, device: torch.device, family
     return total_loss / max(total, 1), correct / max(total, 1)
 
 
-def accuracy(model: nn.Module, dataset: Dataset, *, device: torch.device, batch_size: int = 2048) -> float:
+def accuracy(model: nn.Module, dataset: Dataset, *, device: torch.device, batch_size: int = EVAL_BATCH) -> float:
     """Top-1 accuracy of ``model`` on ``dataset``."""
     return evaluate(model, dataset, device=device, batch_size=batch_size)[1]
 
 
 @torch.no_grad()
 def predict(model: nn.Module, dataset: Dataset, *, device: torch.device,
-            batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+            batch_size: int = EVAL_BATCH) -> tuple[np.ndarray, np.ndarray]:
     """The labels of ``dataset`` and ``model``'s top-1 predictions, in dataset order (eval mode, random state kept).
 
     Returns:

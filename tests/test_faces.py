@@ -291,6 +291,16 @@ def test_tune_a_model_of_a_faces_suite(tmp_path, monkeypatch, capsys):
     code = main(["tune", "--suite", str(path), "--method", "face-cnn", "--trials", "1", "--storage", "memory",
                  "--data-dir", str(tmp_path / "data"), "--no-progress"])
     assert code == 2  # no face-cnn pair in this suite and no such method entry
+    capsys.readouterr()
+    # --tuned trains the pair with the study's best options: a new training run whose params carry them
+    code = main(["run", "--suite", str(path), "--tuned", "--data-dir", str(tmp_path / "data"), "--tracking-uri",
+                 f"sqlite:///{tmp_path / 'tune.db'}", "--no-progress", "--no-report"])
+    output = capsys.readouterr()
+    assert code == 0, output.err
+    assert "tuned: ng-tiny neurogame {'top_p'" in output.err
+    with sqlite3.connect(tmp_path / "tune.db") as con:
+        logged = dict(con.execute("SELECT key, value FROM params WHERE key LIKE 'model_options.%'").fetchall())
+    assert "model_options.top_p" in logged
 
 
 def test_celeba_pairs_train_and_report_through_torchvisions_loader(tmp_path, monkeypatch, capsys):
