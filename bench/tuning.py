@@ -146,10 +146,8 @@ def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, stora
             often such a trial is retried.
     """
     import optuna
-    from tqdm.auto import tqdm
 
     from bench.pipeline import problem_for, run_mcue
-    from datasets.pairs import PAIRS
     from datasets.training import train_pair
     from methods.curves import area_under_curve, evaluate_path, kept_counts
     from methods.neuron_game import NeuronGame
@@ -158,9 +156,7 @@ def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, stora
 
     start = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed trials are reported below, one line each
-    pair = PAIRS.get(pair_name)
-    if suite.recipe:
-        pair = pair.with_recipe(**suite.recipe)
+    pair = suite.pair(pair_name)
     model_seed = suite.seeds[0] if model_seed is None else model_seed
     trained = train_pair(pair, seed=model_seed, data_dir=data_dir, device=device, progress=False)
     problem = problem_for(trained, val_samples=suite.val_samples)
@@ -187,22 +183,9 @@ def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, stora
     strategy = STRATEGIES.get(entry.strategy)
 
     name = study_name or study_name_for(suite, pair_name, entry.name)
-    rdb = make_storage(storage, heartbeat=heartbeat, grace=grace, retries=retries)
-    existing = _trial_count(optuna, rdb, name)
-    options = {"study_name": name, "direction": "maximize", "storage": rdb,
-               # Mixing in the trials already there keeps a resumed worker from replaying its start-up samples.
-               "sampler": optuna.samplers.TPESampler(seed=int(np.random.default_rng([seed, worker, existing])
-                                                              .integers(2**31)), n_startup_trials=5),
-               # Steps are kept fractions, not counts: the first report is kept from pruning in on_record instead.
-               "pruner": optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=0)}
-    try:  # the database's unique study name decides which worker created the study (and its MLflow parent run)
-        study, created = optuna.create_study(**options), True
-    except optuna.exceptions.DuplicatedStudyError:
-        study, created = optuna.create_study(**options, load_if_exists=True), False
-    if study.metric_names != [METRIC_NAME]:  # the dashboard's name for the objective ("Objective 0" otherwise)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([METRIC_NAME])
+    # Steps are kept fractions, not counts: the first report is kept from pruning in on_record instead.
+    study, created = _open_study(name, storage, seed=seed, worker=worker, metric=METRIC_NAME, warmup_steps=0,
+                                 heartbeat=heartbeat, grace=grace, retries=retries)
     parent_id = _study_parent(tracker, study, created, suite, entry, pair_name, space,
                               str(trained.device)) if tracker else None
 
@@ -259,14 +242,48 @@ def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, stora
                 # The trial is still running here: afterwards its attributes can no longer be set.
                 trial.set_user_attr("mlflow_run_id", run_id)
 
+    failures = _optimize(study, objective, trials=trials, n_jobs=n_jobs, progress=progress,
+                         desc=f"tune {entry.name} on {pair_name}", on_trial=on_trial)
+    return _finish(study, name, parent_id, tracker, start=start, trials=trials, failures=failures)
+
+
+def _open_study(name: str, storage: str | None, *, seed: int, worker: int, metric: str, warmup_steps: int,
+                heartbeat: int, grace: int, retries: int) -> tuple[Any, bool]:
+    """The study ``name`` (created, or joined when another worker created it) with a seeded TPE sampler and a median
+    pruner, its objective named ``metric`` on the dashboard; and whether this worker created it."""
+    import optuna
+
+    rdb = make_storage(storage, heartbeat=heartbeat, grace=grace, retries=retries)
+    existing = _trial_count(optuna, rdb, name)
+    options = {"study_name": name, "direction": "maximize", "storage": rdb,
+               # Mixing in the trials already there keeps a resumed worker from replaying its start-up samples.
+               "sampler": optuna.samplers.TPESampler(seed=int(np.random.default_rng([seed, worker, existing])
+                                                              .integers(2**31)), n_startup_trials=5),
+               "pruner": optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=warmup_steps)}
+    try:  # the database's unique study name decides which worker created the study (and its MLflow parent run)
+        study, created = optuna.create_study(**options), True
+    except optuna.exceptions.DuplicatedStudyError:
+        study, created = optuna.create_study(**options, load_if_exists=True), False
+    if study.metric_names != [metric]:  # the dashboard's name for the objective ("Objective 0" otherwise)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            study.set_metric_names([metric])
+    return study, created
+
+
+def _optimize(study: Any, objective: Callable[[Any], float], *, trials: int, n_jobs: int, progress: bool, desc: str,
+              on_trial: Callable[[Any], None] | None = None) -> int:
+    """Runs trials until the study holds ``trials`` finished ones, with a progress bar; stops after
+    MAX_FAILURES_IN_A_ROW failures in a row. Returns the failures in a row at the end."""
+    import optuna
     from optuna.study import MaxTrialsCallback
     from optuna.trial import TrialState
+    from tqdm.auto import tqdm
 
     finished = (TrialState.COMPLETE, TrialState.PRUNED)
     done = len(study.get_trials(deepcopy=False, states=finished))
     bar = tqdm(total=trials, initial=min(done, trials), unit="trial", disable=not progress, dynamic_ncols=True,
-               desc=f"tune {entry.name} on {pair_name}")
-
+               desc=desc)
     failures_in_a_row = [0]
 
     def advance(study: Any, trial: Any) -> None:
@@ -290,8 +307,17 @@ def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, stora
                                catch=(ValueError, RuntimeError))
     finally:
         bar.close()
+    return failures_in_a_row[0]
+
+
+def _finish(study: Any, name: str, parent_id: str | None, tracker: Any, *, start: float, trials: int, failures: int,
+            metric: str = "val_auc") -> TuneOutcome:
+    """The study's outcome; its parent run closed by the worker that sees it done. Raises SuiteError when it
+    stopped on failures."""
+    from optuna.trial import TrialState
+
     outcome = _outcome(study, name, parent_id, time.perf_counter() - start)
-    if failures_in_a_row[0] >= MAX_FAILURES_IN_A_ROW:
+    if failures >= MAX_FAILURES_IN_A_ROW:
         last = study.trials[-1]
         raise SuiteError(f"stopped after {MAX_FAILURES_IN_A_ROW} failed trials in a row (trial {last.number}: "
                          f"{last.user_attrs.get('error', 'see the log above')})")
@@ -299,7 +325,7 @@ def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, stora
     if tracker is not None and parent_id is not None:
         # Only the worker that sees the study done closes its parent, so `--tuned` never reads an interim best.
         _close_parent(tracker, parent_id, outcome, final=outcome.n_complete + outcome.n_pruned >= trials
-                      and not still_running)
+                      and not still_running, metric=metric)
     return outcome
 
 
@@ -433,7 +459,6 @@ def tune_model(suite: Suite, pair_name: str, *, trials: int, storage: str | None
     Args: as :func:`tune`, with ``pair_name`` the pair whose model is tuned.
     """
     import optuna
-    from tqdm.auto import tqdm
 
     from datasets.models import build_model, model_option_defaults
     from datasets.training import FAMILIES, best_epoch, fit, load_splits, resolve_device, seed_everything
@@ -446,20 +471,8 @@ def tune_model(suite: Suite, pair_name: str, *, trials: int, storage: str | None
     splits = load_splits(pair, data_dir=data_dir)
     torch_device = resolve_device(device)
     name = study_name or study_name_for(suite, pair_name, pair.model)
-    rdb = make_storage(storage, heartbeat=heartbeat, grace=grace, retries=retries)
-    existing = _trial_count(optuna, rdb, name)
-    options = {"study_name": name, "direction": "maximize", "storage": rdb,
-               "sampler": optuna.samplers.TPESampler(seed=int(np.random.default_rng([seed, worker, existing])
-                                                              .integers(2**31)), n_startup_trials=5),
-               "pruner": optuna.pruners.MedianPruner(n_startup_trials=3, n_warmup_steps=1)}
-    try:
-        study, created = optuna.create_study(**options), True
-    except optuna.exceptions.DuplicatedStudyError:
-        study, created = optuna.create_study(**options, load_if_exists=True), False
-    if study.metric_names != [MODEL_METRIC_NAME]:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            study.set_metric_names([MODEL_METRIC_NAME])
+    study, created = _open_study(name, storage, seed=seed, worker=worker, metric=MODEL_METRIC_NAME, warmup_steps=1,
+                                 heartbeat=heartbeat, grace=grace, retries=retries)
     parent_id = None
     if tracker is not None:
         entry = MethodEntry(pair.model, pair.model, dict(pair.model_options), strategy="train")
@@ -520,33 +533,8 @@ def tune_model(suite: Suite, pair_name: str, *, trials: int, storage: str | None
                                          status="FINISHED" if state == "COMPLETE" else "KILLED")
                 trial.set_user_attr("mlflow_run_id", run_id)
 
-    from optuna.study import MaxTrialsCallback
-    from optuna.trial import TrialState
-
-    finished = (TrialState.COMPLETE, TrialState.PRUNED)
-    done = len(study.get_trials(deepcopy=False, states=finished))
-    bar = tqdm(total=trials, initial=min(done, trials), unit="trial", disable=not progress, dynamic_ncols=True,
-               desc=f"tune {pair.model} on {pair_name}")
-
-    def advance(study: Any, trial: Any) -> None:
-        if trial.state == TrialState.FAIL:
-            tqdm.write(f"trial {trial.number} failed: {trial.user_attrs.get('error', '')}", file=sys.stderr)
-        bar.n = min(len(study.get_trials(deepcopy=False, states=finished)), trials)
-        bar.set_postfix_str(f"best {study.best_value:.4f}" if _has_complete(study) else "")
-        bar.refresh()
-
-    try:
-        if done < trials:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                study.optimize(objective, callbacks=[MaxTrialsCallback(trials, states=finished), advance],
-                               catch=(ValueError, RuntimeError))
-    finally:
-        bar.close()
-    outcome = _outcome(study, name, parent_id, time.perf_counter() - start)
-    if tracker is not None and parent_id is not None:
-        still_running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))
-        _close_parent(tracker, parent_id, outcome, final=outcome.n_complete + outcome.n_pruned >= trials
-                      and not still_running, metric="val_accuracy")
-    return outcome
+    failures = _optimize(study, objective, trials=trials, n_jobs=1, progress=progress,
+                         desc=f"tune {pair.model} on {pair_name}")
+    return _finish(study, name, parent_id, tracker, start=start, trials=trials, failures=failures,
+                   metric="val_accuracy")
 

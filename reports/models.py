@@ -18,6 +18,7 @@ from reports.data import SuiteData
 from reports.tables import class_summary, model_leaderboard, paired_comparisons
 
 MODEL_METRIC = "test_accuracy"
+RESAMPLES = 2000
 COMPARISON_NOTE = (
     "Paired comparisons: A is the better-ranked network. Δ = mean over shared seeds of accuracy(A) − accuracy(B) on "
     "the same test examples; the 95 % interval is a paired bootstrap (2,000 resamples) that redraws the seeds and "
@@ -68,12 +69,14 @@ def leaderboard_table(board: pd.DataFrame, references: Sequence[dict]) -> pd.Dat
     return pd.DataFrame(rows)
 
 
-def comparison_table(comparisons: pd.DataFrame) -> pd.DataFrame:
+def comparison_table(comparisons: pd.DataFrame, resamples: int = RESAMPLES) -> pd.DataFrame:
     rows = []
     for row in comparisons.itertuples(index=False):
         rows.append({
             "A": row.a, "B": row.b, "Δ accuracy": f"{row.diff:+.4f}",
-            "95 % interval": f"[{row.ci_low:+.4f}, {row.ci_high:+.4f}]", "p": f"{row.p:.3f}",
+            "95 % interval": f"[{row.ci_low:+.4f}, {row.ci_high:+.4f}]",
+            # the bootstrap resolves p to 1 / resamples: below that it says so rather than print 0
+            "p": f"{row.p:.3f}" if row.p * resamples >= 1 else f"< {1 / resamples:.4f}",
             "verdict": ("A better, beyond noise" if row.diff > 0 else "B better, beyond noise")
             if row.beyond_noise else "within noise",
             "seeds × examples": f"{row.n_seeds} × {row.n_examples:,}",
@@ -120,7 +123,7 @@ def model_blocks(data: SuiteData, references: Sequence[dict], curves: dict[str, 
     board = model_leaderboard(data)
     if board.empty:
         return []
-    comparisons = paired_comparisons(data)
+    comparisons = paired_comparisons(data, resamples=RESAMPLES)
     blocks = [
         Block("h2", "Trained models by task"),
         Block("p", "Each row is a trained network (a pair), ranked within its task by mean test accuracy. Test "

@@ -197,8 +197,11 @@ def test_run_logs_every_run_and_a_rerun_skips_them(tiny, capsys):
     assert {"seed_variance.csv", "rank_correlations.csv", "plan.json", "suite.json"} <= parent_artifacts
     # A handful of parent metrics, none per method (those are in seed_variance.csv): the UI's columns stay readable.
     experiment = client.get_experiment_by_name("tiny")
-    assert set(client.get_run(parents[0][0]).data.metrics) == {"wall_seconds", "n_method_runs", "n_failed"}
-    assert client.get_run(parents[0][0]).data.metrics["n_method_runs"] == 10
+    parent_metrics = client.get_run(parents[0][0]).data.metrics
+    assert set(parent_metrics) == {"wall_seconds", "n_method_runs", "n_train_runs", "n_failed"}
+    assert parent_metrics["n_method_runs"] == 10
+    assert parent_metrics["n_train_runs"] == sum(r[2]["kind"] == "train" for r in children)
+    assert "models.csv" in parent_artifacts
     page = f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
     assert printed[-1] == f"see it: mlflow ui --backend-store-uri {tiny['uri']}, then open {page}"
     variance = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=parents[0][0], artifact_path="seed_variance.csv",
