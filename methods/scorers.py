@@ -66,15 +66,26 @@ class PruningProblem:
 
 @dataclass(frozen=True)
 class Scores:
-    """Scores of the units (NaN for units fixed in or out) and the coalition evaluations spent."""
+    """Scores of the units (NaN for units fixed in or out) and what computing them cost.
+
+    Attributes:
+        values: one score per unit.
+        n_evaluations: coalition evaluations of the neuron game.
+        n_forward: forward passes over single examples outside the game (examples x passes: a batch of 256
+            forwarded once counts 256), whether through the whole network or, as Captum's layer evaluations, a
+            full forward whose result is partly discarded.
+        n_backward: backward passes over single examples (examples x passes), full or down to a layer only.
+    """
 
     values: np.ndarray
     n_evaluations: int = 0
+    n_forward: int = 0
+    n_backward: int = 0
 
 
 UNIT_AXIS = "unit_fraction"  # a curve over kept units (structured pruning)
 PARAM_AXIS = "param_fraction"  # a curve over kept weights (unstructured pruning)
-FAMILIES = ("power-index", "magnitude", "gradient", "activation", "random")
+FAMILIES = ("power-index", "magnitude", "gradient", "activation", "attribution", "random")
 
 
 class Scorer(Protocol):
@@ -255,6 +266,9 @@ class GTAPScorer(ScorerBase):
             result = function(game, **sampling)
         values = np.full(problem.n_units, np.nan)
         values[game.free] = result.values
+        # n_forward stays 0: the cost is the coalition evaluations. It is not evaluations x examples, because the
+        # game caches the activations up to the first unit group (computed once when the game is built) and
+        # evaluates only the suffix, on the sparse path often as a rank-k update of the previous coalition.
         return Scores(values, problem.game.n_evaluations - before)
 
 
@@ -323,7 +337,8 @@ class WeightGradientMagnitude(ScorerBase):
         products = {n: (stages[n].weight * stages[n].weight.grad).abs() for n in names}
         model.zero_grad(set_to_none=True)
         values = per_unit_weight_statistic(model, problem.groups, products)
-        return Scores(_with_nan(values, include, exclude))
+        n = len(problem.y)
+        return Scores(_with_nan(values, include, exclude), n_forward=n, n_backward=n)
 
 
 @SCORERS.register("random")
@@ -351,33 +366,39 @@ class MeanActivation(ScorerBase):
     def __call__(self, problem, *, rng, include=None, exclude=None) -> Scores:
         include, exclude = _fixed(problem, include, exclude)
         sums = [torch.zeros(g.size, dtype=torch.float64) for g in problem.groups]
-        with torch.no_grad(), _unit_masks(problem.model, problem.groups, ~exclude, record=sums, mode="abs"):
+        with torch.no_grad(), _unit_masks(problem.model, problem.groups, ~exclude, record=sums):
             for xb in problem.x.split(self.batch_size):
                 problem.model(xb)
         values = torch.cat(sums).numpy() / len(problem.y)
-        return Scores(_with_nan(values, include, exclude))
+        return Scores(_with_nan(values, include, exclude), n_forward=len(problem.y))
 
 
 @SCORERS.register("taylor")
 @dataclass(frozen=True)
 class FirstOrderTaylor(ScorerBase):
     """First-order Taylor importance (Molchanov et al. 2017): per example |mean over the unit's feature map of
-    a * dL/da|, averaged over the validation examples."""
+    a * dL/da|, L the example's cross-entropy, averaged over the validation examples (pruned units masked).
+
+    Computed by Captum's LayerGradientXActivation with the true class's log-softmax (= -L) as the attributed output
+    (``methods.attribution.captum_layer_scores``), on a private eval-mode copy of the model. It replaced a hook-based
+    version of the same formula: identical scores, faster on LeNet5 (0.11 s vs 0.14-0.23 s on 2,000 MNIST
+    examples), slower on LeNet-300-100 (0.04 s vs 0.02 s). Needs captum.
+
+    Args:
+        batch_size: validation examples per forward and backward pass.
+    """
 
     batch_size: int = 1024
 
     family: ClassVar[str] = "gradient"
 
     def __call__(self, problem, *, rng, include=None, exclude=None) -> Scores:
+        from methods.attribution import captum_layer_scores  # that module imports this one
+
         include, exclude = _fixed(problem, include, exclude)
-        sums = [torch.zeros(g.size, dtype=torch.float64) for g in problem.groups]
-        model = problem.model
-        with _unit_masks(model, problem.groups, ~exclude, record=sums, mode="taylor"):
-            for xb, yb in zip(problem.x.split(self.batch_size), problem.y.split(self.batch_size), strict=True):
-                F.cross_entropy(model(xb), yb, reduction="sum").backward()
-        model.zero_grad(set_to_none=True)
-        values = torch.cat(sums).numpy() / len(problem.y)
-        return Scores(_with_nan(values, include, exclude))
+        values, n_forward, n_backward = captum_layer_scores(problem, exclude, method="gxa", reduce="abs",
+                                                            batch_size=self.batch_size, output="log_prob")
+        return Scores(_with_nan(values, include, exclude), n_forward=n_forward, n_backward=n_backward)
 
 
 def check_method_params(name: str, params: dict[str, Any]) -> type:
@@ -417,10 +438,11 @@ def _per_unit_max(groups: Sequence[UnitGroup], values: dict[str, torch.Tensor]) 
 
 @contextlib.contextmanager
 def _unit_masks(model: nn.Sequential, groups: Sequence[UnitGroup], keep: np.ndarray, *,
-                record: list[torch.Tensor] | None = None, mode: str = "abs") -> Iterator[None]:
-    """Zeroes the units outside ``keep`` during forward passes; optionally accumulates per-unit statistics.
+                record: list[torch.Tensor] | None = None) -> Iterator[None]:
+    """Zeroes the units outside ``keep`` during forward passes; optionally adds sum |a| per unit to ``record``.
 
-    ``mode="abs"`` adds sum |a| per unit to ``record``; ``mode="taylor"`` adds sum a * dL/da (via a tensor hook).
+    The hooks return the masked output, so hooks registered after them (Captum's, in ``methods.attribution``) see
+    the masked activations.
     """
     stages = dict(model.named_children())
     handles = []
@@ -434,20 +456,9 @@ def _unit_masks(model: nn.Sequential, groups: Sequence[UnitGroup], keep: np.ndar
                 # Statistics are means over a unit's positions (a conv channel's feature map), so channels and
                 # neurons stay comparable in a global ranking, summed over the batch.
                 spatial = list(range(2, output.dim()))
-                if mode == "abs":
-                    per_example = output.detach().abs()
-                    per_example = per_example.mean(spatial) if spatial else per_example
-                    record[g] += per_example.sum(0).double().cpu()
-                elif output.requires_grad:
-                    activation = output.detach()
-
-                    def grad_hook(grad, out=activation, g=g, spatial=spatial):
-                        # Molchanov et al.: |mean over the feature map of a * dL/da| per example.
-                        product = out * grad
-                        product = product.mean(spatial) if spatial else product
-                        record[g] += product.abs().sum(0).double().cpu()
-
-                    output.register_hook(grad_hook)
+                per_example = output.detach().abs()
+                per_example = per_example.mean(spatial) if spatial else per_example
+                record[g] += per_example.sum(0).double().cpu()
             return output
 
         handles.append(stages[group.name].register_forward_hook(hook))

@@ -13,7 +13,8 @@ from methods.scorers import SCORERS, PruningProblem, build_scorer
 from methods.strategies import STRATEGIES, iterated
 from methods.structure import parameter_counts, unit_groups
 
-SCORER_PARAMS = {"gtap": {"index": "beta", "keep_prob": 0.3, "budget": 300}}
+SCORER_PARAMS = {"gtap": {"index": "beta", "keep_prob": 0.3, "budget": 300},
+                 "captum-ig": {"n_steps": 8}, "captum-conductance": {"n_steps": 8}}
 # Coalition evaluations a scorer declares per call: gtap's shared beta_d estimator evaluates exactly `budget`
 # coalitions; every other scorer reads weights or activations and never plays the game.
 DECLARED_EVALUATIONS = {"gtap": 300}
@@ -54,12 +55,15 @@ def test_scorer_contract(problem, name):
         scores = scorer(problem, rng=np.random.default_rng(seed), **fixed)
         # What a scorer reports is what the game counted, and what it declares for its configuration.
         assert scores.n_evaluations == problem.game.n_evaluations - before == declared
+        # Forward and backward passes over single examples (tests/test_library_scorers.py counts them).
+        assert all(isinstance(k, int) and k >= 0 for k in (scores.n_forward, scores.n_backward))
         return scores
 
     scores = score(0)
     assert scores.values.shape == (n,) and np.isfinite(scores.values).all()
     again = score(0)
     np.testing.assert_array_equal(scores.values, again.values)  # same seed, same scores
+    assert (scores.n_forward, scores.n_backward) == (again.n_forward, again.n_backward)
     exclude = np.zeros(n, bool)
     exclude[:5] = True
     include = np.zeros(n, bool)
