@@ -16,7 +16,14 @@ import torch
 
 from datasets.data import as_tensors
 from datasets.training import TrainedPair
-from methods.curves import CurvePoint, evaluate_fine_tuned, evaluate_path, kept_counts, weight_pruning_curve
+from methods.curves import (
+    CurvePoint,
+    evaluate_fine_tuned,
+    evaluate_path,
+    kept_counts,
+    physical_costs,
+    weight_pruning_curve,
+)
 from methods.mcue import MCUEResult, mcue
 from methods.neuron_game import NeuronGame
 from methods.scorers import PARAM_AXIS, PruningProblem, build_scorer
@@ -64,7 +71,8 @@ def run_experiment(trained: TrainedPair, *, method: str, params: dict[str, Any],
                    fractions: Sequence[float], seed: int, step: int | float = 0.05,
                    problem: PruningProblem | None = None, test_game: NeuronGame | None = None,
                    mcue_result: MCUEResult | None = None, mcue_options: dict[str, Any] | None = None,
-                   fine_tune_epochs: int = 0, allocation: str = "global") -> Experiment:
+                   fine_tune_epochs: int = 0, allocation: str = "global", physical: bool = False,
+                   latency_cache: dict | None = None) -> Experiment:
     """Scores, prunes and evaluates one method.
 
     Args:
@@ -80,7 +88,10 @@ def run_experiment(trained: TrainedPair, *, method: str, params: dict[str, Any],
         mcue_result: reuse a finished MCUE; mcue_options: options for running one.
         fine_tune_epochs: if > 0, fine-tune each pruned network this many epochs on the training split (pruned
             units held at zero) before measuring its test accuracy.
-        allocation: "global" ranks all units together, "uniform" keeps the same fraction of every layer.
+        allocation: "global" ranks all units together, "uniform" keeps the same fraction of every layer,
+            "normalized" ranks all units on scores divided by their layer's mean.
+        physical: build each point's physically pruned network (``methods.physical``) and record its parameters,
+            MACs and CPU latency (``latency_cache``: shared between the runs of one trained pair).
     """
     start = time.perf_counter()
     problem = problem or problem_for(trained)
@@ -112,6 +123,11 @@ def run_experiment(trained: TrainedPair, *, method: str, params: dict[str, Any],
     else:
         test_game = test_game or test_game_for(trained)
         points = evaluate_path(path, fractions, test_game, trained.model, problem.groups)
+    if physical:
+        targets = kept_counts(fractions, problem.n_units)
+        masks = [path.masks[targets[p.target_fraction]] for p in points]
+        points = physical_costs(points, masks, trained.model, problem.groups, tuple(problem.x.shape[1:]),
+                                latency_cache=latency_cache)
     points = [replace(p, n_evaluations=p.n_evaluations + overhead[0], seconds=p.seconds + overhead[1])
               for p in points]
     return Experiment(points, path, mcue_result, params, time.perf_counter() - start)

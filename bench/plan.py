@@ -114,6 +114,8 @@ def plan(suite: Suite) -> list[RunSpec]:
                     config["step"] = None  # Top-n has no step: changing it must not redo these runs
                 if entry.axis != UNIT_AXIS:
                     config["mcue"] = None  # no d point on the parameter axis
+                if suite.physical and entry.axis == UNIT_AXIS:
+                    config["physical"] = True  # only when on, so suites without it keep their runs
                 if suite.tuned.get(pair_name, {}).get(entry.name):
                     config["tuned"] = suite.tuned[pair_name][entry.name]
                 specs.append(RunSpec("method", pair_name, seed, entry, config, config_hash(config)))

@@ -25,7 +25,7 @@ from bench.plan import RunSpec, config_hash, plan
 from bench.suite import Suite, SuiteError
 from bench.tracking import Tracker, flatten, git_commit, load_frames
 from methods.analysis import AnalysisInput, rank_correlations, seed_spread
-from methods.curves import area_under_curve
+from methods.curves import MAC_REDUCTIONS, accuracy_at_mac_fraction, area_under_curve
 from methods.scorers import UNIT_AXIS
 
 # Each kind's run description in the MLflow UI (tag mlflow.note.content): what the step of its step metrics counts,
@@ -125,7 +125,7 @@ def run_suite(suite: Suite, tracker: Tracker, *, device: str = "auto", data_dir:
         params={"suite": suite.name, "profile": suite.profile, "pairs": list(suite.pairs), "seeds": list(suite.seeds),
                 "methods": [e.name for e in suite.methods], "fractions": list(suite.fractions), "step": suite.step,
                 "mcue": suite.mcue, "recipe": suite.recipe, "fine_tune_epochs": suite.fine_tune_epochs,
-                "val_samples": suite.val_samples},
+                "physical": suite.physical, "val_samples": suite.val_samples},
         artifacts={"suite.json": suite.to_dict(),
                    "plan.json": [{"config_hash": s.config_hash, "kind": s.kind, "pair": s.pair, "method": s.method,
                                   "seed": s.seed} for s in specs]})
@@ -197,6 +197,7 @@ def _run_group(suite: Suite, tracker: Tracker, parent_id: str, pair_name: str, s
     trained_metrics = {"trained_test_accuracy": trained.metrics["test_accuracy"],
                        "trained_val_accuracy": trained.metrics["val_accuracy"]}
     layers = {g.name: np.arange(g.players.start, g.players.stop) for g in problem.groups} if problem else {}
+    latency_cache: dict = {}  # pruned-network shapes -> latency, shared by this trained network's runs
     for spec in sorted(group, key=lambda s: s.kind == "train"):  # the training run last: analyses read scores
         bar.set_description(f"{pair_name} {spec.method} seed {seed}")
         tags = {**common_tags, **_spec_tags(spec), "mlflow.note.content": RUN_NOTES[spec.kind]}
@@ -219,7 +220,7 @@ def _run_group(suite: Suite, tracker: Tracker, parent_id: str, pair_name: str, s
                                                                    strict=True)]}
             else:
                 metrics, steps, artifacts = _method_run(suite, spec, trained, problem, test_game, mcue_result,
-                                                        layers)
+                                                        layers, latency_cache)
                 metrics.update(trained_metrics)
                 params.update({f"resolved.{k}": v for k, v in metrics.pop("_params").items()})
             ended = mcue_window[1] if spec.kind == "mcue" else time.time()
@@ -349,7 +350,7 @@ def _spec_tags(spec: RunSpec) -> dict[str, str]:
             "config_hash": spec.config_hash}
     if entry is not None:
         tags.update({"scorer": entry.method, "family": entry.family, "strategy": entry.strategy,
-                     "axis": entry.axis})
+                     "axis": entry.axis, "allocation": entry.allocation, "variant_of": entry.variant_of or entry.name})
     if spec.kind == "train":  # what a models leaderboard groups by
         tags.update({"model": spec.config["model"], "task": spec.config["task"]})
     return tags
@@ -378,7 +379,8 @@ def _mcue_plot(result: Any, title: str) -> bytes:
 
 
 def _method_run(suite: Suite, spec: RunSpec, trained: Any, problem: Any, test_game: Any, mcue_result: Any,
-                layers: dict[str, np.ndarray]) -> tuple[dict[str, Any], dict[str, list], dict[str, Any]]:
+                layers: dict[str, np.ndarray], latency_cache: dict | None = None,
+                ) -> tuple[dict[str, Any], dict[str, list], dict[str, Any]]:
     entry = spec.entry
     assert entry is not None
     grid = list(suite.fractions)
@@ -388,7 +390,8 @@ def _method_run(suite: Suite, spec: RunSpec, trained: Any, problem: Any, test_ga
     experiment: pipeline.Experiment = pipeline.run_experiment(
         trained, method=entry.method, params=entry.params, strategy=entry.strategy, fractions=fractions,
         seed=spec.seed, step=spec.config["step"], problem=problem, test_game=test_game, mcue_result=mcue_result,
-        fine_tune_epochs=suite.fine_tune_epochs, allocation=entry.allocation)
+        fine_tune_epochs=suite.fine_tune_epochs, allocation=entry.allocation,
+        physical=bool(spec.config.get("physical")), latency_cache=latency_cache)
     curve = pd.DataFrame([p.as_dict() for p in experiment.points])
     curve["is_mcue_point"] = [bool(d is not None and on_units and math.isclose(f, d) and
                                    not any(math.isclose(f, g) for g in grid)) for f in curve["target_fraction"]]
@@ -399,12 +402,17 @@ def _method_run(suite: Suite, spec: RunSpec, trained: Any, problem: Any, test_ga
         "accuracy_at_d": at_d[0] if at_d else math.nan,
         "keep_prob_d": d if d is not None else math.nan,
         "n_evaluations": max(p.n_evaluations for p in experiment.points),
+        **{f"acc_at_{r}x_macs": accuracy_at_mac_fraction(experiment.points, 1 / r) for r in MAC_REDUCTIONS
+           if spec.config.get("physical")},
+        "n_forward": max(p.n_forward for p in experiment.points),
+        "n_backward": max(p.n_backward for p in experiment.points),
         "seconds": experiment.seconds,
         "_params": {k: v for k, v in experiment.params.items() if k not in entry.params},
     }
     steps = {
         f"curve/{name}": [(round(1000 * p.target_fraction), getattr(p, name)) for p in experiment.points]
-        for name in ("accuracy", "unit_fraction", "param_fraction", "n_evaluations", "seconds")
+        for name in ("accuracy", "unit_fraction", "param_fraction", "n_evaluations", "seconds",
+                     *(("mac_fraction", "latency_b1", "latency_b256") if spec.config.get("physical") else ()))
     }
     artifacts: dict[str, Any] = {"curve.csv": curve}
     if experiment.path is not None and experiment.path.first_scores is not None:

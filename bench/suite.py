@@ -17,12 +17,16 @@ Schema (``lenet.yaml`` is the full example)::
     recipe: {epochs: 1}               # optional overrides of every pair's training recipe
     mcue: {samples: 32, instances: 16, output: correct, grid: [...]}   # optional; d for beta_d and the d point
     fine_tune_epochs: 0               # optional fine-tuning of each pruned network
+    physical: true                    # optional: build each curve point's physically pruned network and record its
+                                      # parameters, MACs and CPU latency (batch 1 and 256)
     val_samples: 2000                 # optional: v(C) on a fixed subset of the validation split (cost knob)
     defaults: {gtap: {budget: 650}}   # parameters for every entry of a method
     tuning:                           # optional: override a method's declared search space for `bench tune`
       gtap: {keep_prob: {type: float, low: 0.1, high: 0.9}, step: {type: float, low: 0.05, high: 0.2}}
     methods:                          # optional: without methods a suite compares its pairs' trained models
       - {name: gtap-beta-top-n, method: gtap, params: {index: beta}, strategy: top-n, allocation: global}
+      - {name: wmp, method: wmp, allocation: [uniform, normalized]}   # a list: one entry per variant, wmp-uniform
+                                                                       # and wmp-normalized; reports show the best
     analyses: [microstructure]        # optional: registered analyses of each trained pair (or {name:, params:})
     profiles:                         # named overrides of the keys above; "default" is the file as written
       full: {seeds: [0, 1, 2, 3, 4], defaults: {gtap: {budget: 20000}}}
@@ -47,7 +51,7 @@ SUITES_DIR = Path(__file__).parent / "suites"
 DEFAULT_PROFILE = "default"
 MCUE_KEYS = ("samples", "instances", "output", "grid")
 TOP_KEYS = ("name", "description", "pairs", "seeds", "fractions", "step", "recipe", "mcue", "fine_tune_epochs",
-            "val_samples", "defaults", "methods", "analyses", "tuning", "profiles")
+            "physical", "val_samples", "defaults", "methods", "analyses", "tuning", "profiles")
 SPACE_KEYS = ("type", "low", "high", "log", "choices")
 PROFILE_KEYS = tuple(k for k in TOP_KEYS if k not in ("name", "profiles"))
 ENTRY_KEYS = ("name", "method", "params", "strategy", "allocation")
@@ -68,7 +72,10 @@ class MethodEntry:
         method: the registered scorer.
         params: the scorer's parameters, suite defaults applied.
         strategy: the registered pruning strategy.
-        allocation: "global" or "uniform" (the same kept fraction in every layer).
+        allocation: "global" (raw scores ranked network-wide), "uniform" (the same kept fraction in every layer)
+            or "normalized" (scores divided by their layer's mean, then ranked network-wide).
+        variant_of: the name an entry with a list of allocations was written under (its variants are named
+            ``NAME-ALLOCATION``); reports rank such a baseline at its best variant. Empty for a plain entry.
     """
 
     name: str
@@ -76,6 +83,7 @@ class MethodEntry:
     params: dict[str, Any]
     strategy: str = "top-n"
     allocation: str = "global"
+    variant_of: str = ""
 
     @property
     def scorer(self) -> Any:
@@ -129,6 +137,7 @@ class Suite:
     mcue: dict[str, Any] | None = None
     recipe: dict[str, Any] = field(default_factory=dict)
     fine_tune_epochs: int = 0
+    physical: bool = False
     val_samples: int | None = None
     tuning: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     tuned: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)  # pair -> entry -> tuned params
@@ -224,7 +233,7 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 def _parse(raw: Any, path: Path, profile: str) -> Suite:
     from datasets.pairs import PAIRS, Recipe
     from methods.scorers import build_scorer, check_method_params
-    from methods.strategies import STRATEGIES
+    from methods.strategies import ALLOCATIONS, STRATEGIES
 
     if not isinstance(raw, dict):
         raise SuiteError("a suite is a YAML mapping with keys: " + ", ".join(TOP_KEYS))
@@ -297,16 +306,24 @@ def _parse(raw: Any, path: Path, profile: str) -> Suite:
             build_scorer(item["method"], **params)  # a bad value (index: shaply, budget: -1) fails now
             strategy = str(item.get("strategy", "top-n"))
             STRATEGIES.get(strategy)
-            allocation = str(item.get("allocation", "global"))
-            if allocation not in ("global", "uniform"):
-                raise SuiteError(f"unknown allocation {allocation!r}; valid: global, uniform")
-            if allocation == "uniform" and strategy != "top-n":
-                raise SuiteError("allocation 'uniform' works with strategy 'top-n' only")
+            allocations = item.get("allocation", "global")
+            variants = [str(a) for a in allocations] if isinstance(allocations, list) else [str(allocations)]
+            if not variants or len(set(variants)) != len(variants):
+                raise SuiteError(f"allocation: a list needs distinct values, got {allocations}")
+            for allocation in variants:
+                if allocation not in ALLOCATIONS:
+                    raise SuiteError(f"unknown allocation {allocation!r}; valid: {', '.join(ALLOCATIONS)}")
+                if allocation == "uniform" and strategy != "top-n":
+                    raise SuiteError("allocation 'uniform' works with strategy 'top-n' only")
         except (UnknownNameError, ValueError) as err:
             raise SuiteError(f"{where}: {err}") from None
-        if any(e.name == name for e in entries):
-            raise SuiteError(f"{where}: duplicate method name {name!r}")
-        entries.append(MethodEntry(name, item["method"], params, strategy, allocation))
+        listed = isinstance(allocations, list)
+        for allocation in variants:
+            entry = MethodEntry(f"{name}-{allocation}" if listed else name, item["method"], params, strategy,
+                                allocation, variant_of=name if listed else "")
+            if any(e.name == entry.name for e in entries):
+                raise SuiteError(f"{where}: duplicate method name {entry.name!r}")
+            entries.append(entry)
     if any(e.needs_mcue for e in entries) and mcue is None:
         mcue = {}  # beta_d without a fixed d needs MCUE's d
     if mcue is not None:
@@ -319,8 +336,15 @@ def _parse(raw: Any, path: Path, profile: str) -> Suite:
                  pairs=pairs, seeds=seeds, fractions=fractions, step=step, methods=tuple(entries),
                  analyses=analyses, mcue=mcue,
                  recipe=recipe, fine_tune_epochs=int(config.get("fine_tune_epochs", 0)),
+                 physical=_flag(config.get("physical", False), "physical"),
                  val_samples=_val_samples(config.get("val_samples")), tuning=tuning, path=path,
                  variants=variants)
+
+
+def _flag(value: Any, key: str) -> bool:
+    if not isinstance(value, bool):
+        raise SuiteError(f"'{key}' is true or false, got {value!r}")
+    return value
 
 
 def _pairs(items: Any) -> tuple[tuple[str, ...], dict[str, Any]]:

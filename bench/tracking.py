@@ -432,8 +432,10 @@ def load_frames(tracker: Tracker, hashes: Sequence[str]) -> dict[str, Any]:
             continue
         row = {"run_id": run_id, **key, "method": tags["method"], "scorer": tags.get("scorer", ""),
                "family": tags.get("family", ""),
-               "strategy": tags.get("strategy", ""), "axis": tags.get("axis", "unit_fraction")}
-        for name in ("auc", "accuracy_at_d", "keep_prob_d", "n_evaluations", "seconds", "trained_test_accuracy"):
+               "strategy": tags.get("strategy", ""), "axis": tags.get("axis", "unit_fraction"),
+               "allocation": tags.get("allocation", "global"), "variant_of": tags.get("variant_of", tags["method"])}
+        for name in ("auc", "accuracy_at_d", "keep_prob_d", "acc_at_2x_macs", "acc_at_4x_macs", "n_evaluations",
+                     "n_forward", "n_backward", "seconds", "trained_test_accuracy"):
             row[name] = metrics.get(name, math.nan)
         runs.append(row)
         curve = tracker.read_csv(run_id, "curve.csv")

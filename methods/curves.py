@@ -33,6 +33,10 @@ class CurvePoint:
         accuracy: test accuracy.
         n_evaluations: coalition evaluations spent to find this network (cumulative along a path).
         seconds: wall seconds spent to find it.
+        n_forward, n_backward: example forward and backward passes the scorer declared spending to find it.
+        params: parameters of the whole physically pruned network; macs: its multiply-accumulates per example;
+            mac_fraction: macs / the unpruned network's; latency_b1, latency_b256: its median CPU seconds per
+            forward pass at batch 1 and 256 (NaN where not measured; see ``methods.physical``).
     """
 
     target_fraction: float
@@ -42,6 +46,13 @@ class CurvePoint:
     accuracy: float
     n_evaluations: int
     seconds: float
+    n_forward: int = 0
+    n_backward: int = 0
+    params: float = math.nan
+    macs: float = math.nan
+    mac_fraction: float = math.nan
+    latency_b1: float = math.nan
+    latency_b256: float = math.nan
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
@@ -69,8 +80,81 @@ def evaluate_path(path: PruningPath, fractions: Sequence[float], test_game: Neur
         kept, total = parameter_counts(model, groups, mask)
         r = targets[f]
         points.append(CurvePoint(f, int(mask.sum()), float(mask.mean()), kept / total, float(accuracy),
-                                 int(path.n_evaluations[r]), float(path.seconds[r])))
+                                 int(path.n_evaluations[r]), float(path.seconds[r]),
+                                 int(path.n_forward.get(r, 0)), int(path.n_backward.get(r, 0))))
     return points
+
+
+MAC_REDUCTIONS = (2, 4)  # the leaderboard's accuracy at 2x and 4x fewer multiply-accumulates
+
+
+def accuracy_at_mac_fraction(points: Sequence[CurvePoint], fraction: float) -> float:
+    """Test accuracy of a compression curve where the pruned network costs ``fraction`` of the unpruned MACs.
+
+    Linear interpolation between the two curve points around ``fraction`` (the curve's MAC fraction grows with the
+    kept units); NaN when no point is that cheap (e.g. LeNet5's unit groups leave its conv layers, most of its MACs,
+    untouched) or when the curve has no MAC counts (``physical_costs`` not run).
+    """
+    pts = sorted((p for p in points if np.isfinite(p.mac_fraction)), key=lambda p: p.mac_fraction)
+    if not pts or pts[0].mac_fraction > fraction + 1e-12 or pts[-1].mac_fraction < fraction - 1e-12:
+        return math.nan
+    x = np.array([p.mac_fraction for p in pts])
+    y = np.array([p.accuracy for p in pts])
+    return float(np.interp(fraction, x, y))
+
+
+def physical_costs(points: Sequence[CurvePoint], masks: Sequence[np.ndarray], model: nn.Sequential,
+                   groups: Sequence[UnitGroup], input_shape: Sequence[int], *, latency: bool = True,
+                   latency_cache: dict | None = None, x_test: torch.Tensor | None = None,
+                   y_test: torch.Tensor | None = None) -> list[CurvePoint]:
+    """The curve's points with their physically pruned network's size, MACs and latency filled in.
+
+    Each mask's network is built by ``methods.physical.prune_network`` (the units removed, the dependent layers
+    shrunk). Latency depends only on the pruned layers' shapes, so it is measured once per shape signature and kept
+    in ``latency_cache`` (pass one dict per trained pair to share it between runs).
+
+    Args:
+        points: the curve, in the order of ``masks``.
+        masks: each point's keep-mask.
+        model, groups, input_shape: the trained network, its unit groups and one example's shape.
+        latency: time each pruned network (``methods.physical.measure_latency``: median at batch 1 and 256, one
+            CPU thread, or on the GPU the model is on).
+        latency_cache: shape signature -> latencies, shared between calls.
+        x_test, y_test: if given, each pruned network's test accuracy is checked against the point's (the masked
+            network's) and a mismatch beyond one example in a thousand raises: the two networks must be one.
+
+    Returns:
+        New points with params, macs, mac_fraction and (with ``latency``) latency_b1 and latency_b256.
+    """
+    from dataclasses import replace
+
+    from methods.physical import measure_latency, network_cost, prune_network
+
+    full_macs = network_cost(model, input_shape)["macs"]
+    cache = latency_cache if latency_cache is not None else {}
+    out = []
+    for point, mask in zip(points, masks, strict=True):
+        pruned = prune_network(model, groups, mask, input_shape)
+        cost = network_cost(pruned, input_shape)
+        times = {1: math.nan, 256: math.nan}
+        if latency:
+            signature = tuple((name, tuple(p.shape)) for name, p in pruned.named_parameters())
+            if signature not in cache:
+                # One thread on the CPU: a 2-thread median jumped ~200x whenever another process was busy on the
+                # 2-core machine, a 1-thread one stayed put. On a GPU the model is timed where it lives.
+                device = next(pruned.parameters()).device
+                cache[signature] = measure_latency(pruned, input_shape, batch_sizes=(1, 256), device=device,
+                                                   threads=1 if device.type == "cpu" else None)
+            times = cache[signature]
+        if x_test is not None and y_test is not None:
+            accuracy = _accuracy(pruned.eval(), x_test, y_test)
+            if abs(accuracy - point.accuracy) > 1e-3:
+                raise AssertionError(f"the pruned network's test accuracy {accuracy:.4f} differs from the masked "
+                                     f"network's {point.accuracy:.4f} at {point.units_kept} kept units")
+        out.append(replace(point, params=float(cost["params"]), macs=float(cost["macs"]),
+                           mac_fraction=cost["macs"] / full_macs, latency_b1=float(times[1]),
+                           latency_b256=float(times[256])))
+    return out
 
 
 def area_under_curve(points: Sequence[CurvePoint], axis: str = "unit_fraction") -> float:
@@ -178,5 +262,6 @@ def evaluate_fine_tuned(model: nn.Sequential, groups: Sequence[UnitGroup], path:
         kept, total = parameter_counts(model, groups, mask)
         points.append(CurvePoint(f, int(mask.sum()), float(mask.mean()), kept / total,
                                  _accuracy(tuned, x_test, y_test), int(path.n_evaluations[r]),
-                                 float(path.seconds[r])))
+                                 float(path.seconds[r]), int(path.n_forward.get(r, 0)),
+                                 int(path.n_backward.get(r, 0))))
     return points

@@ -25,6 +25,8 @@ class PruningPath:
         masks: target count -> bool (n_units,) keep-mask.
         n_evaluations: target count -> coalition evaluations spent to reach it (cumulative).
         seconds: target count -> wall seconds spent to reach it (cumulative).
+        n_forward, n_backward: target count -> example forward and backward passes the scorer declared spending
+            to reach it (cumulative; a scorer's ``Scores.n_forward`` / ``n_backward``).
         first_scores: the scores of the first scoring round (the unpruned network, or the empty network for
             Iterated Building), used for ranking correlations between methods.
         rounds: number of scoring rounds.
@@ -35,14 +37,19 @@ class PruningPath:
     masks: dict[int, np.ndarray] = field(default_factory=dict)
     n_evaluations: dict[int, int] = field(default_factory=dict)
     seconds: dict[int, float] = field(default_factory=dict)
+    n_forward: dict[int, int] = field(default_factory=dict)
+    n_backward: dict[int, int] = field(default_factory=dict)
     first_scores: np.ndarray | None = None
     rounds: int = 0
     on_record: Callable[[int, np.ndarray], None] | None = None
 
-    def record(self, target: int, mask: np.ndarray, evaluations: int, seconds: float) -> None:
+    def record(self, target: int, mask: np.ndarray, evaluations: int, seconds: float, *, forward: int = 0,
+               backward: int = 0) -> None:
         self.masks[target] = mask.copy()
         self.n_evaluations[target] = evaluations
         self.seconds[target] = seconds
+        self.n_forward[target] = forward
+        self.n_backward[target] = backward
         if self.on_record is not None:
             self.on_record(target, self.masks[target])
 
@@ -76,6 +83,37 @@ def _split(total: int, sizes: np.ndarray) -> np.ndarray:
     return parts
 
 
+ALLOCATIONS = ("global", "uniform", "normalized")
+
+
+def _check_allocation(allocation: str, *, uniform_ok: bool = True) -> None:
+    valid = ALLOCATIONS if uniform_ok else tuple(a for a in ALLOCATIONS if a != "uniform")
+    if allocation not in valid:
+        raise ValueError(f"unknown allocation {allocation!r}; valid here: {', '.join(valid)}")
+
+
+def layer_normalized(values: np.ndarray, groups: Sequence) -> np.ndarray:
+    """Scores divided by their layer's mean |score| (Torch-Pruning's default ``normalizer="mean"``).
+
+    The fair global ranking for baselines whose raw scale differs between layers: per-neuron WMP on the text FFNs
+    scores every unit of the 5,000-fan-in first layer below the medians of the later layers, so a global ranking of
+    raw scores deletes that whole layer first. Normalised, each layer's units compete on their relative standing, and
+    the layers' kept fractions still differ (unlike ``uniform``). NaN (fixed units) stays NaN; a layer whose free
+    scores are all zero is left as is.
+    """
+    values = np.asarray(values, dtype=np.float64).copy()
+    for group in groups:
+        part = values[group.players]
+        scale = np.nanmean(np.abs(part)) if np.isfinite(part).any() else 0.0
+        if scale > 0:
+            values[group.players] = part / scale
+    return values
+
+
+def _passes(scores, kind: str) -> int:
+    return int(scores.n_forward if kind == "forward" else scores.n_backward)
+
+
 def _order(values: np.ndarray, candidates: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     """Candidates sorted by increasing score, ties broken at random (so equal scores do not favour low indices)."""
     tie_break = rng.random(len(candidates))
@@ -94,7 +132,8 @@ def top_n(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int], *
         kept_counts: target numbers of kept units.
         rng: randomness (scorer and tie breaks).
         allocation: "global" ranks all units together; "uniform" keeps the same fraction of every unit group
-            (the layer-wise selection of the paper's AlexNet experiment).
+            (the layer-wise selection of the paper's AlexNet experiment); "normalized" ranks all units together on
+            ``layer_normalized`` scores.
         step: unused; accepted so every strategy has one signature.
         on_record: see ``PruningPath``.
 
@@ -103,19 +142,20 @@ def top_n(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int], *
     """
     n = problem.n_units
     targets = _targets(kept_counts, n)
-    if allocation not in ("global", "uniform"):
-        raise ValueError(f"unknown allocation {allocation!r}; valid: global, uniform")
+    _check_allocation(allocation)
     start, before = time.perf_counter(), problem.game.n_evaluations
     scores = scorer(problem, rng=rng)
     evaluations = scores.n_evaluations
+    passes = {"forward": _passes(scores, "forward"), "backward": _passes(scores, "backward")}
     seconds = time.perf_counter() - start
     path = PruningPath(first_scores=scores.values, rounds=1, on_record=on_record)
-    if allocation == "global":
-        ranking = _order(scores.values, np.arange(n), rng)[::-1]  # best first
+    if allocation != "uniform":
+        values = layer_normalized(scores.values, problem.groups) if allocation == "normalized" else scores.values
+        ranking = _order(values, np.arange(n), rng)[::-1]  # best first
         for r in targets:
             mask = np.zeros(n, bool)
             mask[ranking[:r]] = True
-            path.record(r, mask, evaluations, seconds)
+            path.record(r, mask, evaluations, seconds, **passes)
     else:
         rankings = [_order(scores.values, np.arange(g.players.start, g.players.stop), rng)[::-1]
                     for g in problem.groups]
@@ -124,7 +164,7 @@ def top_n(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int], *
             mask = np.zeros(n, bool)
             for ranking, keep in zip(rankings, _split(r, sizes), strict=True):
                 mask[ranking[:keep]] = True
-            path.record(r, mask, evaluations, seconds)
+            path.record(r, mask, evaluations, seconds, **passes)
     assert problem.game.n_evaluations - before == evaluations
     return path
 
@@ -149,7 +189,8 @@ def iterated(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int]
         rng: randomness (scorer and tie breaks).
         direction: "prune" or "build".
         step: units dropped or added per round (a count, or a fraction of all units); never overshoots a target.
-        allocation: accepted for a uniform signature; only "global" is meaningful here.
+        allocation: "global" ranks the free units on their raw scores each round, "normalized" on
+            ``layer_normalized`` scores ("uniform" is Top-n's only).
         on_record: see ``PruningPath``.
 
     Returns:
@@ -157,6 +198,7 @@ def iterated(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int]
     """
     if direction not in DIRECTIONS:
         raise ValueError(f"unknown direction {direction!r}; valid: {', '.join(DIRECTIONS)}")
+    _check_allocation(allocation, uniform_ok=False)
     building = direction == "build"
     n = problem.n_units
     targets = _targets(kept_counts, n)
@@ -164,6 +206,7 @@ def iterated(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int]
     kept = np.full(n, not building)
     path = PruningPath(on_record=on_record)
     evaluations, start = 0, time.perf_counter()
+    passes = {"forward": 0, "backward": 0}
     pending = sorted(targets, reverse=not building)  # the nearest target first
     if pending[0] == int(kept.sum()):
         path.record(pending.pop(0), kept, 0, 0.0)
@@ -173,14 +216,16 @@ def iterated(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int]
         path.first_scores = scores.values if path.first_scores is None else path.first_scores
         path.rounds += 1
         evaluations += scores.n_evaluations
+        passes = {kind: total + _passes(scores, kind) for kind, total in passes.items()}
         change = min(s, abs(pending[0] - int(kept.sum())))
-        order = _order(scores.values, np.flatnonzero(~kept if building else kept), rng)  # increasing score
+        values = layer_normalized(scores.values, problem.groups) if allocation == "normalized" else scores.values
+        order = _order(values, np.flatnonzero(~kept if building else kept), rng)  # increasing score
         if building:
             kept[order[::-1][:change]] = True  # the best missing units join
         else:
             kept[order[:change]] = False  # the worst kept units go
         if kept.sum() == pending[0]:
-            path.record(pending.pop(0), kept, evaluations, time.perf_counter() - start)
+            path.record(pending.pop(0), kept, evaluations, time.perf_counter() - start, **passes)
     return path
 
 

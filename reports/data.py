@@ -7,12 +7,14 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 RUN_COLUMNS = (
-    "run_id", "pair", "method", "scorer", "family", "strategy", "seed", "axis", "auc", "accuracy_at_d", "keep_prob_d",
-    "n_evaluations", "seconds", "trained_test_accuracy",
+    "run_id", "pair", "method", "scorer", "family", "strategy", "seed", "axis", "allocation", "variant_of", "auc",
+    "accuracy_at_d", "keep_prob_d", "acc_at_2x_macs", "acc_at_4x_macs", "n_evaluations", "n_forward", "n_backward",
+    "seconds", "trained_test_accuracy",
 )
 CURVE_COLUMNS = (
     "run_id", "pair", "method", "seed", "target_fraction", "units_kept", "unit_fraction", "param_fraction",
-    "accuracy", "n_evaluations", "seconds", "is_mcue_point",
+    "accuracy", "n_evaluations", "seconds", "is_mcue_point", "n_forward", "n_backward", "params", "macs",
+    "mac_fraction", "latency_b1", "latency_b256",
 )
 SCORE_COLUMNS = ("run_id", "pair", "method", "scorer", "seed", "unit", "layer", "position", "score")
 MCUE_COLUMNS = ("pair", "seed", "p", "q", "var_correct", "mean_correct", "var_confidence", "mean_confidence")
@@ -27,6 +29,14 @@ MODEL_COLUMNS = (
 CLASS_COLUMNS = ("pair", "seed", "class", "index", "support", "precision", "recall", "f1")
 PREDICTION_COLUMNS = ("pair", "seed", "index", "label", "prediction")
 ANALYSIS_KEY_COLUMNS = ("pair", "seed")  # the first columns of every analysis table; the rest is the analysis's own
+
+# Columns later versions added, with the value a store written before them implies (None: the method's name).
+OPTIONAL_COLUMNS = {
+    "runs": {"allocation": "global", "variant_of": None, "acc_at_2x_macs": float("nan"),
+             "acc_at_4x_macs": float("nan"), "n_forward": float("nan"), "n_backward": float("nan")},
+    "curves": {name: float("nan") for name in ("n_forward", "n_backward", "params", "macs", "mac_fraction",
+                                               "latency_b1", "latency_b256")},
+}
 
 FRAME_COLUMNS = {
     "runs": RUN_COLUMNS,
@@ -107,6 +117,12 @@ class SuiteData:
     glass_box: dict[tuple[str, int, str], bytes] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        for name, defaults in OPTIONAL_COLUMNS.items():
+            frame = getattr(self, name)
+            absent = {column: (frame["method"] if value is None and "method" in frame else value)
+                      for column, value in defaults.items() if column not in frame.columns}
+            if absent:
+                object.__setattr__(self, name, frame.assign(**absent))
         for name, columns in FRAME_COLUMNS.items():
             missing = [column for column in columns if column not in getattr(self, name).columns]
             if missing:

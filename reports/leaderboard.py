@@ -17,7 +17,9 @@ REFERENCE_KEYS = ("pair", "method", "metric", "value", "source")
 FRACTION_TOLERANCE = 1e-9
 # Paper metrics that sit on a method row of the leaderboard (the rest, like d, belong to the pair).
 ROW_METRICS = ("auc", "acc_at_d")
-DESCRIPTIVE_COLUMNS = ("scorer", "strategy", "axis")
+# Accuracy where the physically pruned network needs 2x and 4x fewer multiply-accumulates (runs with `physical`).
+MAC_COLUMNS = ("acc_at_2x_macs", "acc_at_4x_macs")
+DESCRIPTIVE_COLUMNS = ("scorer", "strategy", "axis", "allocation", "variant_of")
 
 
 def load_references(path: Path | str | None = None) -> list[dict]:
@@ -103,8 +105,16 @@ def per_seed_runs(runs: pd.DataFrame) -> pd.DataFrame:
         One row per (pair, method, seed) with the numeric columns averaged and n_runs counting the repeats.
     """
     keys = ["pair", "method", "seed"]
-    numeric = ["auc", "accuracy_at_d", "keep_prob_d", "n_evaluations", "seconds", "trained_test_accuracy"]
+    numeric = ["auc", "accuracy_at_d", "keep_prob_d", *MAC_COLUMNS, "n_evaluations", "n_forward", "n_backward",
+               "seconds", "trained_test_accuracy"]
     frame = runs.copy()
+    for column in numeric:
+        if column not in frame:  # runs stored before scorers declared their passes
+            frame[column] = np.nan
+    if "allocation" not in frame:  # runs stored before allocation variants were tagged
+        frame["allocation"] = "global"
+    if "variant_of" not in frame:
+        frame["variant_of"] = frame["method"]
     frame[numeric] = frame[numeric].apply(pd.to_numeric, errors="coerce")
     grouped = frame.groupby(keys, sort=False)
     collapsed = grouped[numeric].mean()
@@ -196,10 +206,11 @@ def _paper_columns(table: pd.DataFrame, references: Sequence[dict]) -> pd.DataFr
 def leaderboard(
     data: SuiteData, *, fixed_fractions: Sequence[float] = (0.1, 0.2, 0.5), references: Sequence[dict] | None = None
 ) -> pd.DataFrame:
-    """One row per (pair, method), ranked within each pair by mean AUC (descending).
+    """One row per (pair, method), ranked by mean AUC (descending) within each pair and axis.
 
-    Means and sample sds are over seeds (repeated runs of one seed are averaged first). Unit-axis and param-axis
-    methods share one ranking; the axis column tells them apart.
+    Means and sample sds are over seeds (repeated runs of one seed are averaged first). A ranking compares methods on
+    one axis only: unit-axis methods (AUC over kept units) and param-axis methods (unstructured pruning, AUC over
+    kept weights) are ranked separately, since an AUC over weights is not an AUC over units.
 
     Args:
         data: the suite's results.
@@ -207,9 +218,12 @@ def leaderboard(
         references: the paper's figures (:func:`load_references`); their row metrics become paper_* columns.
 
     Returns:
-        Columns pair, rank, method, scorer, strategy, axis, n_seeds, n_runs, missing_seeds, auc_mean, auc_sd,
-        acc_at_d_mean, acc_at_d_sd, d_mean, acc_at_<f>_mean, acc_at_<f>_sd for each fixed fraction,
-        n_evaluations_mean, seconds_mean, then paper_<metric>[_sd|_source] for matched references.
+        Columns pair, rank (within pair and axis), method, scorer, strategy, axis, allocation, variant_of, n_seeds,
+        n_runs, missing_seeds, auc_mean, auc_sd,
+        acc_at_d_mean, acc_at_d_sd, d_mean, acc_at_{2,4}x_macs_mean and _sd (NaN where the curve never gets that
+        cheap or has no MAC counts), acc_at_<f>_mean, acc_at_<f>_sd for each fixed fraction,
+        n_evaluations_mean, n_forward_mean, n_backward_mean (example passes the scorers declared), seconds_mean, then
+        paper_<metric>[_sd|_source] for matched references.
     """
     seeds = per_seed_runs(data.runs)
     for fraction in fixed_fractions:
@@ -219,7 +233,7 @@ def leaderboard(
     table = grouped[list(DESCRIPTIVE_COLUMNS)].first()
     table["n_seeds"] = grouped["seed"].nunique()
     table["n_runs"] = grouped["n_runs"].sum()
-    summaries = {"auc": "auc", "acc_at_d": "accuracy_at_d"}
+    summaries = {"auc": "auc", "acc_at_d": "accuracy_at_d", **{column: column for column in MAC_COLUMNS}}
     summaries.update({fraction_label(fraction): fraction_label(fraction) for fraction in fixed_fractions})
     for name, column in summaries.items():
         table[f"{name}_mean"] = grouped[column].mean()
@@ -227,6 +241,8 @@ def leaderboard(
         if name == "acc_at_d":
             table["d_mean"] = grouped["keep_prob_d"].mean()
     table["n_evaluations_mean"] = grouped["n_evaluations"].mean()
+    table["n_forward_mean"] = grouped["n_forward"].mean()
+    table["n_backward_mean"] = grouped["n_backward"].mean()
     table["seconds_mean"] = grouped["seconds"].mean()
     table = table.reset_index()
 
@@ -234,13 +250,39 @@ def leaderboard(
     table = table.merge(gaps, on=["pair", "method"], how="left")
     pair_order = {pair: position for position, pair in enumerate(data.pairs)}
     table["_pair_order"] = table["pair"].map(pair_order)
-    table = table.sort_values(["_pair_order", "auc_mean", "method"], ascending=[True, False, True], na_position="last")
-    table["rank"] = table.groupby("pair", sort=False).cumcount() + 1
-    table = table.drop(columns="_pair_order").reset_index(drop=True)
+    table["_axis_order"] = (table["axis"] != "unit_fraction").astype(int)  # units first
+    table = table.sort_values(["_pair_order", "_axis_order", "auc_mean", "method"],
+                              ascending=[True, True, False, True], na_position="last")
+    table["rank"] = table.groupby(["pair", "axis"], sort=False).cumcount() + 1
+    table = table.drop(columns=["_pair_order", "_axis_order"]).reset_index(drop=True)
 
     lead = ["pair", "rank", "method", *DESCRIPTIVE_COLUMNS, "n_seeds", "n_runs", "missing_seeds"]
     table = table[lead + [column for column in table.columns if column not in lead]]
     return _paper_columns(table, references or [])
+
+
+def best_variants(board: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard with each baseline at its best variant: one row per (pair, axis, variant_of).
+
+    A suite entry with a list of allocations (``wmp`` with ``[uniform, normalized]``) runs one entry per variant; a
+    fair comparison shows each such baseline at its strongest, with the variant named. The best variant is the one
+    with the highest mean AUC (the same criterion as the ranking). Ranks are recomputed within pair and axis.
+
+    Args:
+        board: :func:`leaderboard`.
+
+    Returns:
+        The board's columns plus n_variants (1 for a plain entry); ``method`` is still the winning variant's name.
+    """
+    if board.empty:
+        return board.assign(n_variants=pd.Series(dtype=int))
+    keys = ["pair", "axis", "variant_of"]
+    counts = board.groupby(keys, sort=False)["method"].transform("size")
+    ordered = board.assign(n_variants=counts, _auc=board["auc_mean"].fillna(-np.inf))
+    best = ordered.sort_values("_auc", ascending=False, kind="stable").drop_duplicates(keys)
+    best = best.loc[sorted(best.index)].drop(columns="_auc")  # back in leaderboard order
+    best["rank"] = best.groupby(["pair", "axis"], sort=False).cumcount() + 1
+    return best.reset_index(drop=True)
 
 
 def mcue_summary(data: SuiteData, references: Sequence[dict] | None = None) -> pd.DataFrame:

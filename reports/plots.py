@@ -26,9 +26,11 @@ from matplotlib.lines import Line2D  # noqa: E402
 from reports.data import PARAM_AXIS, SuiteData  # noqa: E402
 from reports.leaderboard import per_seed_runs  # noqa: E402
 from reports.tables import (  # noqa: E402
+    COST_AXES,
     POWER_INDEX_FAMILY,
     accuracy_sd_matrix,
     correlation_matrix,
+    cost_curve_summary,
     curve_summary,
     index_vs_magnitude_table,
     learning_curve_summary,
@@ -339,6 +341,57 @@ def plot_curves(data: SuiteData, path_dir: Path) -> list[Path]:
             fig.legend(handles=[*handles.values(), *extras], loc="outside lower center", ncols=4, frameon=False)
             fig.suptitle(f"{data.suite}: {pair} — compression curves (thin: baselines repeated from their panel)")
             path = Path(path_dir) / f"curves_{file_stem(pair)}.png"
+            fig.savefig(path, dpi=DPI)
+            written.append(path)
+        finally:
+            plt.close(fig)
+    return written
+
+
+def plot_cost_curves(data: SuiteData, path_dir: Path) -> list[Path]:
+    """Compression curves against what the physically pruned networks cost, one PNG per pair that recorded it.
+
+    Three panels share the accuracy axis: MACs per example, whole-network parameters (both as a fraction of the
+    unpruned network's) and measured latency at batch 256. Each line is a unit-axis method's mean over seeds (band
+    +-1 sd of accuracy), styled as in :func:`plot_curves`.
+
+    Returns:
+        The written paths.
+    """
+    written = []
+    for pair in data.pairs:
+        summary = cost_curve_summary(data, pair)
+        if summary.empty:
+            continue
+        methods = method_table(data, pair)
+        methods = methods[methods["method"].isin(summary["method"])]
+        styles = method_styles(methods)
+        legend_rows = int(np.ceil(len(methods) / 4))
+        fig, axes = plt.subplots(1, len(COST_AXES), figsize=(FIGURE_WIDTH, 4.2 + 0.22 * legend_rows), sharey=True,
+                                 squeeze=False, layout="constrained")
+        try:
+            handles = {}
+            for ax, (column, label) in zip(axes[0], COST_AXES.items(), strict=True):
+                for method in methods["method"]:
+                    points = summary[summary["method"] == method].sort_values(column)
+                    style = styles[method]
+                    (line,) = ax.plot(points[column], points["accuracy_mean"], color=style["color"],
+                                      linestyle=style["linestyle"], marker=style["marker"], markersize=3,
+                                      linewidth=1.5, label=method)
+                    ax.fill_between(points[column], points["accuracy_mean"] - points["accuracy_sd"],
+                                    points["accuracy_mean"] + points["accuracy_sd"], color=style["color"], alpha=0.1,
+                                    linewidth=0)
+                    handles[method] = line
+                if column == "mac_fraction":
+                    for reduction in (2, 4):
+                        ax.axvline(1 / reduction, color="0.5", linestyle=":", linewidth=1.0)
+                ax.set_xlabel(label)
+                ax.grid(alpha=0.3)
+            axes[0][0].set_ylabel("test accuracy (mean ± 1 sd over seeds)")
+            fig.legend(handles=list(handles.values()), loc="outside lower center", ncols=4, frameon=False)
+            fig.suptitle(f"{data.suite}: {pair} — accuracy against the pruned network's cost (dotted: 2x and 4x "
+                         "fewer MACs)")
+            path = Path(path_dir) / f"cost_curves_{file_stem(pair)}.png"
             fig.savefig(path, dpi=DPI)
             written.append(path)
         finally:

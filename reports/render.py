@@ -24,6 +24,7 @@ from reports import plots
 from reports.analysis_plots import ANALYSIS_PLOTS
 from reports.data import PARAM_AXIS, SuiteData, require_runs
 from reports.leaderboard import (
+    best_variants,
     coverage,
     fraction_label,
     leaderboard,
@@ -157,6 +158,32 @@ def paper_cell(row: pd.Series) -> str:
     return "; ".join(cells)
 
 
+def passes_cell(forward: float | None, backward: float | None) -> str:
+    """Example forward and backward passes a scorer declared, e.g. "2.0M / 2.0M"; empty when it ran none (weights
+    only, or the coalition evaluations of the column before)."""
+    forward = 0.0 if forward is None or pd.isna(forward) else float(forward)
+    backward = 0.0 if backward is None or pd.isna(backward) else float(backward)
+    if forward == 0 and backward == 0:
+        return ""
+    return f"{compact_count(forward)} / {compact_count(backward)}"
+
+
+def compact_count(value: float) -> str:
+    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if value >= size:
+            return f"{value / size:.1f}{suffix}"
+    return f"{value:.0f}"
+
+
+def method_label(row: pd.Series) -> str:
+    """A leaderboard row's method: its name, or for a baseline shown at its best variant, the baseline and the
+    variant that won, e.g. "wmp (normalized, best of 2)"."""
+    n_variants = int(row.get("n_variants", 1) or 1)
+    if n_variants > 1:
+        return f"{row['variant_of']} ({row['allocation']}, best of {n_variants})"
+    return str(row["method"])
+
+
 def leaderboard_cells(table: pd.DataFrame, fixed_fractions: Sequence[float]) -> pd.DataFrame:
     """The displayed leaderboard of one pair: every cell formatted as text.
 
@@ -174,7 +201,7 @@ def leaderboard_cells(table: pd.DataFrame, fixed_fractions: Sequence[float]) -> 
     for _, row in table.iterrows():
         cells = {
             "#": str(row["rank"]),
-            "method": f"{row['method']}{PARAM_MARK if row['axis'] == PARAM_AXIS else ''}",
+            "method": f"{method_label(row)}{PARAM_MARK if row['axis'] == PARAM_AXIS else ''}",
             "scorer": str(row["scorer"]),
             "strategy": str(row["strategy"]),
             "seeds": seeds_cell(int(row["n_seeds"]), int(row["n_runs"]), row["missing_seeds"] or ""),
@@ -185,7 +212,12 @@ def leaderboard_cells(table: pd.DataFrame, fixed_fractions: Sequence[float]) -> 
         for fraction in fixed_fractions:
             stem = fraction_label(fraction)
             cells[f"acc@{fraction:g}"] = format_mean_sd(row[f"{stem}_mean"], row[f"{stem}_sd"], DIGITS)
+        for reduction in (2, 4):
+            stem = f"acc_at_{reduction}x_macs"
+            cells[f"acc@{reduction}x fewer MACs"] = format_mean_sd(row.get(f"{stem}_mean", math.nan),
+                                                                  row.get(f"{stem}_sd", math.nan), DIGITS)
         cells["evaluations"] = format_count(row["n_evaluations_mean"])
+        cells["passes fwd / bwd"] = passes_cell(row.get("n_forward_mean"), row.get("n_backward_mean"))
         cells["seconds"] = format_number(row["seconds_mean"], 1)
         cells["paper"] = paper_cell(row)
         rows.append(cells)
@@ -198,6 +230,12 @@ def leaderboard_cells(table: pd.DataFrame, fixed_fractions: Sequence[float]) -> 
         empty.append("d")
     if len(cells) and not (cells["paper"] != "").any():
         empty.append("paper")
+    if len(cells) and (cells["passes fwd / bwd"] == "").all():
+        empty.append("passes fwd / bwd")
+    for reduction in (2, 4):
+        stem = f"acc_at_{reduction}x_macs_mean"
+        if stem not in table or not pd.to_numeric(table[stem], errors="coerce").notna().any():
+            empty.append(f"acc@{reduction}x fewer MACs")
     return cells.drop(columns=empty, errors="ignore")
 
 
@@ -306,8 +344,8 @@ def report_blocks(
             f"How to read: AUC = mean test accuracy over the kept-fraction grid ({grid}); acc@d = test accuracy at "
             "MCUE's critical kept fraction d (given above each table), acc@f at kept fraction f. Unit scores and d "
             "are estimated on the validation split, accuracy on the test split. Values are mean ± sample sd over "
-            f"seeds; rows are ranked by mean AUC within each pair. {PARAM_FOOTNOTE} 'paper' = the figure the GTAP "
-            "paper states for that pair and method (sources listed under each table).",
+            f"seeds; rows are ranked by mean AUC within each pair and axis. {PARAM_FOOTNOTE} 'paper' = the figure the "
+            "GTAP paper states for that pair and method (sources listed under each table).",
         ),
     ]
     gaps = runs_coverage[runs_coverage["missing_seeds"] != ""]
@@ -323,15 +361,33 @@ def report_blocks(
         summary = mcue[mcue["pair"] == pair]
         if len(summary):
             blocks.append(Block("p", mcue_sentence(summary.iloc[0])))
-        blocks.append(Block("table", table=leaderboard_cells(rows, fixed_fractions)))
-        if (rows["axis"] == PARAM_AXIS).any():
-            blocks.append(Block("p", PARAM_FOOTNOTE))
+        best = best_variants(rows)
+        units, weights = best[best["axis"] != PARAM_AXIS], best[best["axis"] == PARAM_AXIS]
+        if len(units):
+            if len(weights):
+                blocks.append(Block("h3", "Ranked on kept units"))
+            blocks.append(Block("table", table=leaderboard_cells(units, fixed_fractions)))
+        if (best["n_variants"] > 1).any():
+            variants = rows[rows["variant_of"].isin(best.loc[best["n_variants"] > 1, "variant_of"])]
+            blocks.append(Block("p", "Baselines run in several variants are ranked at their best variant (highest "
+                                     "mean AUC), named in brackets: global = raw scores ranked network-wide, uniform = "
+                                     "the same kept fraction in every layer, normalized = scores divided by their "
+                                     "layer's mean before a network-wide ranking. Every variant:"))
+            blocks.append(Block("table", table=leaderboard_cells(variants.assign(rank=range(1, len(variants) + 1)),
+                                                                 fixed_fractions)))
+        if len(weights):
+            blocks.append(Block("h3", "Ranked on kept weights"))
+            blocks.append(Block("table", table=leaderboard_cells(weights, fixed_fractions)))
+            blocks.append(Block("p", f"{PARAM_FOOTNOTE} Its AUC is over kept weights, so it is ranked apart from the "
+                                     "unit-level methods."))
         paper_lines = reference_items(references, pair, rows["method"].tolist())
         if paper_lines:
             blocks.append(Block("p", "Paper figures for this pair (GTAP, arXiv 2311.10468):"))
             blocks.append(Block("list", items=paper_lines))
         for kind, caption in (
             ("curves", "Compression curves: mean over seeds, band ±1 sd; dotted vertical line: MCUE's d."),
+            ("cost_curves", "The same curves against the physically pruned network's MACs, parameters and measured "
+                            "latency (units removed with Torch-Pruning; unit-axis methods)."),
             ("mcue", "MCUE variance over (p, q), first seed; the star is t* on the p = q diagonal."),
             ("index_vs_magnitude", "Power index vs weight magnitude per layer (GTAP Fig. 8), Top-n GTAP entries."),
             ("learning_curves", "Learning curves of the trained networks: train and validation split per epoch."),
@@ -543,6 +599,7 @@ def render_html(blocks: Sequence[Block], title: str, *, image_dir: Path | None =
 # plot kind -> function name on reports.plots, looked up at call time (so tests can patch one to fail).
 PLOT_FUNCTIONS = {
     "curves": "plot_curves",
+    "cost_curves": "plot_cost_curves",
     "learning_curves": "plot_learning_curves",
     "mcue": "plot_mcue_grid",
     "index_vs_magnitude": "plot_index_vs_magnitude",

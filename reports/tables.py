@@ -112,6 +112,46 @@ def curve_summary(data: SuiteData, pair: str) -> pd.DataFrame:
     return summary.reset_index().sort_values(["method", "x"]).reset_index(drop=True)
 
 
+COST_AXES = {  # curve column -> axis label of the cost-axis plot
+    "mac_fraction": "MACs per example (fraction of the unpruned network's)",
+    "param_share": "parameters (fraction of the unpruned network's)",
+    "latency_b256_ms": "CPU latency at batch 256 (ms, median)",
+}
+
+
+def cost_curve_summary(data: SuiteData, pair: str) -> pd.DataFrame:
+    """The unit-axis methods' curves of one pair against what the physically pruned networks cost.
+
+    Per method and grid point: the mean over seeds of the accuracy and of each cost in ``COST_AXES`` (MAC fraction,
+    whole-network parameter fraction, latency at batch 256 in ms), from runs that recorded them (suites with
+    ``physical: true``).
+
+    Returns:
+        Columns method, target_fraction, accuracy_mean, accuracy_sd, one column per cost axis, n_seeds; empty when no
+        curve of the pair has MAC counts.
+    """
+    columns = ["method", "target_fraction", "accuracy_mean", "accuracy_sd", *COST_AXES, "n_seeds"]
+    if "mac_fraction" not in data.curves:
+        return pd.DataFrame(columns=columns)
+    curves = data.curves[data.curves["pair"] == pair]
+    curves = curves[~curves["is_mcue_point"].fillna(False).astype(bool)]
+    curves = curves.assign(**{name: pd.to_numeric(curves[name], errors="coerce")
+                              for name in ("mac_fraction", "params", "latency_b256", "accuracy")})
+    curves = curves[curves["mac_fraction"].notna()]
+    if curves.empty:
+        return pd.DataFrame(columns=columns)
+    full = curves.groupby("run_id")["params"].transform("max")  # every curve ends at the unpruned network
+    curves = curves.assign(param_share=curves["params"] / full, latency_b256_ms=curves["latency_b256"] * 1000)
+    per_seed = curves.groupby(["method", "target_fraction", "seed"], as_index=False, sort=False)[
+        ["accuracy", *COST_AXES]].mean()
+    grouped = per_seed.groupby(["method", "target_fraction"], sort=False)
+    summary = grouped[list(COST_AXES)].mean()
+    summary["accuracy_mean"] = grouped["accuracy"].mean()
+    summary["accuracy_sd"] = grouped["accuracy"].agg(sample_sd)
+    summary["n_seeds"] = grouped["seed"].nunique()
+    return summary.reset_index()[columns].sort_values(["method", "target_fraction"]).reset_index(drop=True)
+
+
 def accuracy_sd_matrix(data: SuiteData, pair: str) -> pd.DataFrame:
     """Sample sd over seeds of each method's test accuracy at each fraction of the fixed grid.
 

@@ -15,7 +15,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 
 import reports.plots as plots
 from reports import ReportError, SuiteData, build_report, load_references, plot_mcue
-from reports.leaderboard import coverage, leaderboard, mcue_summary
+from reports.leaderboard import best_variants, coverage, leaderboard, mcue_summary
 from reports.render import CSS, column_classes, leaderboard_cells
 from reports.tables import index_vs_magnitude_table, mean_seed_spearman, method_families, method_table
 
@@ -219,13 +219,18 @@ def board_row(board: pd.DataFrame, pair: str, method: str) -> pd.Series:
 # --- Leaderboard ----------------------------------------------------------------------------------------------------
 
 
-def test_leaderboard_ranks_by_mean_auc_within_each_pair(suite):
+def test_leaderboard_ranks_by_mean_auc_within_each_pair_and_axis(suite):
     board = leaderboard(suite)
     assert list(dict.fromkeys(board["pair"])) == list(PAIRS)
     lenet = board[board["pair"] == "lenet5-mnist"]
-    expected = sorted(METHODS, key=lambda method: -np.mean(METHODS[method][4]))
-    assert lenet["method"].tolist() == expected
-    assert lenet["rank"].tolist() == list(range(1, len(METHODS) + 1))
+    # One axis per ranking: the unit-level methods, then (ranked apart) the one on kept weights, whose AUC is above
+    # most unit-level ones but over another axis.
+    by_auc = sorted(METHODS, key=lambda method: -np.mean(METHODS[method][4]))
+    units = [m for m in by_auc if METHODS[m][3] == "unit_fraction"]
+    weights = [m for m in by_auc if METHODS[m][3] == "param_fraction"]
+    assert by_auc.index(weights[0]) < len(units)
+    assert lenet["method"].tolist() == units + weights
+    assert lenet["rank"].tolist() == [*range(1, len(units) + 1), *range(1, len(weights) + 1)]
     emotion = board[board["pair"] == "ffn-emotion"]
     assert "wmp" not in emotion["method"].tolist() and emotion["rank"].iloc[0] == 1
 
@@ -554,3 +559,55 @@ def test_failure_midway_leaves_no_report(suite, tmp_path, monkeypatch):
         build_report(one_pair, out_dir, references=[])
     assert not out_dir.exists()
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_baseline_run_in_variants_is_ranked_at_its_best_and_named(tmp_path):
+    """Variants of one suite entry (allocation: [uniform, normalized]) collapse to the best by mean AUC, named in
+    the table, and every variant is listed below it."""
+    data = synthetic_suite()
+    runs = data.runs.copy()
+    lenet_wmp = (runs["method"] == "wmp")
+    variants = []
+    for allocation, shift in (("uniform", -0.05), ("normalized", +0.08)):
+        variant = runs[lenet_wmp].assign(method=f"wmp-{allocation}", allocation=allocation, variant_of="wmp",
+                                         run_id=lambda f, a=allocation: f["run_id"] + a)
+        variant["auc"] = variant["auc"] + shift
+        variants.append(variant)
+    runs = pd.concat([runs[~lenet_wmp].assign(allocation="global", variant_of=runs["method"]), *variants],
+                     ignore_index=True)
+    data = dataclasses.replace(data, runs=runs)
+    board = leaderboard(data)
+    best = best_variants(board)
+    lenet = best[best["pair"] == "lenet5-mnist"]
+    row = lenet[lenet["variant_of"] == "wmp"]
+    assert len(row) == 1 and row["method"].iloc[0] == "wmp-normalized" and row["n_variants"].iloc[0] == 2
+    units = lenet[lenet["axis"] == "unit_fraction"]
+    assert units["rank"].tolist() == list(range(1, len(units) + 1))
+    assert units["auc_mean"].is_monotonic_decreasing
+    cells = leaderboard_cells(units, (0.1, 0.5))
+    assert "wmp (normalized, best of 2)" in cells["method"].tolist()
+    build_report(data, tmp_path / "out")
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "wmp (normalized, best of 2)" in text and "wmp-uniform" in text and "Ranked on kept weights" in text
+
+
+def test_physical_costs_give_mac_columns_and_cost_curves(tmp_path):
+    """Runs that recorded their pruned networks' MACs get acc@2x/4x fewer MACs columns and a cost-axis plot; a
+    curve that never gets 4x cheaper shows a dash, not a number."""
+    data = synthetic_suite()
+    curves = data.curves.copy()
+    mac = curves["unit_fraction"].astype(float) * 0.9 + 0.1  # the convs are never pruned: at least 10 % of MACs
+    curves = curves.assign(mac_fraction=mac, params=1000 * mac, latency_b1=1e-4 * mac, latency_b256=2e-3 * mac)
+    runs = data.runs.assign(acc_at_2x_macs=0.8, acc_at_4x_macs=np.where(data.runs["method"] == "random", np.nan, 0.5))
+    data = dataclasses.replace(data, runs=runs, curves=curves)
+    board = leaderboard(data)
+    row = board_row(board, "lenet5-mnist", "random")
+    assert row["acc_at_2x_macs_mean"] == pytest.approx(0.8) and np.isnan(row["acc_at_4x_macs_mean"])
+    written = build_report(data, tmp_path / "out")
+    assert (tmp_path / "out" / "cost_curves_lenet5-mnist.png") in written
+    text = (tmp_path / "out" / "report.md").read_text()
+    assert "acc@2x fewer MACs" in text and "acc@4x fewer MACs" in text
+    # Without MAC counts (the synthetic suite as is) neither the columns nor the plot appear.
+    plain = build_report(synthetic_suite(), tmp_path / "plain")
+    assert not any("cost_curves" in p.name for p in plain)
+    assert "fewer MACs" not in (tmp_path / "plain" / "report.md").read_text()

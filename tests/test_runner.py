@@ -107,6 +107,10 @@ def test_lenet_suite_covers_the_issue():
     ({"mcue": {"output": "entropy"}}, "valid: correct, confidence"),
     ({"methods": [{"method": "wmp"}, {"method": "wmp"}]}, "duplicate method name 'wmp'"),
     ({"methods": [{"method": "wmp", "strategy": "iterated-pruning", "allocation": "uniform"}]}, "'top-n' only"),
+    ({"methods": [{"method": "wmp", "allocation": ["uniform", "layerwise"]}]}, "unknown allocation 'layerwise'"),
+    ({"methods": [{"method": "wmp", "allocation": ["uniform", "uniform"]}]}, "distinct values"),
+    ({"methods": [{"method": "wmp", "allocation": ["uniform"]}, {"name": "wmp-uniform", "method": "wmp"}]},
+     "duplicate method name 'wmp-uniform'"),
 ])
 def test_bad_suites_name_the_file_and_the_valid_choices(tmp_path, change, message):
     raw = yaml.safe_load((SUITES_DIR / "smoke.yaml").read_text())
@@ -183,8 +187,9 @@ def test_run_logs_every_run_and_a_rerun_skips_them(tiny, capsys):
     client = MlflowClient(tiny["uri"])
     beta = next(r for r in children if r[2]["method"] == "gtap-beta-iter-build" and r[2]["seed"] == "0")
     run = client.get_run(beta[0])
-    assert {"auc", "accuracy_at_d", "keep_prob_d", "n_evaluations", "seconds", "trained_test_accuracy"} <= set(
-        run.data.metrics)
+    assert {"auc", "accuracy_at_d", "keep_prob_d", "n_evaluations", "seconds", "trained_test_accuracy",
+            "acc_at_2x_macs", "acc_at_4x_macs", "n_forward", "n_backward"} <= set(run.data.metrics)
+    assert {"curve/mac_fraction", "curve/latency_b256"} <= set(run.data.metrics)
     assert run.data.params["scorer"] == "gtap" and run.data.params["params.budget"] == "40"
     assert float(run.data.params["resolved.keep_prob"]) == run.data.metrics["keep_prob_d"]
     history = client.get_metric_history(beta[0], "curve/accuracy")
@@ -419,3 +424,20 @@ def test_shipped_smoke_suite_on_real_mnist(tmp_path, monkeypatch, capsys):
     assert "14 run(s) done" in out and Path("mlflow.db").exists()  # 2 seeds x (training, MCUE, 5 methods)
     markdown = Path("reports/out/smoke/report.md").read_text()
     assert "lenet300-mnist" in markdown and "gtap-beta-iter-build" in markdown
+
+
+def test_a_list_of_allocations_runs_one_entry_per_variant(tmp_path):
+    raw = yaml.safe_load((SUITES_DIR / "smoke.yaml").read_text())
+    raw["methods"] = [{"method": "wmp", "allocation": ["uniform", "normalized"]},
+                      {"name": "taylor-build", "method": "taylor", "strategy": "iterated-building",
+                       "allocation": ["global", "normalized"]},
+                      {"method": "random"}]
+    path = tmp_path / "variants.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    suite = load_suite(str(path))
+    entries = {e.name: (e.allocation, e.variant_of) for e in suite.methods}
+    assert entries == {"wmp-uniform": ("uniform", "wmp"), "wmp-normalized": ("normalized", "wmp"),
+                       "taylor-build-global": ("global", "taylor-build"),
+                       "taylor-build-normalized": ("normalized", "taylor-build"), "random": ("global", "")}
+    hashes = {spec.config_hash for spec in plan(suite) if spec.kind == "method"}
+    assert len(hashes) == len([spec for spec in plan(suite) if spec.kind == "method"])  # variants are distinct runs
