@@ -143,8 +143,10 @@ def physical_costs(points: Sequence[CurvePoint], masks: Sequence[np.ndarray], mo
                 # One thread on the CPU: a 2-thread median jumped ~200x whenever another process was busy on the
                 # 2-core machine, a 1-thread one stayed put. On a GPU the model is timed where it lives.
                 device = next(pruned.parameters()).device
+                # 15 timed passes (or 0.15 s) per batch size after 2 warm-ups: a suite times hundreds of networks.
                 cache[signature] = measure_latency(pruned, input_shape, batch_sizes=(1, 256), device=device,
-                                                   threads=1 if device.type == "cpu" else None)
+                                                   threads=1 if device.type == "cpu" else None, repeats=15,
+                                                   warmup=2, budget_s=0.15)
             times = cache[signature]
         if x_test is not None and y_test is not None:
             accuracy = _accuracy(pruned.eval(), x_test, y_test)

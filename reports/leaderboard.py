@@ -220,8 +220,9 @@ def leaderboard(
     Returns:
         Columns pair, rank (within pair and axis), method, scorer, strategy, axis, allocation, variant_of, n_seeds,
         n_runs, missing_seeds, auc_mean, auc_sd,
-        acc_at_d_mean, acc_at_d_sd, d_mean, acc_at_{2,4}x_macs_mean and _sd (NaN where the curve never gets that
-        cheap or has no MAC counts), acc_at_<f>_mean, acc_at_<f>_sd for each fixed fraction,
+        acc_at_d_mean, acc_at_d_sd, d_mean, acc_at_{2,4}x_macs_mean, _sd and _n (NaN where the curve never gets
+        that cheap or has no MAC counts; _n counts the seeds whose curve does), acc_at_<f>_mean, acc_at_<f>_sd for
+        each fixed fraction,
         n_evaluations_mean, n_forward_mean, n_backward_mean (example passes the scorers declared), seconds_mean, then
         paper_<metric>[_sd|_source] for matched references.
     """
@@ -240,6 +241,8 @@ def leaderboard(
         table[f"{name}_sd"] = grouped[column].agg(sample_sd)
         if name == "acc_at_d":
             table["d_mean"] = grouped["keep_prob_d"].mean()
+        if name in MAC_COLUMNS:  # a curve may get that cheap for some seeds only
+            table[f"{name}_n"] = grouped[column].count()
     table["n_evaluations_mean"] = grouped["n_evaluations"].mean()
     table["n_forward_mean"] = grouped["n_forward"].mean()
     table["n_backward_mean"] = grouped["n_backward"].mean()

@@ -214,8 +214,11 @@ def leaderboard_cells(table: pd.DataFrame, fixed_fractions: Sequence[float]) -> 
             cells[f"acc@{fraction:g}"] = format_mean_sd(row[f"{stem}_mean"], row[f"{stem}_sd"], DIGITS)
         for reduction in (2, 4):
             stem = f"acc_at_{reduction}x_macs"
-            cells[f"acc@{reduction}x fewer MACs"] = format_mean_sd(row.get(f"{stem}_mean", math.nan),
-                                                                  row.get(f"{stem}_sd", math.nan), DIGITS)
+            cell = format_mean_sd(row.get(f"{stem}_mean", math.nan), row.get(f"{stem}_sd", math.nan), DIGITS)
+            reached = row.get(f"{stem}_n", math.nan)
+            if cell != MISSING and not pd.isna(reached) and int(reached) < int(row["n_seeds"]):
+                cell += f" ({int(reached)} of {int(row['n_seeds'])} seeds)"
+            cells[f"acc@{reduction}x fewer MACs"] = cell
         cells["evaluations"] = format_count(row["n_evaluations_mean"])
         cells["passes fwd / bwd"] = passes_cell(row.get("n_forward_mean"), row.get("n_backward_mean"))
         cells["seconds"] = format_number(row["seconds_mean"], 1)
