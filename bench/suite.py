@@ -527,7 +527,8 @@ def select(suite: Suite, *, pairs: Sequence[str] = (), methods: Sequence[str] = 
            seeds: Sequence[int] | None = None) -> Suite:
     """The suite restricted by ``--pairs`` / ``--methods`` (glob patterns on names) and with ``--seeds`` replaced.
 
-    A pattern that matches nothing is an error, so a typo cannot silently run nothing.
+    A pattern that matches nothing is an error, so a typo cannot silently run nothing. A method pattern matches an
+    entry's name or, for the variants of an entry with a list of allocations, the name it was written under.
     """
     def matching(names: Sequence[str], patterns: Sequence[str], what: str) -> list[str]:
         if not patterns:
@@ -538,7 +539,10 @@ def select(suite: Suite, *, pairs: Sequence[str] = (), methods: Sequence[str] = 
         return [n for n in names if any(fnmatch.fnmatchcase(n, p) for p in patterns)]
 
     kept_pairs = tuple(matching(suite.pairs, pairs, "pairs"))
-    kept_methods = set(matching([e.name for e in suite.methods], methods, "methods"))
-    entries = tuple(e for e in suite.methods if e.name in kept_methods)
+    # A baseline written with a list of allocations answers to its own name too: --methods wmp keeps its variants.
+    names = list(dict.fromkeys([*(e.name for e in suite.methods),
+                                *(e.variant_of for e in suite.methods if e.variant_of)]))
+    kept_methods = set(matching(names, methods, "methods"))
+    entries = tuple(e for e in suite.methods if e.name in kept_methods or e.variant_of in kept_methods)
     return dataclasses.replace(suite, pairs=kept_pairs, methods=entries,
                                seeds=tuple(seeds) if seeds else suite.seeds)

@@ -125,7 +125,7 @@ def test_bad_suites_name_the_file_and_the_valid_choices(tmp_path, change, messag
 def test_unknown_suite_and_profile_are_loud():
     with pytest.raises(KeyError, match="Did you mean 'lenet'"):
         load_suite("lent")
-    with pytest.raises(SuiteError, match="unknown profile 'ful'.*valid: default, full"):
+    with pytest.raises(SuiteError, match="unknown profile 'ful'.*valid: default, extended, full"):
         load_suite("lenet", profile="ful")
 
 
@@ -133,7 +133,8 @@ def test_filters_and_seeds():
     suite = select(load_suite("lenet"), pairs=["lenet5*"], methods=["gtap-beta-*", "wmp"], seeds=parse_seeds("3-4"))
     assert suite.pairs == ("lenet5-mnist",) and suite.seeds == (3, 4)
     assert [e.name for e in suite.methods] == ["gtap-beta-top-n", "gtap-beta-iter-prune", "gtap-beta-iter-build",
-                                               "wmp"]
+                                               "wmp-uniform", "wmp-normalized"]  # wmp's variants answer to "wmp"
+    assert [e.name for e in select(load_suite("lenet"), methods=["wmp-norm*"]).methods] == ["wmp-normalized"]
     with pytest.raises(SuiteError, match="--methods 'gtap-shap' matches none"):
         select(load_suite("lenet"), methods=["gtap-shap"])
     assert parse_seeds("0-2,7") == (0, 1, 2, 7)
