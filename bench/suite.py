@@ -307,10 +307,10 @@ def _parse(raw: Any, path: Path, profile: str) -> Suite:
             strategy = str(item.get("strategy", "top-n"))
             STRATEGIES.get(strategy)
             allocations = item.get("allocation", "global")
-            variants = [str(a) for a in allocations] if isinstance(allocations, list) else [str(allocations)]
-            if not variants or len(set(variants)) != len(variants):
+            chosen = [str(a) for a in allocations] if isinstance(allocations, list) else [str(allocations)]
+            if not chosen or len(set(chosen)) != len(chosen):
                 raise SuiteError(f"allocation: a list needs distinct values, got {allocations}")
-            for allocation in variants:
+            for allocation in chosen:
                 if allocation not in ALLOCATIONS:
                     raise SuiteError(f"unknown allocation {allocation!r}; valid: {', '.join(ALLOCATIONS)}")
                 if allocation == "uniform" and strategy != "top-n":
@@ -318,7 +318,7 @@ def _parse(raw: Any, path: Path, profile: str) -> Suite:
         except (UnknownNameError, ValueError) as err:
             raise SuiteError(f"{where}: {err}") from None
         listed = isinstance(allocations, list)
-        for allocation in variants:
+        for allocation in chosen:
             entry = MethodEntry(f"{name}-{allocation}" if listed else name, item["method"], params, strategy,
                                 allocation, variant_of=name if listed else "")
             if any(e.name == entry.name for e in entries):

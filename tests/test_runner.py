@@ -440,5 +440,6 @@ def test_a_list_of_allocations_runs_one_entry_per_variant(tmp_path):
     assert entries == {"wmp-uniform": ("uniform", "wmp"), "wmp-normalized": ("normalized", "wmp"),
                        "taylor-build-global": ("global", "taylor-build"),
                        "taylor-build-normalized": ("normalized", "taylor-build"), "random": ("global", "")}
+    assert suite.variants == {}  # the allocation list is not the suite's pair variants
     hashes = {spec.config_hash for spec in plan(suite) if spec.kind == "method"}
     assert len(hashes) == len([spec for spec in plan(suite) if spec.kind == "method"])  # variants are distinct runs
