@@ -176,23 +176,39 @@ class NeuronGame:
             (correct, confidence), each (k, m): whether the prediction is right, and the softmax probability of the
             predicted class.
         """
+        correct, confidence, _ = self.predicted(coalitions, sample_index)
+        return correct, confidence
+
+    def predicted(self, coalitions: np.ndarray, sample_index: np.ndarray | torch.Tensor) -> tuple[
+            torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`predictions` plus the predicted labels themselves.
+
+        Args:
+            coalitions: bool (k, n_players).
+            sample_index: (k, m) indices into the evaluation samples: row j is evaluated on its own m instances.
+
+        Returns:
+            (correct, confidence, label), each (k, m): whether the prediction is right, the softmax probability of
+            the predicted class, and the predicted class (int64).
+        """
         coalitions = check_coalitions(coalitions, self.n_players)
         sample_index = torch.as_tensor(np.asarray(sample_index), device=self.device, dtype=torch.long)
         if sample_index.dim() != 2 or sample_index.shape[0] != len(coalitions):
             raise ValueError(f"sample_index must have shape ({len(coalitions)}, m), got {tuple(sample_index.shape)}")
         if len(coalitions) == 0:
             empty = torch.zeros(0, sample_index.shape[1])
-            return empty.bool(), empty
+            return empty.bool(), empty, empty.long()
         self.n_evaluations += len(coalitions)
-        correct, confidence = [], []
+        correct, confidence, label = [], [], []
         with torch.no_grad():
             for rows in self._chunks(len(coalitions), sample_index.shape[1]):
                 idx = sample_index[rows]
                 logits = self._dense_logits(self._masks(coalitions[rows]), self._cached[idx], shared=False)
                 prob = logits.softmax(-1)
                 confidence.append(prob.max(-1).values)
-                correct.append(logits.argmax(-1) == self.y[idx])
-        return torch.cat(correct).cpu(), torch.cat(confidence).cpu()
+                label.append(logits.argmax(-1))
+                correct.append(label[-1] == self.y[idx])
+        return torch.cat(correct).cpu(), torch.cat(confidence).cpu(), torch.cat(label).cpu()
 
     # ------------------------------------------------------------------ dense path
     def _masks(self, coalitions: np.ndarray) -> list[torch.Tensor]:

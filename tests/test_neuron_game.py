@@ -99,6 +99,9 @@ def test_predictions_give_per_sample_correctness_and_confidence():
     logits = naive_logits(model, units, x[3:6], coalitions[1])
     assert torch.equal(correct[1], logits.argmax(1) == y[3:6])
     torch.testing.assert_close(confidence[1], logits.softmax(1).max(1).values)
+    again, _, label = game.predicted(coalitions, index)  # MCUE's label readings: the predicted classes too
+    assert torch.equal(again, correct) and label.dtype == torch.int64
+    assert torch.equal(label[1], logits.argmax(1)) and not torch.equal(label[0], label[1])
 
 
 def test_rejects_bad_input():
@@ -138,3 +141,4 @@ def test_predictions_of_no_coalitions():
     model, x, y, units = _setup(*CASES["lenet300"])
     correct, confidence = NeuronGame(model, units, x, y).predictions(np.zeros((0, 400), bool), np.zeros((0, 3), int))
     assert correct.shape == confidence.shape == (0, 3)
+    assert NeuronGame(model, units, x, y).predicted(np.zeros((0, 400), bool), np.zeros((0, 3), int))[2].shape == (0, 3)

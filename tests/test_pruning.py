@@ -7,7 +7,7 @@ import torch.nn.functional as F
 
 from datasets.models import build_model
 from methods.curves import area_under_curve, evaluate_path, fine_tune, kept_counts, weight_pruning_curve
-from methods.mcue import mcue, sample_subnetworks
+from methods.mcue import OUTPUTS, mcue, sample_subnetworks
 from methods.neuron_game import NeuronGame, naive_logits
 from methods.scorers import SCORERS, PruningProblem, build_scorer
 from methods.strategies import STRATEGIES, iterated
@@ -149,6 +149,80 @@ def test_mcue_on_a_trained_net(problem):
     assert result.n_evaluations == 9 * 32
     again = mcue(problem.game, rng=np.random.default_rng(0), grid=grid, samples=32, instances=8)
     np.testing.assert_array_equal(again.variance["confidence"], result.variance["confidence"])
+
+
+class LabelGame:
+    """A game whose sub-networks predict known labels: sub-network s of cell (i, j) of a ``samples``-per-cell MCUE run
+    over an ``n_grid`` grid predicts (PATTERN[s] + instance) % 5, PATTERN chosen by the cell. Shifting by the instance
+    leaves a cell's label distribution alone only if its sub-networks share their instances."""
+
+    n_players, n_samples, n_classes = 6, 50, 5
+    patterns = {"peak": [0, 0, 1, 2], "diagonal": [0, 0, 0, 1], "off": [3, 3, 3, 3]}
+
+    def __init__(self, n_grid: int, peak: int):
+        self.n_grid, self.peak, self.n_evaluations = n_grid, peak, 0
+
+    def predicted(self, coalitions, sample_index):
+        samples = len(self.patterns["peak"])
+        row = np.arange(self.n_evaluations, self.n_evaluations + len(coalitions))  # MCUE's order: cell by cell
+        cell, s = row // samples, row % samples
+        i, j = cell // self.n_grid, cell % self.n_grid
+        kind = np.where(i != j, "off", np.where(i == self.peak, "peak", "diagonal"))
+        base = np.array([self.patterns[k][t] for k, t in zip(kind, s, strict=True)])
+        labels = torch.as_tensor((base[:, None] + np.asarray(sample_index)) % self.n_classes)
+        self.n_evaluations += len(coalitions)
+        return labels == 0, torch.full(labels.shape, 0.5), labels
+
+
+def test_mcue_label_readings_by_hand():
+    grid = (0.1, 0.3, 0.6)
+    result = mcue(LabelGame(len(grid), peak=1), rng=np.random.default_rng(0), grid=grid, samples=4, instances=3,
+                  output="entropy")
+    # peak [0, 0, 1, 2]: shares (1/2, 1/4, 1/4); diagonal [0, 0, 0, 1]: (3/4, 1/4); off-diagonal: one label.
+    peak_entropy, diagonal_entropy = 1.5 * np.log(2), -(0.75 * np.log(0.75) + 0.25 * np.log(0.25))
+    # One-hot variance, ddof 1 over 4 sub-networks: sum over classes of 4/3 f (1 - f).
+    peak_onehot, diagonal_onehot = 4 / 3 * (0.25 + 2 * 0.1875), 4 / 3 * (2 * 0.1875)
+    assert (peak_onehot, diagonal_onehot) == pytest.approx((5 / 6, 1 / 2))
+    np.testing.assert_allclose(result.variance["entropy"], np.diag([diagonal_entropy, peak_entropy, diagonal_entropy]),
+                               atol=1e-12)
+    np.testing.assert_allclose(result.variance["onehot"], np.diag([diagonal_onehot, peak_onehot, diagonal_onehot]),
+                               atol=1e-12)
+    np.testing.assert_allclose(result.mean["onehot"], [[0.75, 1, 1], [1, 0.5, 1], [1, 1, 0.75]])  # modal share
+    assert result.output == "entropy" and result.t_star == 0.3 and result.keep_prob == pytest.approx(0.7)
+    np.testing.assert_allclose(result.diagonal, [diagonal_entropy, peak_entropy, diagonal_entropy])
+    assert result.t_star_of("onehot") == 0.3
+    assert result.n_evaluations == 9 * 4
+    records = result.to_records()
+    assert len(records) == 9 and {f"var_{name}" for name in OUTPUTS} | {f"mean_{name}" for name in OUTPUTS} <= set(
+        records[0])
+    assert records[4]["var_entropy"] == pytest.approx(peak_entropy)  # (p, q) = (0.3, 0.3)
+
+
+def test_mcue_readings_on_a_trained_net(problem):
+    grid = (0.0, 0.5)
+    result = mcue(problem.game, rng=np.random.default_rng(3), grid=grid, samples=16, instances=8, output="onehot")
+    # p = q = 0 keeps every unit: every sub-network is the full network and they all agree.
+    assert result.variance["entropy"][0, 0] == 0 and result.variance["onehot"][0, 0] == 0
+    assert result.mean["entropy"][0, 0] == 1
+    assert result.variance["entropy"][1, 1] > 0 and result.variance["onehot"][1, 1] > 0
+    assert (result.variance["entropy"] <= np.log(3) + 1e-12).all()  # 3 classes
+    assert (result.variance["onehot"] <= 16 / 15 * (1 - 1 / 3) + 1e-12).all()
+    assert result.t_star == 0.5 and {result.t_star_of(name) for name in OUTPUTS} <= set(grid)
+    again = mcue(problem.game, rng=np.random.default_rng(3), grid=grid, samples=16, instances=8, output="onehot")
+    other = mcue(problem.game, rng=np.random.default_rng(4), grid=grid, samples=16, instances=8, output="onehot")
+    for name in OUTPUTS:
+        np.testing.assert_array_equal(again.variance[name], result.variance[name])  # same seed, same numbers
+        np.testing.assert_array_equal(again.mean[name], result.mean[name])
+    assert any(not np.array_equal(other.variance[name], result.variance[name]) for name in OUTPUTS)
+
+
+def test_mcue_rejects_an_unknown_output_in_one_line(problem):
+    with pytest.raises(ValueError) as err:
+        mcue(problem.game, rng=np.random.default_rng(0), grid=(0.5,), samples=2, output="variance")
+    assert str(err.value) == "unknown MCUE output 'variance'; valid: correct, confidence, entropy, onehot"
+    result = mcue(problem.game, rng=np.random.default_rng(0), grid=(0.5,), samples=2, instances=1)
+    with pytest.raises(ValueError, match="^unknown MCUE output 'entropie'; valid: [a-z, ]+$"):
+        result.t_star_of("entropie")
 
 
 def test_sample_subnetworks_sizes():
