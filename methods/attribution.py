@@ -186,7 +186,7 @@ class _CaptumLayerScorer(ScorerBase):
     def _options(self) -> dict[str, Any]:
         return {}
 
-    def __call__(self, problem, *, rng, include=None, exclude=None) -> Scores:
+    def __call__(self, problem, *, rng, include=None, exclude=None, target=None) -> Scores:
         include, exclude = _fixed(problem, include, exclude)
         values, n_forward, n_backward = captum_layer_scores(
             problem, exclude, method=self.method, reduce=self.reduce, batch_size=self.batch_size, **self._options())
@@ -448,7 +448,7 @@ class _TorchPruningScorer(ScorerBase):
     def _options(self) -> dict[str, Any]:
         return {}
 
-    def __call__(self, problem, *, rng, include=None, exclude=None) -> Scores:
+    def __call__(self, problem, *, rng, include=None, exclude=None, target=None) -> Scores:
         include, exclude = _fixed(problem, include, exclude)
         values, n_forward, n_backward = tp_scores(problem, exclude, kind=self.kind,
                                                   group_reduction=self.group_reduction, **self._options())

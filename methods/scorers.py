@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import difflib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol
@@ -115,7 +116,7 @@ class Scorer(Protocol):
         ...
 
     def __call__(self, problem: PruningProblem, *, rng: np.random.Generator, include: np.ndarray | None = None,
-                 exclude: np.ndarray | None = None) -> Scores:
+                 exclude: np.ndarray | None = None, target: int | None = None) -> Scores:
         """Scores the free units.
 
         Args:
@@ -123,6 +124,9 @@ class Scorer(Protocol):
             rng: the only source of randomness.
             include: bool (n_units,), units known to stay (Iterated Building).
             exclude: bool (n_units,), units already pruned (Iterated Pruning); they are masked out while scoring.
+            target: the kept unit count the calling strategy is heading to (``methods.strategies`` says which);
+                None when the caller has none. Only scorers whose estimate depends on the size of the network
+                being sought use it (GTAP's ``follow``); every other scorer accepts it and ignores it.
 
         Returns:
             Scores with NaN at fixed units.
@@ -166,6 +170,38 @@ def _with_nan(values: np.ndarray, include: np.ndarray, exclude: np.ndarray) -> n
     return values
 
 
+FOLLOW = ("target", "current", "remaining")  # GTAPScorer's readings of a d that follows the strategy
+MIN_FOLLOWED_KEEP_PROB = 0.01
+
+
+def followed_keep_prob(follow: str, *, n_units: int, current: int, included: int, free: int,
+                       target: int | None) -> float:
+    """beta_d's d for one scoring call under a ``follow`` reading (defined in :class:`GTAPScorer`).
+
+    Args:
+        follow: "target", "current" or "remaining".
+        n_units: all units (n).
+        current: units in the current network (K).
+        included: units fixed in (|I|); free: units neither fixed in nor out (|F|).
+        target: the kept count the strategy is heading to (T); needed by "target" and "remaining".
+
+    Returns:
+        d, clipped to [0.01, 1].
+    """
+    if follow == "current":
+        d = current / n_units
+    elif target is None:
+        raise ValueError(f"follow={follow!r} needs the strategy's target kept count (target=...); "
+                         "top-n and the iterated strategies pass one")
+    elif follow == "target":
+        d = target / n_units
+    elif follow == "remaining":
+        d = (target - included) / free if free else 1.0
+    else:
+        raise ValueError(f"unknown follow {follow!r}; valid: {', '.join(FOLLOW)}")
+    return float(min(1.0, max(MIN_FOLLOWED_KEEP_PROB, d)))
+
+
 @SCORERS.register("gtap")
 @dataclass(frozen=True)
 class GTAPScorer(ScorerBase):
@@ -174,7 +210,22 @@ class GTAPScorer(ScorerBase):
     Args:
         index: "shapley", "banzhaf" (coalitions from R_1/2) or "beta" (biased Banzhaf beta_d, coalitions from R_d).
         keep_prob: d of beta_d; None (the default) declares that beta_d needs MCUE's d = 1 - t*, which the runner
-            supplies through ``resolve(keep_prob=d)``. Not for shapley and banzhaf.
+            supplies through ``resolve(keep_prob=d)``, unless ``follow`` sets d. Not for shapley and banzhaf.
+        follow: set beta_d's d afresh at every call from the network size the strategy is heading to, instead of
+            one fixed d (index "beta" only, and not with ``keep_prob``). d is the probability that each *free*
+            unit (neither included nor excluded) is in a sampled coalition; with n all units, T the ``target``
+            the strategy passes, I the included units, F the free ones and K the currently kept ones:
+
+            - "target": d = T / n, the target kept fraction;
+            - "current": d = K / n, the current network's kept fraction. K is ``include`` when the caller passes
+              it (Iterated Building: the units added so far, none in its first round), otherwise the units not
+              excluded (Iterated Pruning; Top-n: all of them);
+            - "remaining": d = (T - |I|) / |F|, the d whose expected coalition of the restricted game has T units:
+              (T - included) / free when building, T / currently kept when pruning (where I is empty and F = K).
+
+            Each d is clipped to [0.01, 1]. None (the default) keeps one d for every call: ``keep_prob``, or MCUE's.
+            "target" and "remaining" need ``target``; called without one they raise. The paper fixes one d per
+            run (MCUE's, Sec. III-C); following the target is our addition, so no reading is the default.
         estimator: "shared" (footnote 5: one sample serves every unit), "per-player" (Algorithm 2), for Shapley
             "permutation" or "stratified" ("shared" means "stratified" for Shapley), or "exact" for tiny games.
         budget: coalition evaluations per estimate (each re-estimation of an iterated strategy spends this much).
@@ -187,6 +238,7 @@ class GTAPScorer(ScorerBase):
 
     index: str = "beta"
     keep_prob: float | None = None
+    follow: str | None = None
     estimator: str = "shared"
     budget: int = 2000
     layerwise: bool = False
@@ -209,7 +261,7 @@ class GTAPScorer(ScorerBase):
         need at least n + 1 evaluations per estimate, so the budget's lower bound rises to that.
         """
         space = {k: dict(v) for k, v in (space or cls.search_space).items()}
-        if params.get("index", "beta") != "beta":
+        if params.get("index", "beta") != "beta" or params.get("follow") is not None:
             space.pop("keep_prob", None)
         if strategy == "top-n":
             space.pop("step", None)
@@ -230,6 +282,15 @@ class GTAPScorer(ScorerBase):
             if isinstance(self.keep_prob, bool) or not isinstance(self.keep_prob, int | float) \
                     or not 0 < self.keep_prob <= 1:
                 raise ValueError(f"keep_prob (d) must be a number in (0, 1], got {self.keep_prob!r}")
+        if self.follow is not None:
+            if self.follow not in FOLLOW:
+                hint = difflib.get_close_matches(str(self.follow), FOLLOW, n=1)
+                did_you_mean = f" Did you mean {hint[0]!r}?" if hint else ""
+                raise ValueError(f"unknown follow {self.follow!r}.{did_you_mean} Valid: {', '.join(FOLLOW)}")
+            if self.index != "beta":
+                raise ValueError(f"follow sets d of beta_d: index 'beta' only, not {self.index!r}")
+            if self.keep_prob is not None:
+                raise ValueError(f"follow={self.follow!r} sets d each round; it excludes a fixed keep_prob")
         if isinstance(self.budget, bool) or not isinstance(self.budget, int) or self.budget < 1:
             raise ValueError(f"budget must be a positive number of coalition evaluations, got {self.budget!r}")
         if not isinstance(self.layerwise, bool):
@@ -240,20 +301,28 @@ class GTAPScorer(ScorerBase):
 
     @property
     def needs(self) -> frozenset[str]:
-        return frozenset({"keep_prob"}) if self.index == "beta" and self.keep_prob is None else frozenset()
+        fixed = self.keep_prob is not None or self.follow is not None
+        return frozenset({"keep_prob"}) if self.index == "beta" and not fixed else frozenset()
 
-    def _estimator(self):
+    def _estimator(self, keep_prob: float | None = None):
         if self.index == "shapley":
             return indices.estimator_for("shapley", self.estimator, antithetic=self.antithetic)
-        d = 0.5 if self.index == "banzhaf" or self.keep_prob is None else self.keep_prob  # 1/2 stands in until resolved
+        d = self.keep_prob if keep_prob is None else keep_prob
+        d = 0.5 if self.index == "banzhaf" or d is None else d  # 1/2 stands in until resolved (or followed)
         return indices.estimator_for("banzhaf", self.estimator, keep_prob=d, antithetic=self.antithetic)
 
-    def __call__(self, problem, *, rng, include=None, exclude=None) -> Scores:
+    def __call__(self, problem, *, rng, include=None, exclude=None, target=None) -> Scores:
         if self.needs:
             raise ValueError("index 'beta' needs keep_prob (d), e.g. from MCUE: resolve(keep_prob=d) first")
+        building = include is not None  # before _fixed fills in the missing mask: what "current" counts as kept
         include, exclude = _fixed(problem, include, exclude)
         game = RestrictedGame(problem.game, include=include, exclude=exclude)
-        function = self._estimator()
+        d = None
+        if self.follow is not None:
+            current = int(include.sum()) if building else problem.n_units - int(exclude.sum())
+            d = followed_keep_prob(self.follow, n_units=problem.n_units, current=current,
+                                   included=int(include.sum()), free=game.n_players, target=target)
+        function = self._estimator(d)
         sampling = {} if indices.is_exact(function) else {"budget": self.budget, "rng": rng}
         before = problem.game.n_evaluations
         if self.layerwise:
@@ -300,7 +369,7 @@ class WeightMagnitude(ScorerBase):
         stages = dict(problem.model.named_children())
         return {name: stages[name].weight.detach().abs() for name in _attached(problem)}
 
-    def __call__(self, problem, *, rng, include=None, exclude=None) -> Scores:
+    def __call__(self, problem, *, rng, include=None, exclude=None, target=None) -> Scores:
         include, exclude = _fixed(problem, include, exclude)
         stages = dict(problem.model.named_children())
         magnitudes = {name: stages[name].weight.abs() for name in _attached(problem)}
@@ -324,7 +393,7 @@ class WeightGradientMagnitude(ScorerBase):
 
     family: ClassVar[str] = "gradient"
 
-    def __call__(self, problem, *, rng, include=None, exclude=None) -> Scores:
+    def __call__(self, problem, *, rng, include=None, exclude=None, target=None) -> Scores:
         include, exclude = _fixed(problem, include, exclude)
         model = problem.model
         stages = dict(model.named_children())
@@ -348,7 +417,7 @@ class RandomScorer(ScorerBase):
 
     family: ClassVar[str] = "random"
 
-    def __call__(self, problem, *, rng, include=None, exclude=None) -> Scores:
+    def __call__(self, problem, *, rng, include=None, exclude=None, target=None) -> Scores:
         include, exclude = _fixed(problem, include, exclude)
         return Scores(_with_nan(rng.random(problem.n_units), include, exclude))
 
@@ -363,7 +432,7 @@ class MeanActivation(ScorerBase):
 
     family: ClassVar[str] = "activation"
 
-    def __call__(self, problem, *, rng, include=None, exclude=None) -> Scores:
+    def __call__(self, problem, *, rng, include=None, exclude=None, target=None) -> Scores:
         include, exclude = _fixed(problem, include, exclude)
         sums = [torch.zeros(g.size, dtype=torch.float64) for g in problem.groups]
         with torch.no_grad(), _unit_masks(problem.model, problem.groups, ~exclude, record=sums):
@@ -392,7 +461,7 @@ class FirstOrderTaylor(ScorerBase):
 
     family: ClassVar[str] = "gradient"
 
-    def __call__(self, problem, *, rng, include=None, exclude=None) -> Scores:
+    def __call__(self, problem, *, rng, include=None, exclude=None, target=None) -> Scores:
         from methods.attribution import captum_layer_scores  # that module imports this one
 
         include, exclude = _fixed(problem, include, exclude)

@@ -139,12 +139,15 @@ def top_n(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int], *
 
     Returns:
         The path; all targets share one scoring round's cost.
+
+    The scorer is told the smallest target (``target=min(kept_counts)``): its one ranking serves every target, and
+    the smallest is where it decides most (each larger target keeps a superset of its units).
     """
     n = problem.n_units
     targets = _targets(kept_counts, n)
     _check_allocation(allocation)
     start, before = time.perf_counter(), problem.game.n_evaluations
-    scores = scorer(problem, rng=rng)
+    scores = scorer(problem, rng=rng, target=targets[0])
     evaluations = scores.n_evaluations
     passes = {"forward": _passes(scores, "forward"), "backward": _passes(scores, "backward")}
     seconds = time.perf_counter() - start
@@ -180,7 +183,9 @@ def iterated(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int]
     ``direction="prune"`` starts from the full network and repeatedly drops the ``step`` lowest-scoring kept units,
     re-scoring with the dropped units always excluded, down to the smallest target. ``direction="build"`` starts
     from the empty network and repeatedly adds the ``step`` highest-scoring missing units, re-scoring with the added
-    units always included, up to the largest target. Ties are broken at random either way.
+    units always included, up to the largest target. Ties are broken at random either way. Each round tells the
+    scorer the target it is heading to (``target=``): the nearest target not yet reached, the one whose mask this
+    round's units will next be judged in (with a single target, that target throughout).
 
     Args:
         scorer: any scorer.
@@ -212,7 +217,8 @@ def iterated(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int]
         path.record(pending.pop(0), kept, 0, 0.0)
     while pending:
         # The units already decided stay fixed while the others are scored: in when building, out when pruning.
-        scores = scorer(problem, rng=rng, include=kept) if building else scorer(problem, rng=rng, exclude=~kept)
+        fixed = {"include": kept} if building else {"exclude": ~kept}
+        scores = scorer(problem, rng=rng, target=pending[0], **fixed)
         path.first_scores = scores.values if path.first_scores is None else path.first_scores
         path.rounds += 1
         evaluations += scores.n_evaluations

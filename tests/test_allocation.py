@@ -17,7 +17,7 @@ class FixedScores(ScorerBase):
     values: tuple[float, ...] = ()
     family = "magnitude"
 
-    def __call__(self, problem, *, rng, include=None, exclude=None) -> Scores:
+    def __call__(self, problem, *, rng, include=None, exclude=None, target=None) -> Scores:
         values = np.array(self.values, dtype=float)
         for fixed in (include, exclude):
             if fixed is not None:

@@ -64,6 +64,8 @@ def test_scorer_contract(problem, name):
     again = score(0)
     np.testing.assert_array_equal(scores.values, again.values)  # same seed, same scores
     assert (scores.n_forward, scores.n_backward) == (again.n_forward, again.n_backward)
+    # Every scorer takes the strategies' target; one configured without a use for it scores exactly as before.
+    np.testing.assert_array_equal(score(0, target=n // 4).values, scores.values)
     exclude = np.zeros(n, bool)
     exclude[:5] = True
     include = np.zeros(n, bool)
@@ -122,7 +124,7 @@ def test_iterated_pruning_excludes_pruned_units_from_coalitions(problem):
     seen = []
 
     class Recorder:
-        def __call__(self, problem, *, rng, include=None, exclude=None):
+        def __call__(self, problem, *, rng, include=None, exclude=None, target=None):
             seen.append(None if exclude is None else exclude.copy())
             return build_scorer("wmp")(problem, rng=rng, include=include, exclude=exclude)
 
