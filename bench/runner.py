@@ -34,7 +34,8 @@ RUN_NOTES = {
     "method": "curve/* metrics: step = kept fraction in per mille (step 200 = 20 % of units kept, of parameters for "
               "param-axis methods); a step off the grid is MCUE's d. auc = test accuracy averaged over the "
               "kept-fraction grid.",
-    "mcue": "mcue/diagonal_variance: step = p = q in per mille; t_star is its argmax, keep_prob = d = 1 - t_star.",
+    "mcue": ("mcue/diagonal_variance: step = p = q in per mille; t_star is its argmax, keep_prob = d = 1 - t_star; "
+             "t_star_READING is the argmax for each reading (correct, confidence, entropy, onehot)."),
     "train": "train/* and val/* metrics: step = epoch.",
 }
 PARENT_NOTE = ("One nested run per (pair, method, seed), named METHOD sN (tag 'pair' says which pair). AUC mean and "
@@ -212,6 +213,7 @@ def _run_group(suite: Suite, tracker: Tracker, parent_id: str, pair_name: str, s
                 started = mcue_window[0]
                 metrics = {"t_star": mcue_result.t_star, "keep_prob": mcue_result.keep_prob,
                            "n_evaluations": mcue_result.n_evaluations, "seconds": mcue_result.seconds,
+                           **{f"t_star_{name}": mcue_result.t_star_of(name) for name in mcue_result.variance},
                            **trained_metrics}
                 artifacts = {"mcue.csv": pd.DataFrame(mcue_result.to_records()),
                              "mcue.png": _mcue_plot(mcue_result, f"{pair_name}, seed {seed}")}

@@ -38,6 +38,7 @@ from reports.data import (
     CURVE_COLUMNS,
     HISTORY_COLUMNS,
     MCUE_COLUMNS,
+    MCUE_READINGS,
     MCUE_RUN_COLUMNS,
     MODEL_COLUMNS,
     PREDICTION_COLUMNS,
@@ -423,9 +424,14 @@ def load_frames(tracker: Tracker, hashes: Sequence[str]) -> dict[str, Any]:
                         analyses.setdefault(f"{name}/{table}", []).append(frame.assign(**key))
             continue
         if tags["kind"] == "mcue":
+            output = run.data.params.get("mcue.output", "correct")
+            # Every reading's t*; runs logged before the per-reading metrics still give the one that chose d.
+            per_reading = {f"t_star_{name}": metrics.get(f"t_star_{name}", math.nan) for name in MCUE_READINGS}
+            if f"t_star_{output}" not in metrics:
+                per_reading[f"t_star_{output}"] = metrics.get("t_star", math.nan)
             mcue_runs.append({**key, "t_star": metrics.get("t_star"), "keep_prob": metrics.get("keep_prob"),
-                              "output": run.data.params.get("mcue.output", "correct"),
-                              "n_evaluations": metrics.get("n_evaluations"), "seconds": metrics.get("seconds")})
+                              "output": output, "n_evaluations": metrics.get("n_evaluations"),
+                              "seconds": metrics.get("seconds"), **per_reading})
             cells = tracker.read_csv(run_id, "mcue.csv")
             if cells is not None:
                 mcue.append(cells.assign(**key))

@@ -17,8 +17,12 @@ CURVE_COLUMNS = (
     "mac_fraction", "latency_b1", "latency_b256",
 )
 SCORE_COLUMNS = ("run_id", "pair", "method", "scorer", "seed", "unit", "layer", "position", "score")
-MCUE_COLUMNS = ("pair", "seed", "p", "q", "var_correct", "mean_correct", "var_confidence", "mean_confidence")
-MCUE_RUN_COLUMNS = ("pair", "seed", "t_star", "keep_prob", "output", "n_evaluations", "seconds")
+# MCUE's readings of the network's output (methods.mcue.OUTPUTS); var_<reading> holds each one's heatmap (for
+# "entropy" the mean entropy, not a variance) and t_star_<reading> its t*, whichever reading chose d.
+MCUE_READINGS = ("correct", "confidence", "entropy", "onehot")
+MCUE_COLUMNS = ("pair", "seed", "p", "q", *(f"{kind}_{name}" for name in MCUE_READINGS for kind in ("var", "mean")))
+MCUE_RUN_COLUMNS = ("pair", "seed", "t_star", "keep_prob", "output", "n_evaluations", "seconds",
+                    *(f"t_star_{name}" for name in MCUE_READINGS))
 CORRELATION_COLUMNS = ("pair", "layer", "method_a", "method_b", "spearman", "kendall", "n_seeds")
 HISTORY_COLUMNS = ("pair", "seed", "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
 # One row per training run: the trained network itself (a models leaderboard compares these per task).
@@ -36,6 +40,8 @@ OPTIONAL_COLUMNS = {
              "acc_at_4x_macs": float("nan"), "n_forward": float("nan"), "n_backward": float("nan")},
     "curves": {name: float("nan") for name in ("n_forward", "n_backward", "params", "macs", "mac_fraction",
                                                "latency_b1", "latency_b256")},
+    "mcue": {f"{kind}_{name}": float("nan") for name in ("entropy", "onehot") for kind in ("var", "mean")},
+    "mcue_runs": {f"t_star_{name}": float("nan") for name in MCUE_READINGS},
 }
 
 FRAME_COLUMNS = {

@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from reports.data import SuiteData
+from reports.data import MCUE_READINGS, SuiteData
 
 DEFAULT_REFERENCES = Path(__file__).with_name("references.yaml")
 REFERENCE_KEYS = ("pair", "method", "metric", "value", "source")
@@ -297,7 +297,8 @@ def mcue_summary(data: SuiteData, references: Sequence[dict] | None = None) -> p
 
     Returns:
         Columns pair, n_mcue_seeds, output, t_star_mean, t_star_sd, d_mean, d_sd, d_per_seed (text),
-        trained_accuracy_mean, trained_accuracy_sd, paper_t_star, paper_d, paper_trained_accuracy.
+        trained_accuracy_mean, trained_accuracy_sd, paper_t_star, paper_d, paper_trained_accuracy, and per MCUE
+        reading R (correct, confidence, entropy, onehot; whichever chose d) t_star_R_mean, t_star_R_sd over seeds.
     """
     references = references or []
     rows = []
@@ -306,6 +307,11 @@ def mcue_summary(data: SuiteData, references: Sequence[dict] | None = None) -> p
         trained = per_seed_runs(data.runs[data.runs["pair"] == pair]).groupby("seed")["trained_test_accuracy"].mean()
         t_star = pd.to_numeric(mcue_runs["t_star"], errors="coerce")
         keep_prob = pd.to_numeric(mcue_runs["keep_prob"], errors="coerce")
+        per_reading = {}
+        for name in MCUE_READINGS:
+            values = pd.to_numeric(mcue_runs[f"t_star_{name}"], errors="coerce").dropna()
+            per_reading[f"t_star_{name}_mean"] = float(values.mean()) if len(values) else np.nan
+            per_reading[f"t_star_{name}_sd"] = sample_sd(values)
         paper = {
             name: next(iter(matching_references(references, pair, method, metric)), {}).get("value", np.nan)
             for name, method, metric in (
@@ -329,6 +335,7 @@ def mcue_summary(data: SuiteData, references: Sequence[dict] | None = None) -> p
                 "trained_accuracy_mean": float(trained.mean()) if len(trained) else np.nan,
                 "trained_accuracy_sd": sample_sd(trained),
                 **paper,
+                **per_reading,
             }
         )
     return pd.DataFrame(rows)

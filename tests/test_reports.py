@@ -305,6 +305,22 @@ def test_reference_rows_match_pair_and_method(suite):
     assert summary.loc["lenet5-mnist", "d_mean"] == pytest.approx(0.225)
 
 
+def test_mcue_summary_gives_every_readings_t_star_over_seeds(suite):
+    # Stores written before the per-reading metrics have none: NaN, not an error.
+    assert np.isnan(mcue_summary(suite).set_index("pair").loc["lenet5-mnist", "t_star_entropy_mean"])
+    per_seed = {"t_star_correct": [0.475, 0.475, 0.525], "t_star_entropy": [0.625, 0.725, 0.675],
+                "t_star_onehot": [0.625, 0.725, 0.675], "t_star_confidence": [0.325, 0.375, 0.325]}
+    runs = suite.mcue_runs.sort_values(["pair", "seed"]).reset_index(drop=True)
+    for column, values in per_seed.items():
+        runs[column] = np.tile(values, len(runs) // len(values))
+    summary = mcue_summary(dataclasses.replace(suite, mcue_runs=runs), load_references()).set_index("pair")
+    row = summary.loc["lenet5-mnist"]
+    assert row["t_star_entropy_mean"] == pytest.approx(0.675) and row["t_star_entropy_sd"] == pytest.approx(0.05)
+    assert row["t_star_correct_mean"] == pytest.approx(np.mean(per_seed["t_star_correct"]))
+    assert row["t_star_confidence_sd"] == pytest.approx(np.std(per_seed["t_star_confidence"], ddof=1))
+    assert row["paper_t_star"] == 0.775  # beside the paper's
+
+
 # --- Plots and the rendered report ----------------------------------------------------------------------------------
 
 

@@ -24,7 +24,9 @@ from bench.suite import (
     select,
     suite_registry,
 )
+from bench.tracking import Tracker, load_frames
 from datasets.pairs import PAIRS, Pair, Recipe
+from methods.mcue import OUTPUTS
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_PAIR = Pair(name="tiny-lenet300", model="lenet300", dataset="mnist", units=("relu1", "relu2"),
@@ -95,6 +97,18 @@ def test_lenet_suite_covers_the_issue():
     assert full.methods[0].params["budget"] > suite.methods[0].params["budget"] and len(full.seeds) > len(suite.seeds)
 
 
+@pytest.mark.parametrize("output", ["entropy", "onehot"])
+def test_a_suite_may_choose_d_by_a_label_reading_of_mcue(tmp_path, output):
+    raw = yaml.safe_load((SUITES_DIR / "smoke.yaml").read_text())
+    raw["mcue"] = {"output": output}
+    path = tmp_path / "labels.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    suite = load_suite(path)
+    assert suite.mcue == {"output": output}
+    mcue_spec = next(s for s in plan(suite) if s.kind == "mcue")
+    assert mcue_spec.config["mcue"]["output"] == output
+
+
 @pytest.mark.parametrize(("change", "message"), [
     ({"pairs": ["lenet300-mnsit"]}, "Did you mean 'lenet300-mnist'"),
     ({"methods": [{"method": "wmpp"}]}, "Did you mean 'wmp'"),
@@ -104,7 +118,7 @@ def test_lenet_suite_covers_the_issue():
     ({"fractoins": [0.5]}, "Did you mean 'fractions'"),
     ({"fractions": [0.5, 1.5]}, "kept fractions must be numbers in (0, 1]"),
     ({"seeds": [0, 0]}, "'seeds' has duplicates"),
-    ({"mcue": {"output": "entropy"}}, "valid: correct, confidence"),
+    ({"mcue": {"output": "entropie"}}, "valid: correct, confidence, entropy, onehot"),
     ({"methods": [{"method": "wmp"}, {"method": "wmp"}]}, "duplicate method name 'wmp'"),
     ({"methods": [{"method": "wmp", "strategy": "iterated-pruning", "allocation": "uniform"}]}, "'top-n' only"),
     ({"methods": [{"method": "wmp", "allocation": ["uniform", "layerwise"]}]}, "unknown allocation 'layerwise'"),
@@ -199,6 +213,14 @@ def test_run_logs_every_run_and_a_rerun_skips_them(tiny, capsys):
     assert {"curve.csv", "scores.csv"} <= names
     mcue_run = next(r for r in children if r[2]["kind"] == "mcue")
     assert {"mcue.csv", "mcue.png"} <= {a.path for a in client.list_artifacts(mcue_run[0])}
+    # One MCUE pass reads every output: each reading's t* is logged and read back, whichever one chose d.
+    mcue_metrics = client.get_run(mcue_run[0]).data.metrics
+    assert {f"t_star_{name}" for name in OUTPUTS} <= set(mcue_metrics)
+    assert mcue_metrics["t_star"] == mcue_metrics["t_star_correct"]
+    frames = load_frames(Tracker(tiny["uri"], "tiny", create=False), [s.config_hash for s in specs])
+    mcue_row = frames["mcue_runs"].iloc[0]
+    assert all(0 < mcue_row[f"t_star_{name}"] < 1 for name in OUTPUTS)
+    assert {f"var_{name}" for name in OUTPUTS} <= set(frames["mcue"].columns)
     parent_artifacts = {a.path for a in client.list_artifacts(parents[0][0])}
     assert {"seed_variance.csv", "rank_correlations.csv", "plan.json", "suite.json"} <= parent_artifacts
     # A handful of parent metrics, none per method (those are in seed_variance.csv): the UI's columns stay readable.
