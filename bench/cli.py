@@ -106,6 +106,32 @@ def build_parser() -> argparse.ArgumentParser:
     analyze.add_argument("--no-progress", action="store_true")
     _add_data_args(analyze)
 
+    est = sub.add_parser("estimators", help="power-index estimators (ours and shapiq's) per coalition evaluation on "
+                                            "real neuron games, against exact or reference values")
+    est.add_argument("--pair", default="lenet300-mnist,lenet5-mnist", help="comma-separated pairs")
+    est.add_argument("--index", default="shapley,banzhaf,beta",
+                     help="shapley, banzhaf (beta_d at d = 1/2), beta (beta_d at MCUE's d); comma-separated")
+    est.add_argument("--games", default="exact", help="exact (a 16-unit game, enumerated), full, or both: exact,full")
+    est.add_argument("--metric", default="accuracy,neg_loss", help="the game's v: accuracy, neg_loss, or both")
+    est.add_argument("--budgets", default=None,
+                     help="coalition evaluations, comma-separated (default: powers of 2 from n to 2^16 on exact "
+                          "games, from above n to 2^14 on full games)")
+    est.add_argument("--seeds", default="0-4", help="estimator seeds: 0,1,2 or 0-4 (default 0-4)")
+    est.add_argument("--estimators", action="append", default=[], metavar="GLOB",
+                     help="only these estimators (glob on 'ours:permutation', 'shapiq:KernelSHAP', ...)")
+    est.add_argument("--players", type=int, default=16, help="players of an exact game (default 16)")
+    est.add_argument("--context-d", type=float, default=0.5,
+                     help="an exact game's other units are kept with this probability (default 0.5, about MCUE's d)")
+    est.add_argument("--keep-prob", type=float, default=None, help="d for --index beta (default: MCUE's d)")
+    est.add_argument("--mcue-output", default="correct", help="the MCUE reading that gives d (default correct)")
+    est.add_argument("--training-seed", type=int, default=0, help="which trained network (default 0)")
+    est.add_argument("--time-limit", type=float, default=60.0,
+                     help="an estimator is not run at larger budgets once one run takes longer (seconds)")
+    est.add_argument("--no-progress", action="store_true", help="hide the progress bars")
+    est.add_argument("--out", default=None, help="report directory (default: reports/out/estimators)")
+    _add_tracking_args(est)
+    _add_data_args(est)
+
     report = sub.add_parser("report", help="build a suite's leaderboard report from the tracking store")
     report.add_argument("--suite", required=True, help="the suite's name")
     report.add_argument("--profile", default=None, help="the profile's newest invocation (default: any profile)")
@@ -395,8 +421,55 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_estimators(args: argparse.Namespace) -> int:
+    from bench import estimators
+    from bench.suite import parse_seeds
+    from datasets.pairs import get_pair
+    from methods.estimator_bench import ESTIMATORS, INDEX_NAMES
+
+    def items(text: str) -> list[str]:
+        return [t.strip() for t in text.split(",") if t.strip()]
+
+    # Every argument is checked before a network is loaded or a run is opened.
+    args.pair = items(args.pair)
+    for pair in args.pair:
+        get_pair(pair)
+        if pair not in estimators.EXACT_GROUPS:
+            raise CliError(f"--pair {pair}: the estimator benchmark knows {', '.join(estimators.EXACT_GROUPS)}")
+    args.index = items(args.index)
+    args.games = items(args.games)
+    args.metric = items(args.metric)
+    for name, given, valid in (("--index", args.index, INDEX_NAMES), ("--games", args.games, estimators.GAME_KINDS),
+                               ("--metric", args.metric, ("accuracy", "neg_loss"))):
+        bad = [g for g in given if g not in valid]
+        if bad or not given:
+            raise CliError(f"{name} {','.join(bad) or '(empty)'}: valid values are {', '.join(valid)}")
+    try:
+        args.budgets = sorted({int(b) for b in items(args.budgets)}) if args.budgets else None
+    except ValueError:
+        raise CliError(f"--budgets must be integers, got {args.budgets!r}") from None
+    if args.budgets is not None and min(args.budgets) < 1:
+        raise CliError("--budgets must be positive numbers of coalition evaluations")
+    args.seeds = list(parse_seeds(args.seeds))
+    args.estimators = _globs(args.estimators)
+    for pattern in args.estimators:
+        if not any(estimators._match(s.name, pattern) for s in ESTIMATORS):
+            raise CliError(f"--estimators {pattern!r} matches none of {', '.join(s.name for s in ESTIMATORS)}")
+    if not 1 <= args.players <= 20:
+        raise CliError(f"--players must be in 1..20 (2^players coalitions are enumerated), got {args.players}")
+    if not 0 <= args.context_d <= 1 or (args.keep_prob is not None and not 0 < args.keep_prob < 1):
+        raise CliError("--context-d must be in [0, 1] and --keep-prob in (0, 1)")
+    if "beta" in args.index and args.keep_prob is None:
+        from methods.mcue import check_output
+
+        check_output(args.mcue_output)
+    _check_device(args.device)
+    args.tracking_uri = _tracking_uri(args)
+    return estimators.main(args)
+
+
 COMMANDS = {"list": cmd_list, "train": cmd_train, "prune": cmd_prune, "run": cmd_run, "tune": cmd_tune,
-            "analyze": cmd_analyze, "report": cmd_report}
+            "analyze": cmd_analyze, "report": cmd_report, "estimators": cmd_estimators}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -298,7 +298,9 @@ def plot_error_curves(cells: pd.DataFrame, folder: Path) -> list[Path]:
                     if measure == "mse":
                         handles.append(line)
             mse_ax.set_xscale("log")
-            mse_ax.set_yscale("log")
+            positive = group["mse_mean"].to_numpy(dtype=float)
+            if np.any(positive > 0):  # every MSE 0 (a constant game, or exact estimates): keep a linear axis
+                mse_ax.set_yscale("log")
             mse_ax.set_ylabel("MSE against the truth")
             mse_ax.set_title("MSE (log-log)")
             rank_ax.set_xscale("log")
@@ -308,6 +310,7 @@ def plot_error_curves(cells: pd.DataFrame, folder: Path) -> list[Path]:
             ticks = np.sort(group["budget"].unique().astype(float))
             ticks = ticks[:: int(np.ceil(len(ticks) / 8))]  # at most 8 labelled budgets
             for ax in (mse_ax, rank_ax):
+                ax.set_xlim(ticks[0] / 1.3, ticks[-1] * 1.3)  # explicit: a panel with nothing finite still has limits
                 ax.set_xticks(ticks, [f"{t:,.0f}" for t in ticks])
                 ax.xaxis.set_minor_formatter(NullFormatter())
                 ax.set_xlabel("budget (coalition evaluations)")

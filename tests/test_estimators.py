@@ -1,0 +1,203 @@
+"""The estimator benchmark (issue 14): table games, truths, the estimator registry, measures and `bench estimators`."""
+
+import numpy as np
+import pytest
+from test_datasets import WRITERS
+
+from bench import estimators as bench_estimators
+from bench.cli import main
+from datasets.pairs import PAIRS, Pair, Recipe
+from methods import indices
+from methods.estimator_bench import (
+    ESTIMATORS,
+    TableGame,
+    Truth,
+    budget_to_reach,
+    enumerate_game,
+    exact_index,
+    log_budgets,
+    quality,
+    reference_index,
+    run_cell,
+)
+from methods.games import FunctionGame
+
+RNG = np.random.default_rng(7)
+N = 8
+WEIGHTS = RNG.normal(size=N)
+PAIRWISE = np.triu(RNG.normal(size=(N, N)) * 0.3, 1)
+
+
+def _interacting(coalitions):
+    x = coalitions.astype(float)
+    return np.tanh(x @ WEIGHTS) + np.einsum("ki,ij,kj->k", x, PAIRWISE, x)
+
+
+def _game(function=_interacting, n=N):
+    return FunctionGame(function, n_players=n)
+
+
+def test_table_game_looks_up_what_the_game_would_return():
+    values, per_eval = enumerate_game(_game())
+    table = TableGame(values)
+    coalitions = RNG.random((50, N)) < 0.5
+    np.testing.assert_allclose(table(coalitions), _interacting(coalitions))
+    assert table.n_evaluations == 50 and per_eval > 0
+    np.testing.assert_allclose(exact_index(table, index="shapley", keep_prob=None).values,
+                               indices.exact_shapley(_game()).values)
+    np.testing.assert_allclose(exact_index(table, index="beta", keep_prob=0.3).values,
+                               indices.exact_banzhaf(_game(), keep_prob=0.3).values)
+    with pytest.raises(ValueError, match="2\\^n values"):
+        TableGame(np.zeros(12))
+
+
+@pytest.mark.parametrize("index,d", [("banzhaf", 0.5), ("beta", 0.3)])
+def test_banzhaf_regression_converges_to_beta_d_and_beats_the_shared_sample(index, d):
+    truth = indices.exact_banzhaf(_game(), keep_prob=d).values
+
+    def rmse(function, budget):
+        errors = [function(_game(), budget=budget, rng=np.random.default_rng(s), keep_prob=d).values - truth
+                  for s in range(5)]
+        return float(np.sqrt(np.mean(np.square(errors))))
+
+    assert rmse(indices.banzhaf_regression, 20_000) < 0.01
+    assert rmse(indices.banzhaf_regression, 2_000) < 0.5 * rmse(indices.banzhaf_shared, 2_000)
+
+
+def test_regressions_are_exact_on_an_additive_game():
+    additive = _game(lambda c: c.astype(float) @ WEIGHTS + 1.0)
+    np.testing.assert_allclose(indices.shapley_regression(additive, budget=40, rng=np.random.default_rng(0)).values,
+                               WEIGHTS, atol=1e-6)
+    fit = indices.banzhaf_regression(additive, budget=40, rng=np.random.default_rng(0), keep_prob=0.3, ridge=0.0)
+    np.testing.assert_allclose(fit.values, WEIGHTS, atol=1e-8)
+
+
+def test_shapley_regression_is_efficient_and_converges():
+    truth = indices.exact_shapley(_game()).values
+    result = indices.shapley_regression(_game(), budget=20_000, rng=np.random.default_rng(1))
+    assert result.values.sum() == pytest.approx(truth.sum())
+    assert np.sqrt(np.mean(np.square(result.values - truth))) < 0.01
+    assert indices.estimate(_game(), index="shapley", estimator="regression", budget=100,
+                            rng=np.random.default_rng(0)).n_evaluations == 100
+
+
+def test_quality_measures_on_known_vectors():
+    truth = np.arange(20, dtype=float)
+    assert quality(truth ** 3, truth)["spearman"] == pytest.approx(1.0)
+    assert quality(truth ** 3, truth)["kendall"] == pytest.approx(1.0)
+    swapped = truth.copy()
+    swapped[[19, 0]] = swapped[[0, 19]]  # the best unit now looks worst
+    measures = quality(swapped, truth)
+    assert measures["precision_10"] == pytest.approx(0.5)  # top 2: {18, 0} against {19, 18}
+    assert measures["precision_25"] == pytest.approx(4 / 5)
+    assert measures["mse"] == pytest.approx(2 * 19 ** 2 / 20)
+    assert np.isnan(quality(np.ones(20), truth)["spearman"])
+
+
+def test_budget_to_reach_interpolates_in_log_budget():
+    assert budget_to_reach([100, 400], [0.8, 1.0], 0.9) == pytest.approx(200.0)
+    assert budget_to_reach([100, 400], [0.95, 1.0], 0.9) == 100
+    assert np.isnan(budget_to_reach([100, 400], [0.5, 0.6], 0.9))
+    assert log_budgets(16, 128) == [16, 32, 64, 128]
+
+
+@pytest.mark.parametrize("name", [s.name for s in ESTIMATORS])
+def test_every_estimator_stays_in_budget_and_gets_close_on_a_table(name):
+    spec = ESTIMATORS.get(name)
+    table = TableGame(enumerate_game(_game())[0])
+    index = spec.indices[0]
+    d = None if index == "shapley" else 0.5
+    truth = exact_index(table, index=index, keep_prob=d)
+    cell = run_cell(spec, table, truth, game_name="toy", index=index, keep_prob=d, budget=4096, seed=0)
+    assert cell.n_evaluations <= 4096
+    assert cell.measures["spearman"] > 0.8, (name, cell.measures)
+    again = run_cell(spec, table, truth, game_name="toy", index=index, keep_prob=d, budget=4096, seed=0)
+    assert again.measures == cell.measures  # same seed, same numbers
+
+
+def test_reference_keeps_its_own_error_and_limits_what_it_can_judge():
+    table = TableGame(enumerate_game(_game())[0])
+    reference = reference_index(table, estimator="ours:permutation-antithetic", index="shapley", keep_prob=None,
+                                budget=2_000, seeds=range(4))
+    exact = exact_index(table, index="shapley", keep_prob=None).values
+    assert not reference.exact and reference.n_evaluations <= 8_000
+    assert 0 < reference.rmse < 0.05
+    # the reference's stated error matches its actual error to within a factor of 3
+    assert reference.rmse / 3 < np.sqrt(np.mean(np.square(reference.values - exact))) < 3 * reference.rmse
+    spec = ESTIMATORS.get("ours:permutation")
+    coarse = run_cell(spec, table, reference, game_name="toy", index="shapley", keep_prob=None, budget=16, seed=0)
+    fine = run_cell(spec, table, reference, game_name="toy", index="shapley", keep_prob=None, budget=8_000, seed=0)
+    assert not coarse.reference_limited and fine.reference_limited
+    exact_truth = Truth(exact, np.zeros(N), True, 256, "exact")
+    assert not run_cell(spec, table, exact_truth, game_name="toy", index="shapley", keep_prob=None, budget=8_000,
+                        seed=0).reference_limited
+
+
+def test_an_estimator_for_another_index_is_refused():
+    table = TableGame(enumerate_game(_game())[0])
+    truth = exact_index(table, index="banzhaf", keep_prob=0.5)
+    with pytest.raises(ValueError, match="does not estimate"):
+        run_cell(ESTIMATORS.get("ours:permutation"), table, truth, game_name="toy", index="banzhaf", keep_prob=0.5,
+                 budget=100, seed=0)
+    with pytest.raises(ValueError, match="unknown estimator"):
+        ESTIMATORS.get("ours:nope")
+
+
+TINY = Pair(name="tiny-lenet300", model="lenet300", dataset="mnist", units=("relu1", "relu2"),
+            recipe=Recipe(epochs=1, batch_size=16), dataset_options={"verify_checksums": False})
+
+
+@pytest.fixture()
+def tiny(tmp_path, monkeypatch):
+    WRITERS["mnist"](tmp_path / "data")
+    monkeypatch.setitem(PAIRS._items, TINY.name, TINY)
+    monkeypatch.setitem(bench_estimators.EXACT_GROUPS, TINY.name, "relu2")
+    monkeypatch.setitem(bench_estimators.REFERENCES, "shapley", ("ours:permutation-antithetic", 2_000, 2))
+    monkeypatch.setenv("COALITION_BENCH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def _argv(tmp_path, *extra):
+    return ["estimators", "--pair", TINY.name, "--data-dir", str(tmp_path / "data"), "--tracking-uri",
+            f"sqlite:///{tmp_path / 'store.db'}", "--no-progress", "--out", str(tmp_path / "report"), *extra]
+
+
+def test_bench_estimators_logs_runs_and_writes_the_report(tiny, capsys):
+    assert main(_argv(tiny, "--players", "6", "--index", "shapley,banzhaf", "--metric", "accuracy",
+                      "--budgets", "16,64", "--seeds", "0,1", "--estimators", "ours:*,*PermutationSamplingSV",
+                      "--games", "exact,full")) == 0
+    from bench.tracking import Tracker
+
+    tracker = Tracker(f"sqlite:///{tiny / 'store.db'}", "estimators", create=False)
+    parent, cells, games = bench_estimators.load_results(tracker)
+    assert set(cells["estimator"]) >= {"ours:permutation", "ours:shared", "ours:regression",
+                                       "shapiq:PermutationSamplingSV"}
+    assert set(cells["budget"]) == {16, 64} and set(cells["seed"]) == {0, 1}
+    assert any(name.endswith("/full/accuracy") for name in games)
+    exact = cells[cells["game"].str.contains("relu2-6")]
+    assert not exact["reference_limited"].astype(str).eq("True").any()  # exact truth never limits
+    assert {"topn_acc_20", "topn_acc_50", "spearman", "kendall", "precision_25"} <= set(cells.columns)
+    report = (tiny / "report" / "report.md").read_text()
+    assert "shapiq:PermutationSamplingSV" in report and "ours:regression" in report
+    # the enumerated game is cached: a second invocation does not enumerate again
+    cache = list((tiny / "cache" / "estimator-games").glob("tiny-lenet300-*.npz"))
+    assert len(cache) == 1
+    stamp = cache[0].stat().st_mtime_ns
+    assert main(_argv(tiny, "--players", "6", "--index", "shapley", "--metric", "accuracy", "--budgets", "16",
+                      "--seeds", "0", "--estimators", "ours:permutation")) == 0
+    assert cache[0].stat().st_mtime_ns == stamp
+
+
+@pytest.mark.parametrize("extra,message", [
+    (("--index", "owen"), "--index owen"),
+    (("--budgets", "10,x"), "--budgets must be integers"),
+    (("--estimators", "shapiq:Nope"), "matches none"),
+    (("--players", "30"), "--players must be in 1..20"),
+])
+def test_bad_arguments_fail_in_one_line_before_any_work(tiny, capsys, extra, message):
+    assert main(_argv(tiny, *extra)) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+    assert not (tiny / "store.db").exists()
