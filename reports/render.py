@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from reports import plots
 from reports.analysis_plots import ANALYSIS_PLOTS
-from reports.data import PARAM_AXIS, SuiteData, require_runs
+from reports.data import MCUE_READINGS, PARAM_AXIS, SuiteData, require_runs
 from reports.leaderboard import (
     best_variants,
     coverage,
@@ -258,6 +259,10 @@ def mcue_sentence(summary: pd.Series) -> str:
             f"MCUE (variance of '{summary['output']}'): t* = {t_star}, d = 1 - t* = {keep_prob} over "
             f"{summary['n_mcue_seeds']} seed(s) (per seed {summary['d_per_seed']})"
         )
+        readings = [f"{name} {format_mean_sd(summary[f't_star_{name}_mean'], summary[f't_star_{name}_sd'], 3)}"
+                    for name in MCUE_READINGS if pd.notna(summary.get(f"t_star_{name}_mean", np.nan))]
+        if readings:  # one MCUE pass reads the output four ways; the paper never says which it varied
+            mcue += f"; t* per reading: {', '.join(readings)}"
     else:
         mcue = "No MCUE run stored"
     if pd.notna(summary["paper_d"]) or pd.notna(summary["paper_t_star"]):

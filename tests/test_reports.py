@@ -632,3 +632,17 @@ def test_physical_costs_give_mac_columns_and_cost_curves(tmp_path):
     plain = build_report(synthetic_suite(), tmp_path / "plain")
     assert not any("cost_curves" in p.name for p in plain)
     assert "fewer MACs" not in (tmp_path / "plain" / "report.md").read_text()
+
+
+def test_mcue_sentence_gives_t_star_per_reading():
+    from reports.render import mcue_sentence
+
+    summary = pd.Series({"n_mcue_seeds": 3, "output": "correct", "t_star_mean": 0.475, "t_star_sd": 0.0,
+                         "d_mean": 0.525, "d_sd": 0.0, "d_per_seed": "0.525, 0.525, 0.525", "paper_d": np.nan,
+                         "paper_t_star": 0.825, "trained_accuracy_mean": 0.98, "trained_accuracy_sd": 0.001,
+                         "paper_trained_accuracy": np.nan, "t_star_correct_mean": 0.475, "t_star_correct_sd": 0.0,
+                         "t_star_entropy_mean": 0.675, "t_star_entropy_sd": 0.05, "t_star_onehot_mean": np.nan,
+                         "t_star_onehot_sd": np.nan})
+    sentence = mcue_sentence(summary)
+    assert "t* per reading: correct 0.475" in sentence and "entropy 0.675 ± 0.050" in sentence
+    assert "onehot" not in sentence  # a reading an old store lacks is left out, not shown as nan
