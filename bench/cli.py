@@ -115,7 +115,7 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--metric", default="accuracy,neg_loss", help="the game's v: accuracy, neg_loss, or both")
     est.add_argument("--budgets", default=None,
                      help="coalition evaluations, comma-separated (default: powers of 2 from n to 2^16 on exact "
-                          "games, from above n to 2^14 on full games)")
+                          "games, from above n to 2^13 on full games)")
     est.add_argument("--seeds", default="0-4", help="estimator seeds: 0,1,2 or 0-4 (default 0-4)")
     est.add_argument("--estimators", action="append", default=[], metavar="GLOB",
                      help="only these estimators (glob on 'ours:permutation', 'shapiq:KernelSHAP', ...)")

@@ -46,18 +46,21 @@ from methods.games import Game, RestrictedGame
 
 EXPERIMENT = "estimators"
 GAME_KINDS = ("exact", "full")
-# The layer whose units are the exact game's players: LeNet-300-100's second hidden layer, LeNet5's first FC layer.
-EXACT_GROUPS = {"lenet300-mnist": "relu2", "lenet5-mnist": "relu3"}
+# The layer whose units are the exact game's players: LeNet-300-100's second hidden layer, LeNet5's first FC layer,
+# the text nets' middle layer.
+EXACT_GROUPS = {"lenet300-mnist": "relu2", "lenet5-mnist": "relu3", "ffn-emotion": "relu2",
+                "ffn-twitter-topic": "relu2"}
 # The full game's reference: (estimator, budget per run, runs) per index. Chosen from the exact games' curves:
 # see the issue 14 note and the report's table.
 # On lenet300-mnist's full accuracy game, two independent runs at 20,000 evaluations differ by RMSE 1.3e-3
 # (permutation, antithetic), 1.3e-3 (Shapley regression), 1.0e-3 (shared beta_d) and 4.8e-4 (beta_d regression),
-# against values spread 3.5e-3: so permutation sampling for Shapley and the regression for beta_d, each at 1.6
-# million evaluations (4 x 400,000), which judges budgets up to about 16,000.
+# against values spread 3.5e-3: so permutation sampling for Shapley and the regression for beta_d. At 4 x 150,000
+# and 4 x 100,000 evaluations they judge budgets up to about 6,000 (permutation) and 8,000 (shared): a 2-core CPU
+# computes them in about 10 minutes per pair; pass larger ones where there is a GPU.
 REFERENCES = {
-    "shapley": ("ours:permutation-antithetic", 400_000, 4),
-    "banzhaf": ("ours:regression", 200_000, 4),
-    "beta": ("ours:regression", 200_000, 4),
+    "shapley": ("ours:permutation-antithetic", 150_000, 4),
+    "banzhaf": ("ours:regression", 100_000, 4),
+    "beta": ("ours:regression", 100_000, 4),
 }
 
 
@@ -206,14 +209,14 @@ def truth_for(built: BuiltGame, *, index: str, keep_prob: float | None, progress
 
 
 def default_budgets(n_players: int, kind: str) -> list[int]:
-    """Powers of two from n to 2^16 (exact games) or from the first one above n to 2^14 (full games: the
-    reference judges up to about 16,000 evaluations, and a CPU runs the grid in about half an hour per pair)."""
+    """Powers of two from n to 2^16 (exact games) or from the first one above n to 2^13 (full games: the
+    reference judges up to about 6,000-8,000 evaluations, and a CPU runs the grid in about half an hour per pair)."""
     from methods.estimator_bench import log_budgets
 
     if kind == "exact":
         return log_budgets(n_players, 1 << 16)
     low = 1 << int(np.ceil(np.log2(n_players + 1)))
-    return log_budgets(low, max(low, 1 << 14))
+    return log_budgets(low, max(low, 1 << 13))
 
 
 def run_grid(built: BuiltGame, truth: Truth, *, index: str, keep_prob: float | None, estimators: Sequence[str],
@@ -221,32 +224,33 @@ def run_grid(built: BuiltGame, truth: Truth, *, index: str, keep_prob: float | N
              ) -> tuple[list[Cell], list[str]]:
     """Every estimator x budget x seed on one game and index; returns the cells and what was skipped, with why.
 
-    An estimator whose single run takes longer than ``time_limit`` seconds is not run at larger budgets.
+    An estimator is stopped once a single run takes longer than ``time_limit`` seconds: its remaining seeds at
+    that budget and every larger budget are skipped (its last budget may then have fewer seeds than the others).
     """
     cells, skipped = [], []
     measure = top_n_accuracy(built)
     n = built.game.n_players
     for name in estimators:
         spec = ESTIMATORS.get(name)
-        too_slow = False
-        for budget in budgets:
-            if budget < spec.min_budget(n):
-                skipped.append(f"{name} at {budget}: needs at least {spec.min_budget(n)} evaluations")
+        too_small = [b for b in budgets if b < spec.min_budget(n)]
+        if too_small:
+            skipped.append(f"{name} at {', '.join(map(str, too_small))}: needs at least {spec.min_budget(n)} "
+                           "evaluations")
+        runs = [(b, s) for b in budgets if b >= spec.min_budget(n) for s in seeds]
+        if bar is not None:
+            bar.update(len(too_small) * len(seeds))
+        for done, (budget, seed) in enumerate(runs):
+            cell = run_cell(spec, built.game, truth, game_name=built.spec.name, index=index, keep_prob=keep_prob,
+                            budget=budget, seed=seed, top_n_accuracy=measure)
+            cells.append(cell)
+            if bar is not None:
+                bar.update(1)
+            if cell.seconds > time_limit and done + 1 < len(runs):
+                skipped.append(f"{name}: stopped after one run took {cell.seconds:.0f} s (over {time_limit:g} s) "
+                               f"at budget {budget}, seed {seed}; its {len(runs) - done - 1} later runs not made")
                 if bar is not None:
-                    bar.update(len(seeds))
-                continue
-            if too_slow:
-                skipped.append(f"{name} at {budget}: a smaller budget already took over {time_limit:g} s")
-                if bar is not None:
-                    bar.update(len(seeds))
-                continue
-            for seed in seeds:
-                cell = run_cell(spec, built.game, truth, game_name=built.spec.name, index=index,
-                                keep_prob=keep_prob, budget=budget, seed=seed, top_n_accuracy=measure)
-                cells.append(cell)
-                too_slow = too_slow or cell.seconds > time_limit
-                if bar is not None:
-                    bar.update(1)
+                    bar.update(len(runs) - done - 1)
+                break
     return cells, skipped
 
 
@@ -341,10 +345,9 @@ def main(args: Any) -> int:
                                  if not args.estimators or any(_match(s.name, g) for g in args.estimators)]
                         truth = truth_for(built, index=index, keep_prob=d, progress=not args.no_progress)
                         budgets = budgets_arg or default_budgets(built.game.n_players, kind)
-                        games[spec.name] = {**built.info, f"truth_{index}": truth.description,
-                                            f"truth_rmse_{index}": truth.rmse,
-                                            f"truth_evaluations_{index}": truth.n_evaluations,
-                                            "truth": truth.description, "truth_rmse": truth.rmse}
+                        games.setdefault(spec.name, {}).update(  # one entry per game, a truth per index
+                            {**built.info, f"truth_{index}": truth.description, f"truth_rmse_{index}": truth.rmse,
+                             f"truth_evaluations_{index}": truth.n_evaluations})
                         with tqdm(total=len(names) * len(budgets) * len(args.seeds), unit="run",
                                   desc=f"{spec.name} {index}", disable=args.no_progress, dynamic_ncols=True) as bar:
                             cells, why = run_grid(built, truth, index=index, keep_prob=d, estimators=names,

@@ -276,6 +276,12 @@ def _shapiq_run(class_name: str, shapiq_index: str, options: dict[str, Any]) -> 
             kwargs["index"] = shapiq_index
         if class_name in ("SHAPIQ", "RegressionFBII"):
             kwargs["max_order"] = 1
+        if shapiq_index == "BV" and "sampling_weights" not in kwargs:
+            # Their default coalition-size weights are the Shapley kernel's, which favour the smallest and largest
+            # coalitions; the Banzhaf value averages over uniform coalitions, so sizes ~ Binomial(n, 1/2) is the
+            # fair (maximum sample reuse) setting. With the default, SHAPIQ's BV Spearman stayed ~0 up to 8,192
+            # evaluations on lenet300-mnist.
+            kwargs["sampling_weights"] = stats.binom.pmf(np.arange(game.n_players + 1), game.n_players, 0.5)
         approximator = cls(**kwargs)
         result = approximator.approximate(budget, lambda coalitions: game(np.asarray(coalitions, dtype=bool)))
         return np.asarray(result.get_n_order_values(1), dtype=np.float64)
@@ -291,8 +297,8 @@ def _register_shapiq() -> None:
         ("KernelSHAP", "SV", ("shapley",), {"pairing_trick": True}, "KernelSHAP with paired samples"),
         ("UnbiasedKernelSHAP", "SV", ("shapley",), {"pairing_trick": True}, "unbiased KernelSHAP, paired"),
         ("OwenSamplingSV", "SV", ("shapley",), {}, "Owen sampling"),
-        ("SVARM", "BV", ("banzhaf",), {}, "SVARM for the Banzhaf value"),
-        ("SHAPIQ", "BV", ("banzhaf",), {}, "SHAP-IQ for the Banzhaf value (maximum sample reuse)"),
+        ("SVARM", "BV", ("banzhaf",), {}, "SVARM for the Banzhaf value, binomial size weights"),
+        ("SHAPIQ", "BV", ("banzhaf",), {}, "SHAP-IQ for the Banzhaf value (maximum sample reuse), binomial sizes"),
         ("RegressionFBII", "FBII", ("banzhaf",), {"pairing_trick": True},
          "faithful Banzhaf regression, order 1 (= the Banzhaf value), paired"),
     ):

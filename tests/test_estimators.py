@@ -201,3 +201,19 @@ def test_bad_arguments_fail_in_one_line_before_any_work(tiny, capsys, extra, mes
     err = capsys.readouterr().err.strip()
     assert message in err and "\n" not in err
     assert not (tiny / "store.db").exists()
+
+
+def test_a_slow_estimator_is_stopped_and_says_so():
+    table = TableGame(enumerate_game(_game())[0])
+    truth = exact_index(table, index="shapley", keep_prob=None)
+    built = bench_estimators.BuiltGame(bench_estimators.GameSpec("toy", "exact", "accuracy", group="g", n_players=N,
+                                                                 context_d=0.5), table,
+                                       lambda mask: float(mask.mean()), {})
+    cells, skipped = bench_estimators.run_grid(built, truth, index="shapley", keep_prob=None,
+                                               estimators=["ours:permutation", "ours:stratified"],
+                                               budgets=[4, 64, 256], seeds=[0, 1], time_limit=-1.0)
+    assert [(c.estimator, c.budget, c.seed) for c in cells] == [("ours:permutation", 64, 0),
+                                                                 ("ours:stratified", 64, 0)]
+    assert "ours:permutation at 4: needs at least 9 evaluations" in skipped
+    assert any("stopped after one run took" in s and "its 3 later runs not made" in s for s in skipped)
+    assert cells[0].measures["topn_acc_20"] == pytest.approx(0.25)  # 2 of 8 players kept
