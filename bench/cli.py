@@ -127,8 +127,17 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--training-seed", type=int, default=0, help="which trained network (default 0)")
     est.add_argument("--time-limit", type=float, default=60.0,
                      help="an estimator is not run at larger budgets once one run takes longer (seconds)")
+    est.add_argument("--reference-budget", type=int, default=None,
+                     help="a full game's reference: evaluations per run (default per index: 150,000 for Shapley, "
+                          "100,000 for beta_d); a larger one judges larger budgets")
+    est.add_argument("--reference-runs", type=int, default=None, help="a full game's reference: runs (default 4)")
     est.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     est.add_argument("--out", default=None, help="report directory (default: reports/out/estimators)")
+    est.add_argument("--from-store", action="store_true",
+                     help="run nothing: build the report from every finished invocation in the store (where two ran "
+                          "the same estimator, budget and seed on a game, the newer one's)")
+    est.add_argument("--parent", action="append", default=[], metavar="RUN_ID",
+                     help="with --from-store, only these invocations (repeatable)")
     _add_tracking_args(est)
     _add_data_args(est)
 
@@ -430,6 +439,11 @@ def cmd_estimators(args: argparse.Namespace) -> int:
     def items(text: str) -> list[str]:
         return [t.strip() for t in text.split(",") if t.strip()]
 
+    if args.parent and not args.from_store:
+        raise CliError("--parent selects stored invocations for --from-store; pass --from-store too")
+    if args.from_store:
+        args.tracking_uri = _tracking_uri(args)
+        return estimators.report_from_store(args)
     # Every argument is checked before a network is loaded or a run is opened.
     args.pair = items(args.pair)
     for pair in args.pair:
@@ -455,6 +469,10 @@ def cmd_estimators(args: argparse.Namespace) -> int:
     for pattern in args.estimators:
         if not any(estimators._match(s.name, pattern) for s in ESTIMATORS):
             raise CliError(f"--estimators {pattern!r} matches none of {', '.join(s.name for s in ESTIMATORS)}")
+    for name, value, least in (("--reference-budget", args.reference_budget, 1000),
+                               ("--reference-runs", args.reference_runs, 2)):
+        if value is not None and value < least:
+            raise CliError(f"{name} must be at least {least} (the reference's error is estimated from its runs)")
     if not 1 <= args.players <= 20:
         raise CliError(f"--players must be in 1..20 (2^players coalitions are enumerated), got {args.players}")
     if not 0 <= args.context_d <= 1 or (args.keep_prob is not None and not 0 < args.keep_prob < 1):

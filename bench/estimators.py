@@ -183,8 +183,9 @@ def top_n_accuracy(built: BuiltGame):
 
 
 def truth_for(built: BuiltGame, *, index: str, keep_prob: float | None, progress: bool = True,
-              reference: tuple[str, int, int] | None = None) -> Truth:
-    """The exact index of a table game, or a full game's reference (cached on disk)."""
+              reference: tuple[str, int, int] | None = None, cached_only: bool = False) -> Truth:
+    """The exact index of a table game, or a full game's reference (cached on disk; with ``cached_only`` a
+    missing one is a RuntimeError, not many minutes of computing)."""
     from tqdm.auto import tqdm
 
     from datasets.paths import cache_dir
@@ -197,6 +198,9 @@ def truth_for(built: BuiltGame, *, index: str, keep_prob: float | None, progress
     if path.exists():
         cached = np.load(path)
         return Truth(cached["values"], cached["stderr"], False, int(cached["n_evaluations"]), str(cached["text"]))
+    if cached_only:
+        raise RuntimeError(f"no cached {index} reference for {built.spec.name} ({path}); run "
+                           f"`python -m bench estimators --pair {built.spec.pair} --games full --index {index}` first")
     start = time.perf_counter()
     with tqdm(total=runs, desc=f"reference {built.spec.name} {index}", unit="run", disable=not progress,
               dynamic_ncols=True) as bar:
@@ -300,6 +304,53 @@ def load_results(tracker: Any, parent_id: str | None = None) -> tuple[str, pd.Da
     return parent.run_id, pd.concat(frames, ignore_index=True), tracker.read_json(parent.run_id, "games.json") or {}
 
 
+CELL_KEY = ["game", "index", "keep_prob", "estimator", "budget", "seed"]
+
+
+def load_all_results(tracker: Any, parent_ids: Sequence[str] = ()) -> tuple[list[str], pd.DataFrame, dict[str, Any]]:
+    """Every finished estimators invocation (or the ``parent_ids`` given), merged: where two ran the same cell
+    (game, index, d, estimator, budget, seed), the newer one's; a game's description merges its truths, newer over
+    older. Returns the parent ids used (newest first), the cells and the games."""
+    from reports.data import ReportError
+
+    parents = [r for r in tracker.runs("tags.kind = 'estimators'")
+               if (r.run_id in parent_ids if parent_ids else r.status == "FINISHED")]
+    missing = sorted(set(parent_ids) - {r.run_id for r in parents})
+    if missing:
+        raise ReportError(f"no `bench estimators` run {', '.join(missing)} in experiment {tracker.experiment_name!r}")
+    if not parents:
+        raise ReportError(f"no finished `bench estimators` runs in experiment {tracker.experiment_name!r} at "
+                          f"{tracker.uri}; run `python -m bench estimators` first")
+    frames, games = [], {}
+    for parent in reversed(parents):  # oldest first: newer entries overwrite
+        try:
+            _, cells, stored = load_results(tracker, parent.run_id)
+        except ReportError:
+            continue  # an invocation that finished no estimator run
+        frames.append(cells)
+        for name, info in stored.items():
+            games.setdefault(name, {}).update(info)
+    if not frames:
+        raise ReportError("none of the estimators invocations has a finished estimator run")
+    cells = pd.concat(frames[::-1], ignore_index=True)  # newest first, so that keep="first" keeps the newest
+    key = cells[CELL_KEY].astype(str)
+    cells = cells[~key.duplicated(keep="first")].reset_index(drop=True)
+    return [p.run_id for p in parents], cells, games
+
+
+def report_from_store(args: Any) -> int:
+    """``bench estimators --from-store``: the report of every finished invocation (or ``--parent``), running nothing."""
+    from bench.tracking import Tracker
+    from reports.estimators import write_estimator_report
+
+    tracker = Tracker(args.tracking_uri, args.experiment or EXPERIMENT, create=False)
+    used, cells, games = load_all_results(tracker, args.parent)
+    out = Path(args.out or "reports/out/estimators")
+    path = write_estimator_report(cells, games, out, title="Estimator quality per coalition evaluation")
+    print(f"report: {path} ({len(cells)} estimator runs from {len(used)} invocation(s): {', '.join(used)})")
+    return 0
+
+
 def main(args: Any) -> int:
     """The ``estimators`` command (arguments parsed in bench.cli)."""
     from tqdm.auto import tqdm
@@ -343,7 +394,10 @@ def main(args: Any) -> int:
                         d = {"shapley": None, "banzhaf": 0.5, "beta": keep_prob_beta}[index]
                         names = [s.name for s in ESTIMATORS.for_index(index)
                                  if not args.estimators or any(_match(s.name, g) for g in args.estimators)]
-                        truth = truth_for(built, index=index, keep_prob=d, progress=not args.no_progress)
+                        estimator, budget, runs = REFERENCES[index]
+                        reference = (estimator, args.reference_budget or budget, args.reference_runs or runs)
+                        truth = truth_for(built, index=index, keep_prob=d, progress=not args.no_progress,
+                                          reference=reference)
                         budgets = budgets_arg or default_budgets(built.game.n_players, kind)
                         games.setdefault(spec.name, {}).update(  # one entry per game, a truth per index
                             {**built.info, f"truth_{index}": truth.description, f"truth_rmse_{index}": truth.rmse,

@@ -435,3 +435,120 @@ def budget_to_reach(budgets: Sequence[float], means: Sequence[float], threshold:
             return float(np.exp(lo + t * (hi - lo)))
     return float("nan")
 
+
+
+# ----------------------------------------------------------------------------------- what size strata allow
+
+
+@dataclass(frozen=True)
+class SizeStrata:
+    """v's spread within coalition sizes, and what it allows a size-stratified Shapley estimator.
+
+    A size-stratified estimator (ours ``stratified``; per-size permutation or regression variants alike) estimates
+    phi_i = (1/n) sum_s [E v(S u i) - E v(S)] from m_s coalitions of each size s. Its variance for a unit is about
+    sum_s c_s^2 / m_s with c_s = sd_s sqrt(n (1/s + 1/(n - s))), where sd_s is v's spread over uniform coalitions
+    of size s: the in and out means of a stratum each see s/n and (n - s)/n of its samples.
+
+    Attributes:
+        sizes: the sizes measured (the others are interpolated).
+        mean, sd: v's mean and standard deviation over ``samples`` uniform coalitions of each size.
+        proxy_corr: the within-size correlation of v with sum_{j in S} proxy_j. With the reference's values as the
+            proxy this is the best an additive control variate (or a per-size regression) could do if it knew the
+            answer: it removes at most a share proxy_corr^2 of each stratum's variance.
+        fitted_r2: held-out R^2 of a ridge fit of v on the members (linear in the indicators), trained on
+            ``samples // 2`` coalitions of each size: what a data-fitted additive control variate achieves.
+        marginal_mean, marginal_sd: the mean and spread of marginal contributions v(S u i) - v(S) over uniform S of
+            each size and random units i outside S (``bases`` sets S, each with ``units`` units added). Permutation
+            sampling draws these at uniform positions; the best allocation over positions (Neyman: m_s proportional
+            to marginal_sd) cuts its variance by the ``neyman_positions`` gain.
+        n_players, samples: the game's n and the coalitions drawn per size.
+    """
+
+    sizes: np.ndarray
+    mean: np.ndarray
+    sd: np.ndarray
+    proxy_corr: np.ndarray
+    fitted_r2: np.ndarray
+    marginal_mean: np.ndarray
+    marginal_sd: np.ndarray
+    n_players: int
+    samples: int
+
+    def _c(self) -> np.ndarray:
+        n, s = self.n_players, np.arange(1, self.n_players)
+        sd = np.interp(s, self.sizes, self.sd)
+        return sd * np.sqrt(n * (1.0 / s + 1.0 / (n - s)))
+
+    def _remaining(self, share: np.ndarray) -> np.ndarray:
+        return np.sqrt(np.clip(1.0 - np.interp(np.arange(1, self.n_players), self.sizes, share), 0.0, 1.0))
+
+    def gains(self) -> dict[str, float]:
+        """Variance of round-robin (equal m_s) stratification over each improvement's (higher is better).
+
+        ``neyman``: m_s proportional to c_s (the best allocation over sizes, known in advance);
+        ``proxy_cv`` / ``fitted_cv``: each stratum's variance cut by the proxy's or the fit's share, equal m_s;
+        ``neyman_proxy_cv``: both, the most any size-stratified estimator with an additive control variate gets;
+        ``neyman_positions``: permutation sampling's variance over that of marginals drawn per position with the
+        Neyman allocation (the paired design's best allocation).
+        """
+        c = self._c()
+        m = len(c)
+        uniform = m * np.sum(c ** 2)
+        proxy, fitted = c * self._remaining(self.proxy_corr ** 2), c * self._remaining(np.clip(self.fitted_r2, 0, 1))
+
+        def ratio(improved: float) -> float:  # v constant within every size: nothing to gain (1); a perfect cv: inf
+            return 1.0 if uniform == 0 else float(uniform / improved) if improved > 0 else float("inf")
+
+        positions = np.arange(self.n_players)  # a marginal at position k joins a set of size k
+        mu = np.interp(positions, self.sizes, self.marginal_mean)
+        sd = np.interp(positions, self.sizes, self.marginal_sd)
+        permutation = np.mean(sd ** 2) + mu.var()  # a marginal at a uniform position: within plus between sizes
+        return {"neyman": ratio(c.sum() ** 2), "proxy_cv": ratio(m * np.sum(proxy ** 2)),
+                "fitted_cv": ratio(m * np.sum(fitted ** 2)), "neyman_proxy_cv": ratio(proxy.sum() ** 2),
+                "neyman_positions": (float(permutation / sd.mean() ** 2) if sd.mean() > 0 else
+                                     float("inf") if permutation > 0 else 1.0)}
+
+
+def size_strata(game: Game, *, proxy: np.ndarray, sizes: Sequence[int], samples: int, rng: np.random.Generator,
+                ridge: float = 100.0, bases: int = 30, units: int = 30) -> SizeStrata:
+    """Measures v and its marginal contributions within each coalition size. Costs len(sizes) x (samples +
+    bases x (units + 1)) evaluations at most. See :class:`SizeStrata`."""
+    n = game.n_players
+    proxy = np.asarray(proxy, dtype=np.float64)
+    if proxy.shape != (n,):
+        raise ValueError(f"proxy has shape {proxy.shape}; the game has {n} players")
+    sizes = np.unique(np.asarray(sizes, dtype=int))
+    if sizes.size == 0 or sizes[0] < 1 or sizes[-1] > n - 1:
+        raise ValueError(f"sizes must lie in 1..{n - 1}")
+    if samples < 4:
+        raise ValueError(f"samples must be at least 4 (half fit, half test), got {samples}")
+    mean, sd, corr, r2, marginal_mean, marginal_sd = (np.empty(len(sizes)) for _ in range(6))
+    half = samples // 2
+    for row, size in enumerate(sizes):
+        marginals = []
+        for _ in range(bases):  # one v(S), then v(S u i) for up to `units` units outside S
+            keys = rng.random(n)
+            base = keys <= np.sort(keys)[size - 1]
+            added = rng.choice(np.flatnonzero(~base), size=min(units, n - size), replace=False)
+            rows = np.repeat(base[None, :], len(added) + 1, axis=0)
+            rows[np.arange(1, len(added) + 1), added] = True
+            values = np.asarray(game(rows), dtype=np.float64)
+            marginals.append(values[1:] - values[0])
+        marginals = np.concatenate(marginals)
+        marginal_mean[row], marginal_sd[row] = marginals.mean(), marginals.std(ddof=1)
+        keys = rng.random((samples, n))
+        members = keys <= np.sort(keys, axis=1)[:, size - 1 : size]
+        values = np.asarray(game(members), dtype=np.float64)
+        mean[row], sd[row] = values.mean(), values.std(ddof=1)
+        tiny = 1e-12 * max(1.0, float(np.abs(values).max()))  # v constant at this size (up to rounding)
+        if sd[row] <= tiny:
+            sd[row], corr[row], r2[row] = 0.0, 0.0, 0.0
+            continue
+        additive = members @ proxy
+        corr[row] = float(np.corrcoef(additive, values)[0, 1]) if additive.std() > 0 else 0.0
+        x = members.astype(np.float64) - size / n
+        fit, test = slice(0, half), slice(half, None)
+        coef = np.linalg.solve(x[fit].T @ x[fit] + ridge * np.eye(n), x[fit].T @ (values[fit] - values[fit].mean()))
+        residual = values[test] - values[fit].mean() - x[test] @ coef
+        r2[row] = 1.0 - residual.var() / values[test].var() if values[test].std() > tiny else 0.0
+    return SizeStrata(sizes, mean, sd, corr, r2, marginal_mean, marginal_sd, n, samples)

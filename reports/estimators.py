@@ -15,6 +15,9 @@ Interpretations:
   (:func:`budget_to_reach`, the same rule as ``methods.estimator_bench.budget_to_reach``; ``reports`` may not import
   ``methods``, so it is restated here and a test checks the two agree). A budget where some seed's Spearman is
   undefined (a constant estimate ranks nothing) does not count as reaching.
+- Where no estimator reaches Spearman 0.9 within the judged budgets (the full LeNet games), the table also gives
+  where a fitted rho(B) = (1 + k/B)^-1/2 would (:func:`extrapolated_budget`), so ratios exist beyond the grid; it
+  is labelled as fitted, and left out where the curve does not have that shape.
 - The band around each curve is the min–max over seeds: with the 3–5 seeds the benchmark runs, quantiles such as
   16–84 % would only interpolate between the same few points.
 """
@@ -51,6 +54,7 @@ BANDED = ("mse", "spearman")  # measures drawn with a min-max band over seeds
 BASELINE = "shapiq:PermutationSamplingSV"
 SPEARMAN_TARGET = 0.9
 PRECISION_TARGET = 0.9
+EXTRAPOLATION_RESIDUAL = 0.05  # the worst |residual| of a fitted curve that may be extrapolated
 LIBRARY_LINES = {"ours": "-", "shapiq": "--"}
 HEADING = "Estimator quality per coalition evaluation"
 
@@ -139,6 +143,39 @@ def budget_to_reach(budgets: Sequence[float], means: Sequence[float], threshold:
     return float("nan")
 
 
+def extrapolated_budget(budgets: Sequence[float], means: Sequence[float], threshold: float, *,
+                        max_residual: float = EXTRAPOLATION_RESIDUAL) -> tuple[float, float]:
+    """The budget where a fitted curve rho(B) = (1 + k / B)^(-1/2) reaches ``threshold``, and the fit's worst residual.
+
+    An estimate that is the truth plus independent noise of variance a / B per unit (an unbiased sampling estimator)
+    correlates with the truth as (1 + k / B)^(-1/2), k = a / var(truth); Spearman follows Pearson closely here. So a
+    curve that does not reach the level within the judged budgets can still be compared by where its fit does:
+    k is fitted by least squares to the judged means in (0.05, 0.99) (at least 3), and the answer is NaN when the
+    curve does not have that shape (worst absolute residual above ``max_residual``, e.g. a biased estimator that
+    levels off).
+
+    Returns:
+        (budget, worst residual); (NaN, NaN) when there are too few points.
+    """
+    from scipy.optimize import minimize_scalar
+
+    budgets, means = np.asarray(budgets, dtype=float), np.asarray(means, dtype=float)
+    keep = np.isfinite(means) & (means > 0.05) & (means < 0.99)
+    budgets, means = budgets[keep], means[keep]
+    if len(budgets) < 3 or not 0 < threshold < 1:
+        return float("nan"), float("nan")
+
+    def loss(log_k: float) -> float:
+        return float(np.sum((means - (1 + np.exp(log_k) / budgets) ** -0.5) ** 2))
+
+    log_k = minimize_scalar(loss, bounds=(-10.0, 40.0), method="bounded").x
+    k = float(np.exp(log_k))
+    residual = float(np.max(np.abs(means - (1 + k / budgets) ** -0.5)))
+    if residual > max_residual:
+        return float("nan"), residual
+    return k / (threshold ** -2 - 1), residual
+
+
 def _nearest(budgets: np.ndarray, target: float) -> int:
     """The position of the budget nearest ``target`` in log budget."""
     return int(np.argmin(np.abs(np.log(budgets) - np.log(target))))
@@ -178,25 +215,28 @@ def budgets_to_reach(cells: pd.DataFrame, *, spearman: float = SPEARMAN_TARGET,
         if np.isfinite(reach_spearman):
             all_budgets = curve["budget"].to_numpy(dtype=float)
             seconds = float(curve["seconds_mean"].iloc[_nearest(all_budgets, reach_spearman)])
+        extrapolated, residual = extrapolated_budget(budgets, spearman_means, spearman)
         rows.append({**dict(zip(CURVE, keys, strict=True)), "budget_spearman": reach_spearman,
+                     "extrapolated_spearman": extrapolated, "extrapolation_residual": residual,
                      "budget_precision_25": reach_precision, "seconds_at_spearman": seconds,
                      "largest_budget": int(curve["budget"].max()), "judged_budgets": len(judged),
                      "limited_budgets": int(curve["reference_limited"].sum())})
     table = pd.DataFrame(rows)
     table["ratio_spearman"] = np.nan
     table["ratio_precision_25"] = np.nan
+    table["ratio_extrapolated"] = np.nan
     table["best"] = False
     for _, group in table.groupby(GROUP, dropna=False, sort=False):
         base = group[group["estimator"] == baseline]
-        for measure in ("spearman", "precision_25"):
+        for measure, column in (("spearman", "budget_spearman"), ("precision_25", "budget_precision_25"),
+                                ("extrapolated", "extrapolated_spearman")):
             if len(base):
-                table.loc[group.index, f"ratio_{measure}"] = (
-                    group[f"budget_{measure}"] / float(base[f"budget_{measure}"].iloc[0])
-                )
+                table.loc[group.index, f"ratio_{measure}"] = group[column] / float(base[column].iloc[0])
         fewest = group["budget_spearman"].min()
         if np.isfinite(fewest):
             table.loc[group.index, "best"] = group["budget_spearman"] == fewest
-    columns = [*CURVE, "budget_spearman", "ratio_spearman", "budget_precision_25", "ratio_precision_25",
+    columns = [*CURVE, "budget_spearman", "ratio_spearman", "extrapolated_spearman", "ratio_extrapolated",
+               "extrapolation_residual", "budget_precision_25", "ratio_precision_25",
                "seconds_at_spearman", "largest_budget", "judged_budgets", "limited_budgets", "best"]
     return table.sort_values([*GROUP, "budget_spearman", "estimator"], na_position="last",
                              ignore_index=True)[columns]
@@ -396,6 +436,9 @@ def reach_table(reach: pd.DataFrame, baseline: str = BASELINE) -> pd.DataFrame:
         "budget to Spearman 0.9": [_budget_cell(v, j) for v, j in
                                    zip(reach["budget_spearman"], reach["judged_budgets"], strict=True)],
         f"ratio to {short}": [_number(v, 3) for v in reach["ratio_spearman"]],
+        "fitted (1 + k/B)^-1/2 reaches 0.9 at": [
+            "" if not np.isfinite(v) else f"≈{format_count(v)} ({_number(r, 3)}×)"
+            for v, r in zip(reach["extrapolated_spearman"], reach["ratio_extrapolated"], strict=True)],
         "budget to P@25 0.9": [_budget_cell(v, j) for v, j in
                                zip(reach["budget_precision_25"], reach["judged_budgets"], strict=True)],
         "ratio": [_number(v, 3) for v in reach["ratio_precision_25"]],
@@ -479,7 +522,10 @@ def estimator_blocks(cells: pd.DataFrame, games: Mapping[str, Mapping[str, Any]]
         "estimate that index or never reaches the level). – in a budget column: never reached within the grid. "
         "Budgets where any seed is reference-limited are left out (\"not judged\": none was left). Seconds: mean "
         "wall time of one run at the budget nearest the Spearman one. (best): fewest evaluations to Spearman "
-        f"{SPEARMAN_TARGET} for that game and index."
+        f"{SPEARMAN_TARGET} for that game and index. Fitted: where rho(B) = (1 + k/B)^-1/2, the shape of an "
+        "unbiased estimator's correlation with the truth, fitted to the judged means, reaches the level, with its "
+        f"ratio to {BASELINE}'s fit; an extrapolation where the grid stops short, left blank where the curve is not "
+        f"of that shape (a residual above {EXTRAPOLATION_RESIDUAL})."
     )))
     blocks.append(Block("table", table=reach_table(reach)))
     common = common_budget_metrics(cells)

@@ -220,3 +220,17 @@ def test_a_failed_report_leaves_nothing_half_written(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
     with pytest.raises(ReportError):
         write_estimator_report(synthetic_cells().iloc[0:0], GAMES, tmp_path / "out", title="Estimators")
+
+
+def test_extrapolated_budget_recovers_a_known_curve_and_refuses_other_shapes():
+    from reports.estimators import extrapolated_budget
+
+    budgets = np.array([1024, 2048, 4096, 8192])
+    k = 5000.0
+    rho = (1 + k / budgets) ** -0.5
+    budget, residual = extrapolated_budget(budgets, rho, 0.9)
+    assert budget == pytest.approx(k / (0.9 ** -2 - 1), rel=1e-3) and residual < 1e-6
+    # a curve that levels off (a biased estimator) is not extrapolated
+    assert np.isnan(extrapolated_budget(budgets, [0.5, 0.6, 0.62, 0.62], 0.9)[0])
+    # too few usable points (NaN, or outside 0.05..0.99)
+    assert np.isnan(extrapolated_budget(budgets, [np.nan, 0.01, 0.5, 0.7], 0.9)[0])

@@ -189,12 +189,29 @@ def test_bench_estimators_logs_runs_and_writes_the_report(tiny, capsys):
                       "--seeds", "0", "--estimators", "ours:permutation")) == 0
     assert cache[0].stat().st_mtime_ns == stamp
 
+    # the report of both invocations, from the store: the second's one cell replaces the first's same cell
+    store = ["--tracking-uri", f"sqlite:///{tiny / 'store.db'}", "--out", str(tiny / "merged")]
+    capsys.readouterr()
+    assert main(["estimators", "--from-store", *store]) == 0
+    assert "from 2 invocation(s)" in capsys.readouterr().out
+    used, merged, _ = bench_estimators.load_all_results(tracker)
+    assert len(used) == 2 and len(merged) == len(cells)
+    assert not merged[bench_estimators.CELL_KEY].astype(str).duplicated().any()
+    assert "shapiq:PermutationSamplingSV" in (tiny / "merged" / "report.md").read_text()
+    assert main(["estimators", "--from-store", "--parent", used[0], *store]) == 0
+    assert "from 1 invocation(s)" in capsys.readouterr().out
+    assert main(["estimators", "--from-store", "--parent", "nope", *store]) == 2
+    assert "no `bench estimators` run nope" in capsys.readouterr().err
+    assert main(["estimators", "--parent", used[0], *store]) == 2
+    assert "pass --from-store too" in capsys.readouterr().err
+
 
 @pytest.mark.parametrize("extra,message", [
     (("--index", "owen"), "--index owen"),
     (("--budgets", "10,x"), "--budgets must be integers"),
     (("--estimators", "shapiq:Nope"), "matches none"),
     (("--players", "30"), "--players must be in 1..20"),
+    (("--reference-runs", "1"), "--reference-runs must be at least 2"),
 ])
 def test_bad_arguments_fail_in_one_line_before_any_work(tiny, capsys, extra, message):
     assert main(_argv(tiny, *extra)) == 2
@@ -217,3 +234,63 @@ def test_a_slow_estimator_is_stopped_and_says_so():
     assert "ours:permutation at 4: needs at least 9 evaluations" in skipped
     assert any("stopped after one run took" in s and "its 3 later runs not made" in s for s in skipped)
     assert cells[0].measures["topn_acc_20"] == pytest.approx(0.25)  # 2 of 8 players kept
+
+
+def test_size_strata_on_games_with_known_answers():
+    from methods.estimator_bench import size_strata
+    from methods.toy_games import AdditiveGame, WeightedVotingGame
+
+    weights = np.random.default_rng(3).normal(size=12)
+    additive = size_strata(AdditiveGame(weights), proxy=weights, sizes=range(1, 12), samples=200, bases=8, units=6,
+                           rng=np.random.default_rng(0), ridge=1e-6)
+    assert np.allclose(additive.proxy_corr, 1.0) and np.all(additive.fitted_r2 > 0.99)
+    # v(S u i) - v(S) = w_i for every S: marginals are the weights of the units outside S (many of them while S
+    # is small; at size 11 a single one is left)
+    assert np.allclose(additive.marginal_mean[:6], weights.mean(), atol=0.5)
+    assert np.allclose(additive.marginal_sd[:6], weights.std(), rtol=0.3)
+    gains = additive.gains()
+    assert gains["proxy_cv"] > 1e6 and gains["neyman_positions"] == pytest.approx(1.0, abs=0.4)
+
+    # a symmetric game: v depends on |S| only, so nothing varies within a size
+    symmetric = size_strata(FunctionGame(lambda c: c.sum(axis=1) ** 2.0, n_players=10), proxy=np.ones(10),
+                            sizes=[1, 4, 9], samples=8, bases=2, units=3, rng=np.random.default_rng(0))
+    assert np.all(symmetric.sd == 0) and np.all(symmetric.marginal_sd == 0)
+    assert symmetric.gains()["neyman"] == 1.0 and symmetric.gains()["neyman_positions"] == float("inf")
+
+    # a voting game: marginals are non-zero only near the quota, so allocating by position gains a lot
+    voting = WeightedVotingGame(np.linspace(1, 2, 16), quota=20.0)
+    strata = size_strata(voting, proxy=np.linspace(1, 2, 16), sizes=range(1, 16), samples=40, bases=20, units=8,
+                         rng=np.random.default_rng(0))
+    assert strata.gains()["neyman_positions"] > 2.0
+    assert strata.marginal_sd[0] == 0 and strata.marginal_sd[-1] == 0  # far from the quota nothing changes
+
+    with pytest.raises(ValueError, match="proxy has shape"):
+        size_strata(voting, proxy=np.ones(3), sizes=[1], samples=8, rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="sizes must lie in 1..15"):
+        size_strata(voting, proxy=np.ones(16), sizes=[0, 3], samples=8, rng=np.random.default_rng(0))
+    with pytest.raises(ValueError, match="samples must be at least 4"):
+        size_strata(voting, proxy=np.ones(16), sizes=[3], samples=2, rng=np.random.default_rng(0))
+
+
+def test_estimator_limits_reuses_the_cached_reference_and_refuses_to_compute_one(tiny, capsys, monkeypatch):
+    from bench import estimator_limits
+
+    monkeypatch.setenv("COALITION_BENCH_DATA", str(tiny / "data"))
+    out = tiny / "limits.csv"
+    argv = ["--pairs", TINY.name, "--samples", "8", "--sizes", "4", "--out", str(out)]
+    assert estimator_limits.main(argv) == 2  # not trained yet
+    assert "not in the cache" in capsys.readouterr().err
+    from datasets.training import train_pair
+
+    train_pair(TINY.name, seed=0, progress=False)
+    assert estimator_limits.main(argv) == 2  # trained, but no Shapley reference cached
+    err = capsys.readouterr().err.strip()
+    assert "no cached shapley reference" in err and "\n" not in err and not out.exists()
+    assert main(_argv(tiny, "--index", "shapley", "--metric", "accuracy", "--budgets", "800", "--seeds", "0",
+                      "--estimators", "ours:permutation", "--games", "full")) == 0
+    assert estimator_limits.main(argv) == 0
+    import pandas as pd
+
+    table = pd.read_csv(out)
+    assert len(table) == 4 and {"sd", "proxy_corr", "fitted_r2", "marginal_sd"} <= set(table.columns)
+    assert "neyman_positions" in capsys.readouterr().out
