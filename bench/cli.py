@@ -134,8 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     est.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     est.add_argument("--out", default=None, help="report directory (default: reports/out/estimators)")
     est.add_argument("--from-store", action="store_true",
-                     help="run nothing: build the report from every finished invocation in the store (where two ran "
-                          "the same estimator, budget and seed on a game, the newer one's)")
+                     help="run nothing: build the report from every invocation in the store not still running "
+                          "(where two ran the same estimator, budget and seed on a game, the newer one's)")
     est.add_argument("--parent", action="append", default=[], metavar="RUN_ID",
                      help="with --from-store, only these invocations (repeatable)")
     _add_tracking_args(est)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import tempfile
 import time
 from collections.abc import Sequence
@@ -267,8 +268,9 @@ def mcue_keep_prob(trained: Any, *, seed: int, output: str) -> float:
 
 
 def log_results(tracker: Any, parent_id: str, cells: pd.DataFrame, games: dict[str, dict[str, Any]],
-                skipped: Sequence[str]) -> None:
-    """One nested run per (game, index, d, estimator): its cells, and per-budget means as step metrics."""
+                skipped: Sequence[str], *, final: bool = True) -> None:
+    """One nested run per (game, index, d, estimator): its cells, and per-budget means as step metrics; then the
+    games and what was skipped so far on the parent, which stays RUNNING unless ``final``."""
     keys = ["game", "index", "keep_prob", "estimator"]
     for (game, index, keep_prob, estimator), group in cells.groupby(keys, dropna=False, sort=False):
         means = group.groupby("budget").mean(numeric_only=True)
@@ -284,7 +286,8 @@ def log_results(tracker: Any, parent_id: str, cells: pd.DataFrame, games: dict[s
                                 "seeds": sorted(group["seed"].unique().tolist())},
                         metrics={"n_cells": len(group), "seconds_total": float(group["seconds"].sum())},
                         step_metrics=step_metrics, artifacts={"cells.csv": group})
-    tracker.close_parent(parent_id, artifacts={"games.json": games, "skipped.json": list(skipped)})
+    tracker.close_parent(parent_id, status="FINISHED" if final else "RUNNING",
+                         artifacts={"games.json": games, "skipped.json": list(skipped)})
 
 
 def load_results(tracker: Any, parent_id: str | None = None) -> tuple[str, pd.DataFrame, dict[str, Any]]:
@@ -308,13 +311,15 @@ CELL_KEY = ["game", "index", "keep_prob", "estimator", "budget", "seed"]
 
 
 def load_all_results(tracker: Any, parent_ids: Sequence[str] = ()) -> tuple[list[str], pd.DataFrame, dict[str, Any]]:
-    """Every finished estimators invocation (or the ``parent_ids`` given), merged: where two ran the same cell
-    (game, index, d, estimator, budget, seed), the newer one's; a game's description merges its truths, newer over
-    older. Returns the parent ids used (newest first), the cells and the games."""
+    """Every estimators invocation that is not running (or the ``parent_ids`` given), merged.
+
+    Where two ran the same cell (game, index, d, estimator, budget, seed), the newer one's; a game's description
+    merges its truths, newer over older. A stopped (FAILED) invocation counts with the grids it finished.
+    Returns the parent ids used (newest first), the cells and the games."""
     from reports.data import ReportError
 
-    parents = [r for r in tracker.runs("tags.kind = 'estimators'")
-               if (r.run_id in parent_ids if parent_ids else r.status == "FINISHED")]
+    parents = [r for r in tracker.runs("tags.kind = 'estimators'")  # a stopped one keeps its finished grids
+               if (r.run_id in parent_ids if parent_ids else r.status != "RUNNING")]
     missing = sorted(set(parent_ids) - {r.run_id for r in parents})
     if missing:
         raise ReportError(f"no `bench estimators` run {', '.join(missing)} in experiment {tracker.experiment_name!r}")
@@ -372,9 +377,9 @@ def main(args: Any) -> int:
                                     tags={"git_commit": git_commit()}, params=config,
                                     artifacts={"config.json": config, "unavailable.json": unavailable},
                                     kind="estimators")
-    all_cells: list[Cell] = []
     skipped: list[str] = [f"{name}: {why}" for name, why in unavailable.items()]
     games: dict[str, dict[str, Any]] = {}
+    previous_handler = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # a killed run is marked FAILED, not RUNNING
     try:
         for pair in pairs:
             trained = train_pair(pair, seed=args.training_seed, data_dir=args.data_dir, device=args.device,
@@ -407,13 +412,16 @@ def main(args: Any) -> int:
                             cells, why = run_grid(built, truth, index=index, keep_prob=d, estimators=names,
                                                   budgets=budgets, seeds=args.seeds, time_limit=args.time_limit,
                                                   bar=bar)
-                        all_cells += cells
                         skipped += [f"{spec.name} {index}: {w}" for w in why]
-        frame = pd.DataFrame([c.row() for c in all_cells])
-        log_results(tracker, parent_id, frame, games, skipped)
+                        if cells:  # logged grid by grid: a stopped invocation keeps what it finished
+                            log_results(tracker, parent_id, pd.DataFrame([c.row() for c in cells]), games, skipped,
+                                        final=False)
+        tracker.close_parent(parent_id, artifacts={"games.json": games, "skipped.json": skipped})
     except BaseException:
         tracker.set_status(parent_id, "FAILED")
         raise
+    finally:
+        signal.signal(signal.SIGTERM, previous_handler)
     _, stored, stored_games = load_results(tracker, parent_id)
     out = Path(args.out or "reports/out/estimators")
     path = write_estimator_report(stored, stored_games, out, title="Estimator quality per coalition evaluation")
@@ -423,6 +431,10 @@ def main(args: Any) -> int:
     for line in skipped:
         print(f"skipped: {line}")
     return 0
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _match(name: str, pattern: str) -> bool:

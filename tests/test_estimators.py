@@ -294,3 +294,29 @@ def test_estimator_limits_reuses_the_cached_reference_and_refuses_to_compute_one
     table = pd.read_csv(out)
     assert len(table) == 4 and {"sd", "proxy_corr", "fitted_r2", "marginal_sd"} <= set(table.columns)
     assert "neyman_positions" in capsys.readouterr().out
+
+
+def test_a_killed_invocation_keeps_its_finished_grids_and_is_marked_failed(tiny, monkeypatch):
+    import os
+    import signal
+
+    from bench.tracking import Tracker
+
+    real, calls = bench_estimators.run_grid, []
+
+    def grid_then_sigterm(*args, **kwargs):
+        calls.append(kwargs["index"])
+        if len(calls) == 2:  # the second grid: as `kill` would
+            os.kill(os.getpid(), signal.SIGTERM)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(bench_estimators, "run_grid", grid_then_sigterm)
+    with pytest.raises(SystemExit):
+        main(_argv(tiny, "--players", "4", "--index", "shapley,banzhaf", "--metric", "accuracy", "--budgets", "16",
+                   "--seeds", "0", "--estimators", "ours:permutation"))
+    assert signal.getsignal(signal.SIGTERM) is not bench_estimators._exit_on_sigterm  # the handler is restored
+    tracker = Tracker(f"sqlite:///{tiny / 'store.db'}", "estimators", create=False)
+    (parent,) = tracker.runs("tags.kind = 'estimators'")
+    assert parent.status == "FAILED"
+    used, cells, games = bench_estimators.load_all_results(tracker)
+    assert used == [parent.run_id] and set(cells["index"]) == {"shapley"} and len(games) == 1
