@@ -152,7 +152,7 @@ def extrapolated_budget(budgets: Sequence[float], means: Sequence[float], thresh
     curve that does not reach the level within the judged budgets can still be compared by where its fit does:
     k is fitted by least squares to the judged means in (0.05, 0.99) (at least 3), and the answer is NaN when the
     curve does not have that shape (worst absolute residual above ``max_residual``, e.g. a biased estimator that
-    levels off).
+    levels off) or when the fitted budget lies below every budget fitted (the curve starts above the level).
 
     Returns:
         (budget, worst residual); (NaN, NaN) when there are too few points.
@@ -171,9 +171,10 @@ def extrapolated_budget(budgets: Sequence[float], means: Sequence[float], thresh
     log_k = minimize_scalar(loss, bounds=(-10.0, 40.0), method="bounded").x
     k = float(np.exp(log_k))
     residual = float(np.max(np.abs(means - (1 + k / budgets) ** -0.5)))
-    if residual > max_residual:
+    budget = k / (threshold ** -2 - 1)
+    if residual > max_residual or budget < budgets.min():  # a fit says nothing below the budgets it saw
         return float("nan"), residual
-    return k / (threshold ** -2 - 1), residual
+    return budget, residual
 
 
 def _nearest(budgets: np.ndarray, target: float) -> int:

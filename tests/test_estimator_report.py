@@ -232,5 +232,7 @@ def test_extrapolated_budget_recovers_a_known_curve_and_refuses_other_shapes():
     assert budget == pytest.approx(k / (0.9 ** -2 - 1), rel=1e-3) and residual < 1e-6
     # a curve that levels off (a biased estimator) is not extrapolated
     assert np.isnan(extrapolated_budget(budgets, [0.5, 0.6, 0.62, 0.62], 0.9)[0])
+    # a curve already above the level at its first budget: the fit is not read below the budgets it saw
+    assert np.isnan(extrapolated_budget(budgets, (1 + 100 / budgets) ** -0.5, 0.9)[0])
     # too few usable points (NaN, or outside 0.05..0.99)
     assert np.isnan(extrapolated_budget(budgets, [np.nan, 0.01, 0.5, 0.7], 0.9)[0])
