@@ -229,11 +229,13 @@ class GTAPScorer(ScorerBase):
         estimator: "shared" (footnote 5: one sample serves every unit), "per-player" (Algorithm 2), "regression"
             (least squares on the same kind of sample; for beta_d it needed 2-2.5x fewer evaluations than "shared"
             to the same Spearman on lenet300-mnist, issue 14), for Shapley "permutation" or "stratified" ("shared"
-            means "stratified" for Shapley) or "regression" (paired KernelSHAP), or "exact" for tiny games.
+            is "stratified" from 1.5 sampled coalitions per size on, "permutation" below: see
+            ``indices.shapley_shared``) or "regression" (paired KernelSHAP), or "exact" for tiny games.
         budget: coalition evaluations per estimate (each re-estimation of an iterated strategy spends this much).
         layerwise: estimate per unit group with the other groups always included (the paper's AlexNet setting),
             splitting the budget by group size; otherwise one global game.
-        antithetic: antithetic sampling (None: the estimator's default); an error for "exact" and "stratified".
+        antithetic: antithetic sampling (None: the estimator's default; for "shared" Shapley, its permutation branch);
+            an error for "exact" and "stratified".
     """
 
     family: ClassVar[str] = "power-index"
@@ -276,8 +278,6 @@ class GTAPScorer(ScorerBase):
     def __post_init__(self) -> None:
         if self.index not in ("shapley", "banzhaf", "beta"):
             raise ValueError(f"unknown index {self.index!r}; valid: shapley, banzhaf, beta")
-        if self.index == "shapley" and self.estimator == "shared":
-            object.__setattr__(self, "estimator", "stratified")  # Shapley's shared-sample estimator
         if self.keep_prob is not None:
             if self.index != "beta":
                 raise ValueError(f"keep_prob (d) is for index 'beta' only, not {self.index!r}")

@@ -513,7 +513,7 @@ def test_estimate_fails_loudly():
     game = RandomGame(5, np.random.default_rng(0))
     rng = np.random.default_rng(0)
     with pytest.raises(ValueError, match="valid combinations: shapley/exact, shapley/permutation"):
-        estimate(game, index="shapley", estimator="shared", budget=100, rng=rng)
+        estimate(game, index="shapley", estimator="per-player", budget=100, rng=rng)
     with pytest.raises(ValueError, match="banzhaf/per-player"):
         estimate(game, index="owen", estimator="exact")
     with pytest.raises(ValueError, match="banzhaf' only"):
@@ -525,3 +525,18 @@ def test_estimate_fails_loudly():
     with pytest.raises(ValueError, match="no antithetic option"):
         estimate(game, index="shapley", estimator="stratified", budget=100, rng=rng, antithetic=False)
     assert game.n_evaluations == 0
+
+
+def test_shared_shapley_samples_permutations_until_every_size_has_enough_coalitions():
+    from methods.indices import STRATIFIED_MIN_PER_SIZE, shapley_shared
+
+    n = 9
+    table = np.random.default_rng(0).normal(size=1 << n)
+    game = FunctionGame(lambda c: table[c.astype(np.int64) @ (1 << np.arange(n))], n_players=n)
+    threshold = 2 + int(np.ceil(STRATIFIED_MIN_PER_SIZE * (n - 1)))
+    for budget, same_as in ((threshold - 1, "permutation"), (threshold, "stratified")):
+        shared = shapley_shared(game, budget=budget, rng=np.random.default_rng(3)).values
+        other = (shapley_permutation(game, budget=budget, rng=np.random.default_rng(3)) if same_as == "permutation"
+                 else shapley_stratified(game, budget=budget, rng=np.random.default_rng(3))).values
+        np.testing.assert_array_equal(shared, other)
+    assert indices.estimator_for("shapley", "shared", antithetic=False).keywords == {"antithetic": False}

@@ -55,7 +55,7 @@ def test_declarations_follow_the_parameters():
     ({"budget": -5}, "budget must be a positive number"),
     ({"budget": 0}, "budget must be a positive number"),
     ({"budget": "650"}, "budget must be a positive number"),
-    ({"index": "shapley", "antithetic": True}, "'stratified' has no antithetic option"),
+    ({"index": "shapley", "estimator": "stratified", "antithetic": True}, "'stratified' has no antithetic option"),
     ({"index": "banzhaf", "estimator": "exact", "antithetic": False}, "'exact' has no antithetic option"),
     ({"index": "banzhaf", "keep_prob": 0.3}, "keep_prob (d) is for index 'beta' only"),
     ({"keep_prob": 1.5}, "keep_prob (d) must be a number in (0, 1]"),
