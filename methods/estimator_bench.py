@@ -11,13 +11,7 @@ The pieces:
 - **Truth.** On a table, the exact index (:func:`exact_index`). On a full game, a reference: the mean of ``R``
   independent high-budget runs of one estimator, whose own error (stderr per unit, and its RMS) is kept with it
   (:func:`reference_index`). A run is judged against a reference only where the reference is at least
-  ``PRECISION_RATIO`` times more precise than the run (RMSE), else it is flagged ``reference_limited``; for the
-  rank measures (Spearman, Kendall, Precision@k) the run's error is taken scale-free (:func:`scale_free_error`), and
-  ``rank_limited`` flags those. A reference's noise of RMSE r lowers a correlation by a factor
-  (1 + r^2 / var(truth))^-1/2 only, so the RMSE rule alone refused to judge Spearman where it was sound: on
-  lenet300-mnist's Shapley game a 4 x 500,000 reference (r = 1.3e-4 against values spread 3.2e-3) changes a
-  Spearman by under 0.001, yet flagged every stratified run from 16,384 evaluations on, since shrinking toward a
-  stratum's mean makes that estimator's RMSE small.
+  ``PRECISION_RATIO`` times more precise than the run (RMSE), else it is flagged ``reference_limited``.
 - **Estimators.** :data:`ESTIMATORS` holds ours (``methods.indices``) and shapiq's approximators behind one
   signature, ``run(game, *, index, keep_prob, budget, seed) -> values``. shapiq's run on the very same game object
   (a shapiq game is a function of a bool coalition matrix, as ours is). beta_d at d != 1/2 has no shapiq
@@ -376,24 +370,12 @@ class Cell:
     seconds: float
     measures: dict[str, float]
     reference_limited: bool
-    rank_limited: bool = False
 
     def row(self) -> dict[str, Any]:
         return {"game": self.game, "index": self.index, "keep_prob": self.keep_prob, "estimator": self.estimator,
                 "library": self.library, "budget": self.budget, "seed": self.seed,
                 "n_evaluations": self.n_evaluations, "seconds": self.seconds, **self.measures,
-                "reference_limited": self.reference_limited, "rank_limited": self.rank_limited}
-
-
-def scale_free_error(estimate: np.ndarray, truth: np.ndarray) -> float:
-    """The RMS residual of the truth's least-squares line on the estimate: the error a rank or correlation measure
-    sees. Unlike the RMSE it ignores an estimate's scale and offset (a shrunk estimate is not more precise for
-    Spearman); for an unbiased estimate it is at most its RMSE."""
-    estimate, truth = np.asarray(estimate, dtype=np.float64), np.asarray(truth, dtype=np.float64)
-    centred = estimate - estimate.mean()
-    spread = float(np.sum(centred ** 2))
-    slope = float(centred @ (truth - truth.mean())) / spread if spread > 0 else 0.0
-    return float(np.sqrt(np.mean((truth - truth.mean() - slope * centred) ** 2)))
+                "reference_limited": self.reference_limited}
 
 
 def run_cell(spec: EstimatorSpec, game: Game, truth: Truth, *, game_name: str, index: str,
@@ -423,9 +405,8 @@ def run_cell(spec: EstimatorSpec, game: Game, truth: Truth, *, game_name: str, i
             measures[f"topn_acc_{pct}"] = top_n_accuracy(values, fraction)
             measures[f"topn_gap_{pct}"] = top_n_accuracy(truth.values, fraction) - measures[f"topn_acc_{pct}"]
     limited = (not truth.exact) and np.sqrt(measures["mse"]) < PRECISION_RATIO * truth.rmse
-    rank_limited = (not truth.exact) and scale_free_error(values, truth.values) < PRECISION_RATIO * truth.rmse
     return Cell(game_name, index, keep_prob, spec.name, spec.library, budget, seed, spent, seconds, measures,
-                bool(limited), bool(rank_limited))
+                bool(limited))
 
 
 def log_budgets(low: int, high: int, *, per_octave: int = 1) -> list[int]:

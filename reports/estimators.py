@@ -8,11 +8,9 @@ reference_limited), and a dict of the games' descriptions. Nothing here runs an 
 
 Interpretations:
 
-- A cell is ``reference_limited`` when its truth was a reference not 10x more precise than the run (RMSE), so it
-  cannot judge the run's MSE; ``rank_limited`` the same with the run's error taken scale-free, for the rank measures
-  (``methods.estimator_bench.scale_free_error``; cells stored without it use ``reference_limited``). A budget where
-  any seed is rank-limited is left out of the budget-to-reach computation (the seeds that stay would be the less
-  precise ones, so their mean would be biased); the plots still draw it, hollow.
+- A cell is ``reference_limited`` when its truth was a reference not 10x more precise than the run, so it cannot
+  judge the run. A budget where any seed is reference-limited is left out of the budget-to-reach computation (the
+  seeds that stay would be the less precise ones, so their mean would be biased); the plots still draw it, hollow.
 - Budget to reach: where the *mean over seeds* first reaches the threshold, interpolated linearly in log budget
   (:func:`budget_to_reach`, the same rule as ``methods.estimator_bench.budget_to_reach``; ``reports`` may not import
   ``methods``, so it is restated here and a test checks the two agree). A budget where some seed's Spearman is
@@ -64,14 +62,11 @@ HEADING = "Estimator quality per coalition evaluation"
 # ------------------------------------------------------------------------------------------------------ tables
 
 
-def _limited(cells: pd.DataFrame, column: str = "reference_limited") -> pd.Series:
-    """A limited flag as booleans (a CSV read back may hold the strings "True"/"False"). Cells stored before
-    ``rank_limited`` existed fall back to ``reference_limited`` for it."""
-    if column not in cells.columns:
-        if column == "rank_limited":
-            return _limited(cells)
+def _limited(cells: pd.DataFrame) -> pd.Series:
+    """``reference_limited`` as booleans (a CSV read back may hold the strings "True"/"False")."""
+    if "reference_limited" not in cells.columns:
         return pd.Series(False, index=cells.index)
-    values = cells[column]
+    values = cells["reference_limited"]
     if values.dtype == bool:
         return values
     return values.map(lambda v: str(v).strip().lower() in ("true", "1", "1.0")).astype(bool)
@@ -89,7 +84,6 @@ def _prepared(cells: pd.DataFrame) -> pd.DataFrame:
     cells = cells.copy()
     cells["keep_prob"] = pd.to_numeric(cells["keep_prob"], errors="coerce").astype(float)
     cells["reference_limited"] = _limited(cells)
-    cells["rank_limited"] = _limited(cells, "rank_limited")
     for measure in _measures(cells):
         cells[measure] = pd.to_numeric(cells[measure], errors="coerce").astype(float)
     return cells
@@ -106,7 +100,7 @@ def curves(cells: pd.DataFrame) -> pd.DataFrame:
         sd, NaN for one seed; a seed where the measure is NaN is left out of both) for mse, spearman, kendall,
         precision_10, precision_25, seconds, n_evaluations and any topn_acc_* / topn_gap_*, ``<measure>_min`` /
         ``_max`` of mse and spearman (the plots' band), ``<measure>_count`` (seeds where it is defined) of spearman
-        and kendall, and ``reference_limited`` / ``rank_limited``: whether any seed was.
+        and kendall, and ``reference_limited``: whether any seed was reference-limited.
     """
     cells = _prepared(cells)
     grouped = cells.groupby([*CURVE, "budget"], dropna=False, sort=True)
@@ -120,7 +114,6 @@ def curves(cells: pd.DataFrame) -> pd.DataFrame:
         if measure in ("spearman", "kendall"):
             named[f"{measure}_count"] = (measure, "count")
     named["reference_limited"] = ("reference_limited", "any")
-    named["rank_limited"] = ("rank_limited", "any")
     return grouped.agg(**named).reset_index()
 
 
@@ -193,7 +186,7 @@ def budgets_to_reach(cells: pd.DataFrame, *, spearman: float = SPEARMAN_TARGET,
                      precision_25: float = PRECISION_TARGET, baseline: str = BASELINE) -> pd.DataFrame:
     """Per estimator and game, the budget where the mean Spearman (and the mean Precision@25%) first reach a level.
 
-    Budgets where any seed is rank-limited are left out; a budget where some seed's measure is undefined does
+    Budgets where any seed is reference-limited are left out; a budget where some seed's measure is undefined does
     not reach.
 
     Args:
@@ -214,7 +207,7 @@ def budgets_to_reach(cells: pd.DataFrame, *, spearman: float = SPEARMAN_TARGET,
     rows = []
     for keys, curve in points.groupby(CURVE, dropna=False, sort=True):
         curve = curve.sort_values("budget")
-        judged = curve[~curve["rank_limited"]]  # every measure reached here is a rank measure
+        judged = curve[~curve["reference_limited"]]
         budgets = judged["budget"].to_numpy(dtype=float)
         spearman_means = judged["spearman_mean"].where(judged["spearman_count"] >= judged["n_seeds"])
         reach_spearman = budget_to_reach(budgets, spearman_means, spearman)
@@ -228,7 +221,7 @@ def budgets_to_reach(cells: pd.DataFrame, *, spearman: float = SPEARMAN_TARGET,
                      "extrapolated_spearman": extrapolated, "extrapolation_residual": residual,
                      "budget_precision_25": reach_precision, "seconds_at_spearman": seconds,
                      "largest_budget": int(curve["budget"].max()), "judged_budgets": len(judged),
-                     "limited_budgets": int(curve["rank_limited"].sum())})
+                     "limited_budgets": int(curve["reference_limited"].sum())})
     table = pd.DataFrame(rows)
     table["ratio_spearman"] = np.nan
     table["ratio_precision_25"] = np.nan
@@ -305,8 +298,7 @@ def plot_error_curves(cells: pd.DataFrame, folder: Path) -> list[Path]:
     (log x, dashed line at 0.9), one line per estimator (mean over seeds) with its min–max band over seeds.
 
     Ours are solid, shapiq's dashed; an estimator has the same colour in every figure (:func:`estimator_palette`).
-    Points where some seed is reference-limited (MSE) or rank-limited (Spearman) are hollow. MSE of zero (exact) is
-    not drawn on the log axis.
+    Points where some seed is reference-limited are hollow. MSE of zero (exact) is not drawn on the log axis.
 
     Args:
         cells: one row per estimator run.
@@ -332,8 +324,8 @@ def plot_error_curves(cells: pd.DataFrame, folder: Path) -> list[Path]:
                 library = str(curve["library"].iloc[0])
                 style = {"color": palette[estimator], "linestyle": LIBRARY_LINES.get(library, ":")}
                 budgets = curve["budget"].to_numpy(dtype=float)
+                limited = curve["reference_limited"].to_numpy(dtype=bool)
                 for ax, measure in ((mse_ax, "mse"), (rank_ax, "spearman")):
-                    limited = curve["reference_limited" if measure == "mse" else "rank_limited"].to_numpy(dtype=bool)
                     mean = curve[f"{measure}_mean"].to_numpy(dtype=float)
                     low = curve[f"{measure}_min"].to_numpy(dtype=float)
                     high = curve[f"{measure}_max"].to_numpy(dtype=float)
@@ -509,8 +501,7 @@ def estimator_blocks(cells: pd.DataFrame, games: Mapping[str, Mapping[str, Any]]
         f"and {len(seeds)} seed(s) each ({len(cells)} runs). Each run is judged against the game's truth: MSE, "
         "Precision@k (the top 10 % / 25 % of units by signed value, the units Top-n keeps), and the Spearman and "
         "Kendall rank correlations. A run is reference-limited when its truth is a reference not 10x more precise "
-        "than the run (RMSE; for the rank measures, the run's error after the best line from its values to the "
-        "truth, which ignores a shrunk estimate's scale): such runs are drawn hollow and not used to judge."
+        "than the run: such runs are drawn hollow and not used to judge."
     )))
     for game in sorted(cells["game"].unique()):
         own = cells[cells["game"] == game]
@@ -530,7 +521,7 @@ def estimator_blocks(cells: pd.DataFrame, games: Mapping[str, Mapping[str, Any]]
         "Coalition evaluations at which the mean over seeds first reaches the level, interpolated linearly in log "
         f"budget; the ratio divides by {BASELINE}'s on the same game and index (– where it is missing: it does not "
         "estimate that index or never reaches the level). – in a budget column: never reached within the grid. "
-        "Budgets where any seed is rank-limited are left out (\"not judged\": none was left). Seconds: mean "
+        "Budgets where any seed is reference-limited are left out (\"not judged\": none was left). Seconds: mean "
         "wall time of one run at the budget nearest the Spearman one. (best): fewest evaluations to Spearman "
         f"{SPEARMAN_TARGET} for that game and index. Fitted: where rho(B) = (1 + k/B)^-1/2, the shape of an "
         "unbiased estimator's correlation with the truth, fitted to the judged means, reaches the level, with its "

@@ -236,17 +236,3 @@ def test_extrapolated_budget_recovers_a_known_curve_and_refuses_other_shapes():
     assert np.isnan(extrapolated_budget(budgets, (1 + 100 / budgets) ** -0.5, 0.9)[0])
     # too few usable points (NaN, or outside 0.05..0.99)
     assert np.isnan(extrapolated_budget(budgets, [np.nan, 0.01, 0.5, 0.7], 0.9)[0])
-
-
-def test_rank_measures_are_judged_by_rank_limited_when_the_cells_have_it():
-    # The RMSE rule flags the 0.99 at 32, the scale-free one does not: budget-to-reach then counts it.
-    cells = synthetic_cells().assign(rank_limited=False)
-    stratified = reach_row(budgets_to_reach(cells), "ours:stratified")
-    assert stratified["budget_spearman"] < 32 and stratified["limited_budgets"] == 0
-    # and the other way round: rank-limited but not reference-limited is left out
-    flipped = synthetic_cells()
-    flipped["rank_limited"] = flipped["reference_limited"]
-    flipped["reference_limited"] = False
-    assert reach_row(budgets_to_reach(flipped), "ours:stratified")["budget_spearman"] == pytest.approx(128)
-    points = estimators.curves(flipped)
-    assert points["rank_limited"].any() and not points["reference_limited"].any()

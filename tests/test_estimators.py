@@ -320,17 +320,3 @@ def test_a_killed_invocation_keeps_its_finished_grids_and_is_marked_failed(tiny,
     assert parent.status == "FAILED"
     used, cells, games = bench_estimators.load_all_results(tracker)
     assert used == [parent.run_id] and set(cells["index"]) == {"shapley"} and len(games) == 1
-
-
-def test_scale_free_error_ignores_scale_and_offset_but_not_noise():
-    from methods.estimator_bench import scale_free_error
-
-    truth = np.random.default_rng(0).normal(size=500)
-    assert scale_free_error(3 * truth + 1, truth) == pytest.approx(0, abs=1e-12)
-    noisy = truth + np.random.default_rng(1).normal(scale=0.3, size=500)
-    rmse = np.sqrt(np.mean((noisy - truth) ** 2))
-    assert 0.2 < scale_free_error(noisy, truth) <= rmse
-    # a shrunk estimate: another RMSE, the same scale-free error as the unshrunk one (what Spearman sees)
-    shrunk = 0.1 * noisy
-    assert scale_free_error(shrunk, truth) == pytest.approx(scale_free_error(noisy, truth))
-    assert scale_free_error(np.zeros(500), truth) == pytest.approx(truth.std())
