@@ -324,8 +324,8 @@ def load_all_results(tracker: Any, parent_ids: Sequence[str] = ()) -> tuple[list
     if missing:
         raise ReportError(f"no `bench estimators` run {', '.join(missing)} in experiment {tracker.experiment_name!r}")
     if not parents:
-        raise ReportError(f"no finished `bench estimators` runs in experiment {tracker.experiment_name!r} at "
-                          f"{tracker.uri}; run `python -m bench estimators` first")
+        raise ReportError(f"no `bench estimators` runs (not still running) in experiment "
+                          f"{tracker.experiment_name!r} at {tracker.uri}; run `python -m bench estimators` first")
     frames, games = [], {}
     for parent in reversed(parents):  # oldest first: newer entries overwrite
         try:
@@ -344,7 +344,7 @@ def load_all_results(tracker: Any, parent_ids: Sequence[str] = ()) -> tuple[list
 
 
 def report_from_store(args: Any) -> int:
-    """``bench estimators --from-store``: the report of every finished invocation (or ``--parent``), running nothing."""
+    """``bench estimators --from-store``: the report of every invocation not running (or ``--parent``); runs nothing."""
     from bench.tracking import Tracker
     from reports.estimators import write_estimator_report
 
