@@ -26,10 +26,10 @@ def measure(pair: str, *, samples: int, n_sizes: int, seed: int, training_seed: 
     import time
 
     from bench.estimators import GameSpec, build_game, truth_for
-    from bench.mcue_readings import _cached
+    from bench.mcue_readings import cached_pair
     from methods.estimator_bench import size_strata
 
-    trained = _cached(pair, training_seed)
+    trained = cached_pair(pair, training_seed)
     spec = GameSpec(pair, "full", "accuracy", training_seed=training_seed)
     built = build_game(spec, trained, progress=False)
     built.info["cache_key"] = spec.key(trained.metrics["cache_key"])

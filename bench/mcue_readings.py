@@ -30,7 +30,7 @@ def measure(pairs: Sequence[str], seeds: Sequence[int], *, samples: int, instanc
     rows = []
     for pair in pairs:
         for seed in seeds:
-            trained = train_pair(pair, seed=seed, progress=False) if train else _cached(pair, seed)
+            trained = train_pair(pair, seed=seed, progress=False) if train else cached_pair(pair, seed)
             problem = problem_for(trained, val_samples=val_samples)
             result = run_mcue(problem, seed=seed, samples=samples, instances=instances, grid=DEFAULT_GRID)
             for name in OUTPUTS:
@@ -44,7 +44,7 @@ def measure(pairs: Sequence[str], seeds: Sequence[int], *, samples: int, instanc
     return pd.DataFrame(rows)
 
 
-def _cached(pair: str, seed: int):
+def cached_pair(pair: str, seed: int):
     """The cached trained pair; refuses to train (training here would take the shared CPUs for minutes)."""
     from datasets.pairs import get_pair
     from datasets.training import cache_key, checkpoint_path, train_pair

@@ -436,7 +436,6 @@ def budget_to_reach(budgets: Sequence[float], means: Sequence[float], threshold:
     return float("nan")
 
 
-
 # ----------------------------------------------------------------------------------- what size strata allow
 
 
