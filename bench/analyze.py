@@ -11,8 +11,9 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
+
+from bench.streams import Stream, stream
 
 
 def analyze(analysis: str, pair_name: str, *, seed: int, out_dir: Path, data_dir: str | None = None,
@@ -32,7 +33,7 @@ def analyze(analysis: str, pair_name: str, *, seed: int, out_dir: Path, data_dir
     """
     from bench.pipeline import problem_for
     from datasets.training import initial_model, train_pair
-    from methods.analysis import AnalysisInput, build_analysis
+    from methods.analyses.base import AnalysisInput, build_analysis
     from reports.data import SuiteData
     from reports.render import analysis_blocks, render_html, render_markdown, write_analysis_plots
 
@@ -46,7 +47,7 @@ def analyze(analysis: str, pair_name: str, *, seed: int, out_dir: Path, data_dir
         initial=initial_model(trained.pair, seed=seed, input_shape=splits.input_shape,
                               num_classes=splits.num_classes).to(trained.device),
         units=tuple(trained.pair.units), groups=problem.groups, x=problem.x, y=problem.y)
-    result = runner(data, rng=np.random.default_rng([seed, 3]))
+    result = runner(data, rng=stream(seed, Stream.ANALYSIS))
     tables = {f"{analysis}/{name}": pd.DataFrame(records).pipe(_keyed, pair_name, seed)
               for name, records in result.tables.items()}
     out_dir = Path(out_dir)

@@ -10,6 +10,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from datasets.errors import one_line
+
 EXIT_USAGE = 2  # bad input: unknown name, missing data, bad suite, unreachable store
 
 
@@ -172,7 +174,7 @@ def _check_device(device: str) -> None:
     try:
         resolve_device(device)
     except RuntimeError as err:
-        raise CliError(f"--device {device!r}: {' '.join(str(err).split())}") from None
+        raise CliError(f"--device {device!r}: {one_line(err)}") from None
 
 
 def _globs(values: Sequence[str]) -> list[str]:
@@ -235,9 +237,9 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
     from bench.pipeline import problem_for, run_experiment, run_mcue
     from datasets.training import train_pair
-    from methods.curves import area_under_curve
+    from methods.pruning.curves import area_under_curve
+    from methods.pruning.strategies import STRATEGIES
     from methods.scorers import build_scorer
-    from methods.strategies import STRATEGIES
 
     params = _parse_params(args.param)
     scorer = build_scorer(args.method, **params)  # fail before any work starts
@@ -431,10 +433,10 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_estimators(args: argparse.Namespace) -> int:
-    from bench import estimators
+    from bench.benchmarks import estimators
     from bench.suite import parse_seeds
     from datasets.pairs import get_pair
-    from methods.estimator_bench import ESTIMATORS, INDEX_NAMES
+    from methods.estimators.benchmark import ESTIMATORS, INDEX_NAMES
 
     def items(text: str) -> list[str]:
         return [t.strip() for t in text.split(",") if t.strip()]
@@ -467,8 +469,8 @@ def cmd_estimators(args: argparse.Namespace) -> int:
     args.seeds = list(parse_seeds(args.seeds))
     args.estimators = _globs(args.estimators)
     for pattern in args.estimators:
-        if not any(estimators._match(s.name, pattern) for s in ESTIMATORS):
-            raise CliError(f"--estimators {pattern!r} matches none of {', '.join(s.name for s in ESTIMATORS)}")
+        if not any(estimators._match(s.name, pattern) for s in ESTIMATORS.values()):
+            raise CliError(f"--estimators {pattern!r} matches none of {', '.join(ESTIMATORS.names())}")
     for name, value, least in (("--reference-budget", args.reference_budget, 1000),
                                ("--reference-runs", args.reference_runs, 2)):
         if value is not None and value < least:
@@ -478,7 +480,7 @@ def cmd_estimators(args: argparse.Namespace) -> int:
     if not 0 <= args.context_d <= 1 or (args.keep_prob is not None and not 0 < args.keep_prob < 1):
         raise CliError("--context-d must be in [0, 1] and --keep-prob in (0, 1)")
     if "beta" in args.index and args.keep_prob is None:
-        from methods.mcue import check_output
+        from methods.games.mcue import check_output
 
         check_output(args.mcue_output)
     _check_device(args.device)
@@ -493,13 +495,14 @@ COMMANDS = {"list": cmd_list, "train": cmd_train, "prune": cmd_prune, "run": cmd
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from bench.errors import TrackingError
-    from datasets.errors import DataError
-    from datasets.registry import UnknownNameError
+    from datasets.errors import DataError, UsageError
     from reports.data import ReportError
 
     try:
         return COMMANDS[args.command](args)
-    except (CliError, DataError, UnknownNameError, ValueError, TrackingError, ReportError) as err:
+    # The project's own errors only (an unknown name and a bad suite are UsageErrors): any other exception, a
+    # ValueError from a shape bug inside a scorer included, is a bug and keeps its traceback.
+    except (CliError, DataError, UsageError, TrackingError, ReportError) as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
@@ -509,5 +512,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The tracking store failing mid-run (a server gone, a locked database) is the user's to fix, not a bug.
         if type(err).__module__.split(".")[0] not in ("mlflow", "sqlalchemy", "optuna", "psycopg"):
             raise
-        print(f"error: {type(err).__name__}: {' '.join(str(err).split())[:300]}", file=sys.stderr)
+        print(f"error: {type(err).__name__}: {one_line(err, 300)}", file=sys.stderr)
         return EXIT_USAGE

@@ -14,9 +14,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.streams import Stream, stream
 from datasets.data import as_tensors
 from datasets.training import TrainedPair
-from methods.curves import (
+from methods.games.mcue import MCUEResult, mcue
+from methods.games.neuron import NeuronGame
+from methods.pruning.curves import (
     CurvePoint,
     evaluate_fine_tuned,
     evaluate_path,
@@ -24,10 +27,8 @@ from methods.curves import (
     physical_costs,
     weight_pruning_curve,
 )
-from methods.mcue import MCUEResult, mcue
-from methods.neuron_game import NeuronGame
+from methods.pruning.strategies import STRATEGIES, PruningPath
 from methods.scorers import PARAM_AXIS, PruningProblem, build_scorer
-from methods.strategies import STRATEGIES, PruningPath
 
 
 @dataclass
@@ -64,7 +65,7 @@ def test_game_for(trained: TrainedPair, **game_options: Any) -> NeuronGame:
 
 
 def run_mcue(problem: PruningProblem, *, seed: int, **options: Any) -> MCUEResult:
-    return mcue(problem.game, rng=np.random.default_rng([seed, 1]), **options)
+    return mcue(problem.game, rng=stream(seed, Stream.MCUE), **options)
 
 
 def run_experiment(trained: TrainedPair, *, method: str, params: dict[str, Any], strategy: str,
@@ -90,7 +91,7 @@ def run_experiment(trained: TrainedPair, *, method: str, params: dict[str, Any],
             units held at zero) before measuring its test accuracy.
         allocation: "global" ranks all units together, "uniform" keeps the same fraction of every layer,
             "normalized" ranks all units on scores divided by their layer's mean.
-        physical: build each point's physically pruned network (``methods.physical``) and record its parameters,
+        physical: build each point's physically pruned network (``methods.network.physical``) and record its parameters,
             MACs and CPU latency (``latency_cache``: shared between the runs of one trained pair).
     """
     start = time.perf_counter()
@@ -111,7 +112,7 @@ def run_experiment(trained: TrainedPair, *, method: str, params: dict[str, Any],
                                       x_test.to(device), y_test.to(device))
         return Experiment(points, None, mcue_result, params, time.perf_counter() - start)
     targets = list(kept_counts(fractions, problem.n_units).values())
-    path = STRATEGIES.get(strategy)(scorer, problem, targets, rng=np.random.default_rng([seed, 2]), step=step,
+    path = STRATEGIES.get(strategy)(scorer, problem, targets, rng=stream(seed, Stream.STRATEGY), step=step,
                                     allocation=allocation)
     if fine_tune_epochs > 0:
         device = trained.device

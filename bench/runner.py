@@ -22,10 +22,12 @@ import pandas as pd
 
 from bench import pipeline
 from bench.plan import RunSpec, config_hash, plan
+from bench.streams import Stream, stream
 from bench.suite import Suite, SuiteError
 from bench.tracking import Tracker, flatten, git_commit, load_frames
-from methods.analysis import AnalysisInput, rank_correlations, seed_spread
-from methods.curves import MAC_REDUCTIONS, accuracy_at_mac_fraction, area_under_curve
+from datasets.errors import one_line
+from methods.analyses.base import AnalysisInput, rank_correlations, seed_spread
+from methods.pruning.curves import MAC_REDUCTIONS, accuracy_at_mac_fraction, area_under_curve
 from methods.scorers import UNIT_AXIS
 
 # Each kind's run description in the MLflow UI (tag mlflow.note.content): what the step of its step metrics counts,
@@ -282,7 +284,7 @@ def _train_run(suite: Suite, trained: Any, problem: Any, mcue_result: Any, track
         keep_prob=mcue_result.keep_prob if mcue_result is not None else None)
     index: dict[str, list[str]] = {}
     for entry in suite.analyses:
-        result = entry.analysis(data, rng=np.random.default_rng([trained.seed, 3]))
+        result = entry.analysis(data, rng=stream(trained.seed, Stream.ANALYSIS))
         index[entry.name] = sorted(result.tables)
         for table, records in result.tables.items():
             artifacts[f"analyses/{entry.name}/{table}.csv"] = pd.DataFrame(records)
@@ -360,7 +362,7 @@ def _spec_tags(spec: RunSpec) -> dict[str, str]:
 
 def _log_failure(tracker: Tracker, parent_id: str, spec: RunSpec, common_tags: dict[str, str], err: Exception,
                  outcome: SuiteOutcome, *, started: float | None = None) -> None:
-    message = f"{type(err).__name__}: {' '.join(str(err).split())}"[:500]
+    message = one_line(f"{type(err).__name__}: {err}", 500)
     outcome.failed.append((spec.label, message))
     tracker.log_run(parent_id=parent_id, run_name=run_name(spec), tags={**common_tags, **_spec_tags(spec),
                                                                        "error": message},

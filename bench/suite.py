@@ -41,15 +41,43 @@ import fnmatch
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import yaml
 
+from datasets.errors import UsageError, one_line
 from datasets.registry import Registry, UnknownNameError
 
 SUITES_DIR = Path(__file__).parent / "suites"
 DEFAULT_PROFILE = "default"
-MCUE_KEYS = ("samples", "instances", "output", "grid")
+
+if TYPE_CHECKING:
+    from methods.games.mcue import Output
+
+
+class MCUEOptions(TypedDict, total=False):
+    """A suite's ``mcue`` section: MCUE's options (``methods.games.mcue.mcue``), each optional."""
+
+    samples: int
+    instances: int
+    output: Output
+    grid: list[float]
+
+
+class RecipeOverrides(TypedDict, total=False):
+    """A suite's ``recipe`` section: fields of ``datasets.pairs.Recipe`` that replace every pair's."""
+
+    epochs: int
+    batch_size: int
+    lr: float
+    optimizer: Literal["adam", "sgd"]
+    momentum: float
+    weight_decay: float
+    schedule: Literal["cosine", "constant"]
+    patience: int
+
+
+MCUE_KEYS = tuple(MCUEOptions.__annotations__)
 TOP_KEYS = ("name", "description", "pairs", "seeds", "fractions", "step", "recipe", "mcue", "fine_tune_epochs",
             "physical", "val_samples", "defaults", "methods", "analyses", "tuning", "profiles")
 SPACE_KEYS = ("type", "low", "high", "log", "choices")
@@ -59,7 +87,7 @@ ANALYSIS_KEYS = ("name", "params")
 VARIANT_KEYS = ("name", "pair", "model_options", "dataset_options", "task", "description")
 
 
-class SuiteError(ValueError):
+class SuiteError(UsageError):
     """A suite file that cannot be used; the message says which file, where, and what is valid."""
 
 
@@ -116,7 +144,7 @@ class AnalysisEntry:
 
     @property
     def analysis(self) -> Any:
-        from methods.analysis import build_analysis
+        from methods.analyses.base import build_analysis
 
         return build_analysis(self.name, **self.params)
 
@@ -134,8 +162,8 @@ class Suite:
     step: int | float
     methods: tuple[MethodEntry, ...]
     analyses: tuple[AnalysisEntry, ...] = ()
-    mcue: dict[str, Any] | None = None
-    recipe: dict[str, Any] = field(default_factory=dict)
+    mcue: MCUEOptions | None = None
+    recipe: RecipeOverrides = field(default_factory=dict)  # type: ignore[assignment]
     fine_tune_epochs: int = 0
     physical: bool = False
     val_samples: int | None = None
@@ -203,7 +231,7 @@ def load_suite(name_or_path: str | Path, profile: str = DEFAULT_PROFILE) -> Suit
     try:
         raw = yaml.safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise SuiteError(f"{path}: not valid YAML: {' '.join(str(err).split())}") from None
+        raise SuiteError(f"{path}: not valid YAML: {one_line(err)}") from None
     try:
         return _parse(raw, path, profile)
     except (SuiteError, UnknownNameError, ValueError, TypeError) as err:
@@ -232,8 +260,8 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 def _parse(raw: Any, path: Path, profile: str) -> Suite:
     from datasets.pairs import PAIRS, Recipe
+    from methods.pruning.strategies import ALLOCATIONS, STRATEGIES
     from methods.scorers import build_scorer, check_method_params
-    from methods.strategies import ALLOCATIONS, STRATEGIES
 
     if not isinstance(raw, dict):
         raise SuiteError("a suite is a YAML mapping with keys: " + ", ".join(TOP_KEYS))
@@ -391,7 +419,7 @@ def _pairs(items: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
 
 
 def _analyses(items: Any) -> tuple[AnalysisEntry, ...]:
-    from methods.analysis import build_analysis
+    from methods.analyses.base import build_analysis
 
     if not isinstance(items, list):
         raise SuiteError("'analyses' must be a list of analysis names or {name:, params:} mappings")
@@ -451,7 +479,7 @@ def _step(value: Any) -> int | float:
 
 
 def _check_mcue(options: dict[str, Any]) -> None:
-    from methods.mcue import OUTPUTS
+    from methods.games.mcue import OUTPUTS
 
     if options.get("output", "correct") not in OUTPUTS:
         raise SuiteError(f"mcue: unknown output {options['output']!r}; valid: {', '.join(OUTPUTS)}")

@@ -32,6 +32,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import TrackingError
+from datasets.errors import one_line
 from reports.data import (
     ANALYSIS_KEY_COLUMNS,
     CLASS_COLUMNS,
@@ -87,11 +88,6 @@ def git_commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
-def _one_line(err: BaseException) -> str:
-    text = " ".join(str(err).split())
-    return text[:300] + ("..." if len(text) > 300 else "")
-
-
 @dataclass(frozen=True)
 class StoredRun:
     run_id: str
@@ -144,7 +140,7 @@ class Tracker:
         except TrackingError:
             raise
         except Exception as err:  # noqa: BLE001 - any failure here means the store is unusable
-            raise TrackingError(f"cannot use the tracking store {uri}: {_one_line(err)}") from None
+            raise TrackingError(f"cannot use the tracking store {uri}: {one_line(err, 300)}") from None
 
     def runs_page(self, ui: str = DEFAULT_UI) -> str:
         """How to see the experiment's runs table in the MLflow UI: the command to start the UI on this store, and

@@ -30,7 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from bench.streams import Stream, stream
 from bench.suite import MethodEntry, Suite, SuiteError
+from datasets.errors import one_line
 
 DEFAULT_STORAGE = "sqlite:///optuna.db"
 MAX_FAILURES_IN_A_ROW = 5
@@ -112,7 +114,7 @@ def make_storage(url: str | None, *, heartbeat: int, grace: int, retries: int) -
                     engine_kwargs={"pool_pre_ping": True})
         except Exception as err:  # noqa: BLE001 - any failure means the storage is unusable
             if attempt == 2:
-                text = " ".join(str(err).split())[:300]
+                text = one_line(err, 300)
                 raise TrackingError(f"cannot use the Optuna storage {url or DEFAULT_STORAGE}: {text}") from None
             time.sleep(1.0 + attempt)
     raise AssertionError("unreachable")
@@ -149,10 +151,10 @@ def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, stora
 
     from bench.pipeline import problem_for, run_mcue
     from datasets.training import train_pair
-    from methods.curves import area_under_curve, evaluate_path, kept_counts
-    from methods.neuron_game import NeuronGame
+    from methods.games.neuron import NeuronGame
+    from methods.pruning.curves import area_under_curve, evaluate_path, kept_counts
+    from methods.pruning.strategies import STRATEGIES
     from methods.scorers import build_scorer
-    from methods.strategies import STRATEGIES
 
     start = time.perf_counter()
     optuna.logging.set_verbosity(optuna.logging.ERROR)  # failed trials are reported below, one line each
@@ -222,7 +224,7 @@ def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, stora
         before = problem.game.n_evaluations
         state, points = "COMPLETE", []
         try:
-            path = strategy(scorer, problem, list(targets.values()), rng=np.random.default_rng([seed, 2]),
+            path = strategy(scorer, problem, list(targets.values()), rng=stream(seed, Stream.STRATEGY),
                             step=step, allocation=entry.allocation, on_record=on_record)
             points = evaluate_path(path, fractions, curve_game, trained.model, problem.groups)
             value = area_under_curve(points)
@@ -232,7 +234,7 @@ def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, stora
             raise
         except Exception as err:
             state = "FAIL"
-            trial.set_user_attr("error", f"{type(err).__name__}: {' '.join(str(err).split())}"[:300])
+            trial.set_user_attr("error", one_line(f"{type(err).__name__}: {err}", 300))
             raise
         finally:
             if tracker is not None and parent_id is not None:
@@ -388,7 +390,7 @@ def _log_trial(tracker: Any, parent_id: str, trial: Any, suite: Suite, entry: Me
                values: dict[str, Any], points: list[Any], reached: dict[int, float], state: str, *,
                evaluations: int, seconds: float) -> str:
     """Logs a trial as a nested run of the study's parent run; returns the run's id."""
-    from methods.curves import area_under_curve
+    from methods.pruning.curves import area_under_curve
 
     metrics: dict[str, float] = {"n_evaluations": evaluations, "seconds": seconds}
     steps: dict[str, list[tuple[int, float]]] = {}
@@ -513,7 +515,7 @@ def tune_model(suite: Suite, pair_name: str, *, trials: int, storage: str | None
             raise
         except Exception as err:
             state = "FAIL"
-            trial.set_user_attr("error", f"{type(err).__name__}: {' '.join(str(err).split())}"[:300])
+            trial.set_user_attr("error", one_line(f"{type(err).__name__}: {err}", 300))
             raise
         finally:
             if tracker is not None and parent_id is not None:

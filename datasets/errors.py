@@ -1,4 +1,8 @@
-"""The one exception a dataset loader raises for missing or corrupt data."""
+"""The project's user-facing errors, and the one way to fold an error into one line.
+
+Each of these means "the user can fix this": a CLI prints it as one line and exits 2. Any other exception is a bug
+and keeps its traceback.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,22 @@ from pathlib import Path
 
 DATA_HINT = "point --data-dir or COALITION_BENCH_DATA at a folder that holds it"
 DOWNLOAD_HINT = "or pass --download when online"
+
+
+def one_line(message: object, limit: int | None = None) -> str:
+    """``message`` (an exception or a text) with its whitespace folded to single spaces, cut to ``limit`` characters
+    (marked with "...") when one is given."""
+    text = " ".join(str(message).split())
+    if limit is not None and len(text) > limit:
+        return text[:limit] + "..."
+    return text
+
+
+class UsageError(ValueError):
+    """A value a user gave (a flag, a suite entry, a method's or a model's parameter) that is not valid.
+
+    A ``ValueError``, so code that validates values may catch it as one; the CLI prints it as one line, exit 2.
+    """
 
 
 class DataError(Exception):
@@ -21,7 +41,7 @@ class DataError(Exception):
     """
 
     def __init__(self, message: str) -> None:
-        super().__init__(" ".join(str(message).split()))
+        super().__init__(one_line(message))
 
     @classmethod
     def missing(

@@ -8,25 +8,67 @@ into a prefix, computed once and cached, and the masked suffix.
 from __future__ import annotations
 
 import difflib
-import functools
 import inspect
 import math
 from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
+from datasets.errors import UsageError
 from datasets.registry import Registry
 
 ModelFactory = Callable[..., nn.Sequential]
-# Models that need a method's code (NEUROGAME's game layer) register from methods/; the registry imports methods/ on
-# the first unknown name, so datasets never imports it by name and `train_pair("neurogame-utkface")` still works.
-MODELS: Registry[ModelFactory] = Registry("model", discover="methods")
 
 
-@MODELS.register("lenet300")
+@dataclass(frozen=True)
+class ModelSpec:
+    """A registered model: its factory and its contract, declared where the factory is.
+
+    Attributes:
+        build: the factory, called with keyword-only ``input_shape``, ``num_classes`` and the options.
+        options: every option a pair, a suite or a tuning trial may set.
+        defaults: each option's default (what an unset option means).
+        check: refuses values the factory would refuse, before any data is loaded (None: the names are enough).
+        search_space: the space ``bench tune --method MODEL`` searches (None: the model is not tunable).
+    """
+
+    build: ModelFactory
+    options: tuple[str, ...]
+    defaults: dict[str, Any] = field(default_factory=dict)
+    check: Callable[..., Any] | None = None
+    search_space: dict[str, dict[str, Any]] | None = None
+
+    @classmethod
+    def of(cls, build: ModelFactory, *, extra_options: tuple[str, ...] = (),
+           extra_defaults: dict[str, Any] | None = None, check: Callable[..., Any] | None = None,
+           search_space: dict[str, dict[str, Any]] | None = None) -> ModelSpec:
+        """The spec of a factory: its keyword-only parameters (besides ``input_shape``, ``num_classes``) are options,
+        with their defaults; ``extra_options`` are those it takes through ``**options``."""
+        parameters = [p for p in inspect.signature(build).parameters.values()
+                      if p.kind == p.KEYWORD_ONLY and p.name not in ("input_shape", "num_classes")]
+        defaults = {p.name: p.default for p in parameters if p.default is not p.empty}
+        return cls(build, (*(p.name for p in parameters), *extra_options), {**defaults, **(extra_defaults or {})},
+                   check, search_space)
+
+
+MODELS: Registry[ModelSpec] = Registry("model")  # NEUROGAME's models are added by methods/neurogame/model.py
+
+
+def register_model(name: str, **contract: Any) -> Callable[[ModelFactory], ModelFactory]:
+    """Decorator: registers a factory under ``name`` with ``ModelSpec.of(factory, **contract)``."""
+
+    def decorator(build: ModelFactory) -> ModelFactory:
+        MODELS.add(name, ModelSpec.of(build, **contract))
+        return build
+
+    return decorator
+
+
+@register_model("lenet300")
 def lenet300(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Sequential:
     """LeNet-300-100 (LeCun et al. 1998): two fully connected hidden layers of 300 and 100 ReLU units."""
     return nn.Sequential(
@@ -41,7 +83,7 @@ def lenet300(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Sequential
     )
 
 
-@MODELS.register("lenet5")
+@register_model("lenet5")
 def lenet5(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Sequential:
     """LeNet5: two 5x5 conv layers (6 and 16 channels, max-pooled) and a 120-84 fully connected head.
 
@@ -69,7 +111,7 @@ def lenet5(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Sequential:
     )
 
 
-@MODELS.register("ffn")
+@register_model("ffn")
 def ffn(*, input_shape: tuple[int, ...], num_classes: int, hidden: int = 256, depth: int = 3) -> nn.Sequential:
     """The GTAP paper's text classifier: ``depth`` fully connected ReLU layers of ``hidden`` units (k=3, h=256)."""
     stages: OrderedDict[str, nn.Module] = OrderedDict(flatten=nn.Flatten())
@@ -82,7 +124,7 @@ def ffn(*, input_shape: tuple[int, ...], num_classes: int, hidden: int = 256, de
     return nn.Sequential(stages)
 
 
-@MODELS.register("alexnet")
+@register_model("alexnet")
 def alexnet(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Sequential:
     """torchvision's AlexNet, adapted to small inputs and flattened into named stages.
 
@@ -110,7 +152,7 @@ def alexnet(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Sequential:
     return nn.Sequential(stages)
 
 
-@MODELS.register("face-mlp")
+@register_model("face-mlp")
 def face_mlp(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Sequential:
     """The fully connected baseline for face attributes (NEUROGAME's "standard MLP"): 512-256 ReLU hidden layers."""
     return nn.Sequential(
@@ -125,7 +167,7 @@ def face_mlp(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Sequential
     )
 
 
-@MODELS.register("face-cnn")
+@register_model("face-cnn")
 def face_cnn(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Sequential:
     """The convolutional baseline for face attributes (NEUROGAME's "standard CNN"): three conv blocks and a 256 head."""
     channels, height, width = input_shape
@@ -149,7 +191,7 @@ def face_cnn(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Sequential
     )
 
 
-@MODELS.register("face-cnn-dropout")
+@register_model("face-cnn-dropout")
 def face_cnn_dropout(*, input_shape: tuple[int, ...], num_classes: int, p: float = 0.55) -> nn.Sequential:
     """face-cnn with ``nn.Dropout(p)`` on the last conv block's pooled maps: the random-regularisation control for
     NEUROGAME.
@@ -161,7 +203,7 @@ def face_cnn_dropout(*, input_shape: tuple[int, ...], num_classes: int, p: float
     cost twice face-cnn's epoch on the CPU and lost 5 points of accuracy, a control too weak to tell anything.)
     """
     if not 0 <= p < 1:
-        raise ValueError(f"dropout p must be in [0, 1), got {p}")
+        raise UsageError(f"dropout p must be in [0, 1), got {p}")
     stages: OrderedDict[str, nn.Module] = OrderedDict()
     for name, module in face_cnn(input_shape=input_shape, num_classes=num_classes).named_children():
         if name == "flatten":
@@ -170,59 +212,42 @@ def face_cnn_dropout(*, input_shape: tuple[int, ...], num_classes: int, p: float
     return nn.Sequential(stages)
 
 
-def _factory_function(factory: ModelFactory) -> Callable[..., nn.Sequential]:
-    """The function behind a registered factory (a ``functools.partial`` variant names its base's function)."""
-    while isinstance(factory, functools.partial):
-        factory = factory.func
-    return factory
-
-
 def model_options(name: str) -> list[str]:
-    """The options a registered model takes besides ``input_shape`` and ``num_classes`` (its keyword parameters,
-    and the names in its ``options`` attribute when it takes ``**options``)."""
-    factory = MODELS.get(name)
-    signature = inspect.signature(factory)
-    names = [p.name for p in signature.parameters.values()
-             if p.kind == p.KEYWORD_ONLY and p.name not in ("input_shape", "num_classes")]
-    return [*names, *getattr(_factory_function(factory), "options", ())]
+    """The options a registered model takes besides ``input_shape`` and ``num_classes``."""
+    return list(MODELS.get(name).options)
 
 
 def check_model_options(name: str, options: dict[str, Any]) -> None:
-    """Rejects options the model does not take, and values its ``check_options`` hook (if any) refuses.
+    """Rejects options the model does not take, and values its ``check`` refuses.
 
     Raises:
         ValueError: one line naming the option and what is valid.
     """
-    valid = model_options(name)
+    spec = MODELS.get(name)
+    valid = list(spec.options)
     for key in options:
         if key not in valid:
             hint = difflib.get_close_matches(str(key), valid, n=1)
             did_you_mean = f" Did you mean {hint[0]!r}?" if hint else ""
-            raise ValueError(f"model {name!r} has no option {key!r}.{did_you_mean} Valid: {', '.join(valid) or 'none'}")
-    check = getattr(_factory_function(MODELS.get(name)), "check_options", None)
-    if check is not None:
-        check(**options)
+            raise UsageError(f"model {name!r} has no option {key!r}.{did_you_mean} Valid: {', '.join(valid) or 'none'}")
+    if spec.check is not None:
+        spec.check(**options)
 
 
 def model_search_space(name: str) -> dict[str, dict[str, Any]] | None:
-    """The search space a registered model declares for ``bench tune`` (its factory's ``search_space``), or None."""
-    return getattr(_factory_function(MODELS.get(name)), "search_space", None)
+    """The search space a registered model declares for ``bench tune``, or None."""
+    return MODELS.get(name).search_space
 
 
 def model_option_defaults(name: str) -> dict[str, Any]:
-    """Every option of a registered model at its default: the factory's keyword defaults, completed by its
-    ``option_defaults`` hook (which maps those to the defaults of options it takes through ``**options``)."""
-    factory = MODELS.get(name)
-    defaults = {p.name: p.default for p in inspect.signature(factory).parameters.values()
-                if p.kind == p.KEYWORD_ONLY and p.default is not p.empty}
-    hook = getattr(_factory_function(factory), "option_defaults", None)
-    return {**defaults, **hook(**defaults)} if hook is not None else defaults
+    """Every option of a registered model at its default."""
+    return dict(MODELS.get(name).defaults)
 
 
 def build_model(name: str, *, input_shape: tuple[int, ...], num_classes: int, **options: Any) -> nn.Sequential:
     """Builds a registered model for the given input shape and class count, with the model's own ``options``."""
     check_model_options(name, options)
-    return MODELS.get(name)(input_shape=tuple(input_shape), num_classes=num_classes, **options)
+    return MODELS.get(name).build(input_shape=tuple(input_shape), num_classes=num_classes, **options)
 
 
 def unit_counts(model: nn.Sequential, units: tuple[str, ...], input_shape: tuple[int, ...]) -> dict[str, int]:

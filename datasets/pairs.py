@@ -8,8 +8,9 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+from datasets.errors import UsageError
 from datasets.registry import Registry
 
 
@@ -32,21 +33,21 @@ class Recipe:
     epochs: int
     batch_size: int = 128
     lr: float = 1e-3
-    optimizer: str = "adam"
+    optimizer: Literal["adam", "sgd"] = "adam"
     momentum: float = 0.9
     weight_decay: float = 0.0
-    schedule: str = "cosine"
+    schedule: Literal["cosine", "constant"] = "cosine"
     patience: int = 0
 
     def __post_init__(self) -> None:
         if self.optimizer not in ("adam", "sgd"):
-            raise ValueError(f"unknown optimizer {self.optimizer!r}; valid: adam, sgd")
+            raise UsageError(f"unknown optimizer {self.optimizer!r}; valid: adam, sgd")
         if self.schedule not in ("cosine", "constant"):
-            raise ValueError(f"unknown schedule {self.schedule!r}; valid: cosine, constant")
+            raise UsageError(f"unknown schedule {self.schedule!r}; valid: cosine, constant")
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
-            raise ValueError("epochs and batch_size must be >= 1 and lr > 0")
+            raise UsageError("epochs and batch_size must be >= 1 and lr > 0")
         if isinstance(self.patience, bool) or not isinstance(self.patience, int) or self.patience < 0:
-            raise ValueError(f"patience must be an integer >= 0 (0: no early stopping), got {self.patience!r}")
+            raise UsageError(f"patience must be an integer >= 0 (0: no early stopping), got {self.patience!r}")
 
 
 @dataclass(frozen=True)
@@ -149,14 +150,9 @@ register_pair(Pair(
 ))
 # Face attributes (NEUROGAME's experiments): every face model on every face task, with the same recipe. The
 # models: the MLP and CNN baselines, the CNN with dropout at NEUROGAME's drop rate (the regularisation control), and
-# NEUROGAME. The tasks: UTKFace gender at 64x64x3 (the default), UTKFace age in 8 groups, UTKFace gender at the
-# paper's 128x128x1, and CelebA gender (GPU-sized: 162,770 training images decoded lazily).
-FACE_MODELS = {
-    "face-mlp": ("relu1", "relu2"),
-    "face-cnn": ("relu1", "relu2", "relu3", "relu4"),
-    "face-cnn-dropout": ("relu1", "relu2", "relu3", "relu4"),
-    "neurogame": ("relu1", "relu2", "relu3"),
-}
+# NEUROGAME, whose pairs methods/neurogame/model.py adds with its model. The tasks: UTKFace gender at 64x64x3 (the
+# default), UTKFace age in 8 groups, UTKFace gender at the paper's 128x128x1, and CelebA gender (GPU-sized: 162,770
+# training images decoded lazily).
 FACE_TASKS = {  # pair suffix -> (dataset, options, task, gpu_sized)
     "utkface": ("utkface", {"target": "gender", "image_size": 64}, "UTKFace gender, 64x64x3", False),
     "utkface-age": ("utkface", {"target": "age", "image_size": 64}, "UTKFace age (8 groups), 64x64x3", False),
@@ -165,15 +161,24 @@ FACE_TASKS = {  # pair suffix -> (dataset, options, task, gpu_sized)
     "celeba": ("celeba", {"attribute": "Male", "image_size": 64}, "CelebA gender, 64x64x3", True),
 }
 FACE_RECIPE = Recipe(epochs=10, batch_size=128, lr=1e-3)
-for _suffix, (_dataset, _options, _task, _gpu) in FACE_TASKS.items():
-    for _model, _units in FACE_MODELS.items():
+
+
+def register_face_pairs(model: str, units: tuple[str, ...], description: str, *, family: str = "plain") -> None:
+    """Registers ``model`` on every face task (``{model}-{task suffix}``), with the shared face recipe.
+
+    Args:
+        model: a registered model; units: its unit groups; description: what the model is (the task is appended);
+        family: its training family.
+    """
+    for suffix, (dataset, options, task, gpu_sized) in FACE_TASKS.items():
         register_pair(Pair(
-            name=f"{_model}-{_suffix}", model=_model, dataset=_dataset, recipe=FACE_RECIPE, units=_units,
-            dataset_options=dict(_options), task=_task, gpu_sized=_gpu,
-            family="neurogame" if _model == "neurogame" else "plain",
-            description={"face-mlp": "MLP baseline (512-256)", "face-cnn": "CNN baseline (3 conv blocks, 256 head)",
-                         "face-cnn-dropout": "CNN with dropout 0.55 (NEUROGAME's drop rate): the regularisation "
-                                             "control",
-                         "neurogame": "NEUROGAME (2x2 coalitions, top-p 0.5, a game layer on the pooled maps)"}[_model]
-            + f" on {_task}",
+            name=f"{model}-{suffix}", model=model, dataset=dataset, recipe=FACE_RECIPE, units=units,
+            dataset_options=dict(options), task=task, gpu_sized=gpu_sized, family=family,
+            description=f"{description} on {task}",
         ))
+
+
+register_face_pairs("face-mlp", ("relu1", "relu2"), "MLP baseline (512-256)")
+register_face_pairs("face-cnn", ("relu1", "relu2", "relu3", "relu4"), "CNN baseline (3 conv blocks, 256 head)")
+register_face_pairs("face-cnn-dropout", ("relu1", "relu2", "relu3", "relu4"),
+                    "CNN with dropout 0.55 (NEUROGAME's drop rate): the regularisation control")

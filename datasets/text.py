@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 import torch
 
+from datasets.errors import UsageError
+
 # Unicode letters and digits (not underscores), keeping an inner apostrophe so "didn't" stays one token.
 _TOKEN = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
 
@@ -43,7 +45,7 @@ class Vocabulary:
 
     def __post_init__(self) -> None:
         if len(set(self.tokens)) != len(self.tokens):
-            raise ValueError("vocabulary tokens must be unique")
+            raise UsageError("vocabulary tokens must be unique")
         object.__setattr__(self, "index", {token: i for i, token in enumerate(self.tokens)})
 
     def __len__(self) -> int:

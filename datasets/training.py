@@ -7,7 +7,7 @@ family changes the key and retrains.
 A **training family** is the seam for models that train differently (NEUROGAME's game layers, ...): it supplies the
 loss of a batch, what the model does at the start of each epoch (a schedule) and extra per-epoch metrics. The loop
 itself (optimizer, schedule, batches, seeding, per-epoch train and validation loss and accuracy) is :func:`fit`, for
-every family and for fine-tuning pruned networks (``methods.curves``).
+every family and for fine-tuning pruned networks (``methods.pruning.curves``).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 
 from datasets.data import Splits, as_tensors, load_dataset
 from datasets.data.images import UInt8Images
+from datasets.errors import UsageError
 from datasets.models import build_model
 from datasets.pairs import Pair, Recipe, get_pair
 from datasets.paths import cache_dir
@@ -71,7 +72,7 @@ class TrainingFamily(Protocol):
         ...
 
 
-FAMILIES: Registry[TrainingFamily] = Registry("training family", discover="methods")  # NEUROGAME's is in methods/
+FAMILIES: Registry[TrainingFamily] = Registry("training family")  # NEUROGAME's is added by methods/neurogame/
 
 
 @dataclass(frozen=True)
@@ -127,7 +128,7 @@ def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     device = torch.device(device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda was asked for, but torch sees no GPU")
+        raise UsageError("--device cuda was asked for, but torch sees no GPU")
     return device
 
 

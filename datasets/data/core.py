@@ -26,7 +26,7 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset, Subset, TensorDataset
 
 from datasets.data.images import UInt8Images
-from datasets.errors import DataError
+from datasets.errors import DataError, UsageError
 from datasets.paths import resolve_data_root
 from datasets.registry import Registry
 
@@ -62,7 +62,7 @@ class Splits:
 
     def __post_init__(self) -> None:
         if len(self.classes) != self.num_classes:
-            raise ValueError(f"{self.name}: {len(self.classes)} class names for {self.num_classes} classes")
+            raise UsageError(f"{self.name}: {len(self.classes)} class names for {self.num_classes} classes")
 
 
 @dataclass(frozen=True)
@@ -180,13 +180,13 @@ def load_dataset(
     valid = dataset_options(name)
     unknown = sorted(set(options) - set(valid))
     if unknown:
-        raise ValueError(
+        raise UsageError(
             f"dataset {name!r} has no option {', '.join(unknown)}; valid options: {_describe_options(valid)}"
         )
     for option, value in options.items():
         _check_option_type(name, valid[option], value)
     if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"val_fraction must be in [0, 1), got {val_fraction}")
+        raise UsageError(f"val_fraction must be in [0, 1), got {val_fraction}")
     request = LoadRequest(
         root=resolve_data_root(data_dir), val_fraction=val_fraction, split_seed=split_seed, download=download
     )

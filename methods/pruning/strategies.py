@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from datasets.errors import UsageError
 from datasets.registry import Registry
 from methods.scorers import PruningProblem, Scorer
 
@@ -61,7 +62,7 @@ STRATEGIES: Registry[Strategy] = Registry("strategy")
 def _targets(kept_counts: Sequence[int], n: int) -> list[int]:
     targets = sorted({int(c) for c in kept_counts})
     if not targets or targets[0] < 0 or targets[-1] > n:
-        raise ValueError(f"target unit counts must lie in [0, {n}], got {list(kept_counts)}")
+        raise UsageError(f"target unit counts must lie in [0, {n}], got {list(kept_counts)}")
     return targets
 
 
@@ -70,7 +71,7 @@ def _step_size(step: int | float, n: int) -> int:
     if isinstance(step, float) and 0 < step < 1:
         return max(1, round(step * n))
     if int(step) != step or step < 1:
-        raise ValueError(f"step must be a positive unit count or a fraction in (0, 1), got {step}")
+        raise UsageError(f"step must be a positive unit count or a fraction in (0, 1), got {step}")
     return int(step)
 
 
@@ -89,7 +90,7 @@ ALLOCATIONS = ("global", "uniform", "normalized")
 def _check_allocation(allocation: str, *, uniform_ok: bool = True) -> None:
     valid = ALLOCATIONS if uniform_ok else tuple(a for a in ALLOCATIONS if a != "uniform")
     if allocation not in valid:
-        raise ValueError(f"unknown allocation {allocation!r}; valid here: {', '.join(valid)}")
+        raise UsageError(f"unknown allocation {allocation!r}; valid here: {', '.join(valid)}")
 
 
 def layer_normalized(values: np.ndarray, groups: Sequence) -> np.ndarray:

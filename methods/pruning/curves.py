@@ -16,10 +16,11 @@ from torch import nn
 from torch.utils.data import TensorDataset
 
 from datasets import training
+from datasets.errors import UsageError
 from datasets.pairs import Recipe
-from methods.neuron_game import NeuronGame
-from methods.strategies import PruningPath
-from methods.structure import UnitGroup, attached_parameters, parameter_counts
+from methods.games.neuron import NeuronGame
+from methods.network.structure import UnitGroup, attached_parameters, parameter_counts
+from methods.pruning.strategies import PruningPath
 
 
 @dataclass(frozen=True)
@@ -36,7 +37,7 @@ class CurvePoint:
         n_forward, n_backward: example forward and backward passes the scorer declared spending to find it.
         params: parameters of the whole physically pruned network; macs: its multiply-accumulates per example;
             mac_fraction: macs / the unpruned network's; latency_b1, latency_b256: its median CPU seconds per
-            forward pass at batch 1 and 256 (NaN where not measured; see ``methods.physical``).
+            forward pass at batch 1 and 256 (NaN where not measured; see ``methods.network.physical``).
     """
 
     target_fraction: float
@@ -63,7 +64,7 @@ def kept_counts(fractions: Sequence[float], n_units: int) -> dict[float, int]:
     out = {}
     for f in fractions:
         if not 0 <= f <= 1:
-            raise ValueError(f"kept fractions must lie in [0, 1], got {f}")
+            raise UsageError(f"kept fractions must lie in [0, 1], got {f}")
         out[float(f)] = max(1, round(f * n_units)) if f > 0 else 0
     return out
 
@@ -109,7 +110,7 @@ def physical_costs(points: Sequence[CurvePoint], masks: Sequence[np.ndarray], mo
                    y_test: torch.Tensor | None = None) -> list[CurvePoint]:
     """The curve's points with their physically pruned network's size, MACs and latency filled in.
 
-    Each mask's network is built by ``methods.physical.prune_network`` (the units removed, the dependent layers
+    Each mask's network is built by ``methods.network.physical.prune_network`` (the units removed, the dependent layers
     shrunk). Latency depends only on the pruned layers' shapes, so it is measured once per shape signature and kept
     in ``latency_cache`` (pass one dict per trained pair to share it between runs).
 
@@ -117,7 +118,7 @@ def physical_costs(points: Sequence[CurvePoint], masks: Sequence[np.ndarray], mo
         points: the curve, in the order of ``masks``.
         masks: each point's keep-mask.
         model, groups, input_shape: the trained network, its unit groups and one example's shape.
-        latency: time each pruned network (``methods.physical.measure_latency``: median at batch 1 and 256, one
+        latency: time each pruned network (``methods.network.physical.measure_latency``: median at batch 1 and 256, one
             CPU thread, or on the GPU the model is on).
         latency_cache: shape signature -> latencies, shared between calls.
         x_test, y_test: if given, each pruned network's test accuracy is checked against the point's (the masked
@@ -128,7 +129,7 @@ def physical_costs(points: Sequence[CurvePoint], masks: Sequence[np.ndarray], mo
     """
     from dataclasses import replace
 
-    from methods.physical import measure_latency, network_cost, prune_network
+    from methods.network.physical import measure_latency, network_cost, prune_network
 
     full_macs = network_cost(model, input_shape)["macs"]
     cache = latency_cache if latency_cache is not None else {}

@@ -1,6 +1,6 @@
 """Small games with known power indices, for testing estimators (as shapiq tests its approximators).
 
-Each implements the :class:`~methods.games.Game` protocol: batched over a bool (k, n_players) coalition
+Each implements the :class:`~methods.games.base.Game` protocol: batched over a bool (k, n_players) coalition
 matrix, and counting its evaluations.
 """
 
@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from methods.games import check_coalitions
+from methods.games.base import check_coalitions
 
 
 class _CountingGame:

@@ -21,8 +21,9 @@ import torch
 from scipy import stats
 from torch import nn
 
+from datasets.errors import UsageError
 from datasets.registry import Registry
-from methods.structure import UnitGroup
+from methods.network.structure import UnitGroup
 
 
 def rank_correlations(scores: Mapping[str, np.ndarray], layers: Mapping[str, np.ndarray]) -> list[dict[str, object]]:
@@ -100,7 +101,7 @@ class AnalysisResult:
     def __post_init__(self) -> None:
         for name in [*self.tables, *self.metrics]:
             if not name or "/" in name or name != name.strip():
-                raise ValueError(f"analysis table and metric names must be plain words, got {name!r}")
+                raise UsageError(f"analysis table and metric names must be plain words, got {name!r}")
 
 
 class Analysis(Protocol):
@@ -117,7 +118,7 @@ class Analysis(Protocol):
     def __call__(self, data: AnalysisInput, *, rng: np.random.Generator) -> AnalysisResult: ...
 
 
-ANALYSES: Registry[type] = Registry("analysis", discover="methods")  # a new analysis is one new module
+ANALYSES: Registry[type] = Registry("analysis")  # filled by the modules that ``methods.analyses`` imports
 
 
 def build_analysis(name: str, **params: Any) -> Analysis:
@@ -126,5 +127,5 @@ def build_analysis(name: str, **params: Any) -> Analysis:
     valid = [f.name for f in dataclasses.fields(cls)] if dataclasses.is_dataclass(cls) else []
     unknown = sorted(set(params) - set(valid))
     if unknown:
-        raise ValueError(f"unknown parameter(s) {unknown} for analysis {name!r}; valid: {', '.join(valid) or 'none'}")
+        raise UsageError(f"unknown parameter(s) {unknown} for analysis {name!r}; valid: {', '.join(valid) or 'none'}")
     return cls(**params)

@@ -1,4 +1,4 @@
-"""Coalition-evaluation throughput of the neuron game: ``python -m bench.speed [--pair lenet300-mnist]``.
+"""Coalition-evaluation throughput of the neuron game: ``python -m bench.benchmarks.speed [--pair lenet300-mnist]``.
 
 Times, in one process and on the same evaluation images, the naive evaluation (one hooked forward pass of the whole
 network per coalition) against the game's strategies, on random coalitions (R_1/2 and R_0.2) and on the structured
@@ -51,7 +51,7 @@ def time_game(game, coalitions: np.ndarray, device: torch.device) -> dict[str, f
 
 
 def time_naive(model, units, x, y, coalitions: np.ndarray, device: torch.device) -> dict[str, float]:
-    from methods.neuron_game import naive_logits
+    from methods.games.neuron import naive_logits
 
     naive_logits(model, units, x, coalitions[0])
     _sync(device)
@@ -81,7 +81,7 @@ def structured_batches(n: int, rng: np.random.Generator, rows: int) -> dict[str,
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.speed", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.benchmarks.speed", description=__doc__.splitlines()[0])
     parser.add_argument("--pair", default="lenet300-mnist")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--images", type=int, default=10_000, help="evaluation images")
@@ -95,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from datasets.data import as_tensors
     from datasets.training import resolve_device, train_pair
-    from methods.neuron_game import DEFAULT_MEMORY_CAP, NeuronGame
+    from methods.games.neuron import DEFAULT_MEMORY_CAP, NeuronGame
 
     device = resolve_device(args.device)
     trained = train_pair(args.pair, seed=args.seed, data_dir=args.data_dir, device=device, progress=False)

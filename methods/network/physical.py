@@ -1,6 +1,6 @@
 """Physically pruned networks: the units outside a keep-mask removed (not zeroed), and what the result costs.
 
-The masked network of the neuron game (``methods.neuron_game.naive_logits``) zeroes the output of stage
+The masked network of the neuron game (``methods.games.neuron.naive_logits``) zeroes the output of stage
 ``group.name`` for every unit outside the mask. :func:`prune_network` builds the network that computes the same
 logits with those units gone: smaller weight matrices, fewer conv filters, so its parameter count, MACs and latency
 are what a deployed pruned model would cost.
@@ -20,8 +20,8 @@ How each kind of group is removed:
   the consumer outputs its bias and the network a constant, as the masked network does. Torch supports zero-width
   Linear layers; it does not run convolutions or pooling with 0 channels, so an empty conv group instead keeps its
   first channel and zeroes its outgoing weights (the consumer's columns): the same constant, one channel's weights
-  more than ``methods.structure.parameter_counts`` counts. Likewise, when no flattened feature is kept, the source
-  conv keeps one channel, none of whose features is selected.
+  more than ``methods.network.structure.parameter_counts`` counts. Likewise, when no flattened feature is kept, the
+  source conv keeps one channel, none of whose features is selected.
 
 Equivalence needs every stage between a group's stage and its consumer to map 0 to 0 (ReLU, pooling, Dropout in
 eval, Flatten); a BatchNorm there would turn a removed unit's zero into a constant, so :func:`prune_network` refuses
@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from methods.structure import UnitGroup, _passes_units, parameter_counts
+from methods.network.structure import UnitGroup, _passes_units, parameter_counts
 
 # Stages that map a zero activation to zero, channel by channel (so zeroing a unit before them = removing it).
 _ZERO_PRESERVING = (nn.ReLU, nn.Dropout, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
@@ -133,7 +133,7 @@ def prune_network(model: nn.Sequential, groups: Sequence[UnitGroup], mask: np.nd
 
     Args:
         model: a flat ``nn.Sequential`` (left unchanged).
-        groups: its unit groups (``methods.structure.unit_groups``).
+        groups: its unit groups (``methods.network.structure.unit_groups``).
         mask: bool, one entry per unit in group order; True keeps the unit.
         input_shape: one example's shape, without the batch axis.
 
@@ -339,7 +339,8 @@ def pruned_point(model: nn.Sequential, groups: Sequence[UnitGroup], mask: np.nda
 
     Returns:
         ``model`` (the pruned network), ``params``, ``macs`` and ``weight_macs`` (``network_cost``),
-        ``attached_params`` (the kept parameters of the attached layers, ``methods.structure.parameter_counts``),
+        ``attached_params`` (the kept parameters of the attached layers,
+        ``methods.network.structure.parameter_counts``),
         and with ``latency`` a ``latency_b{batch}`` entry (median seconds) per batch size and ``threads``.
     """
     pruned = prune_network(model, groups, mask, input_shape)

@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.games import check_coalitions
+from methods.games.base import check_coalitions
 
 DEFAULT_MEMORY_CAP = 1 << 30  # bytes for the dense path's activations per chunk (1 GiB)
 METRICS = ("accuracy", "neg_loss")

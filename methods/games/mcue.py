@@ -40,13 +40,16 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Literal, get_args
 
 import numpy as np
 
-from methods.neuron_game import NeuronGame
+from datasets.errors import UsageError
+from methods.games.neuron import NeuronGame
 
 DEFAULT_GRID = tuple(np.round(np.arange(0.025, 1.0, 0.05), 3))
-OUTPUTS = ("correct", "confidence", "entropy", "onehot")
+Output = Literal["correct", "confidence", "entropy", "onehot"]  # the readings of the output t (see above)
+OUTPUTS: tuple[str, ...] = get_args(Output)
 LABEL_OUTPUTS = ("entropy", "onehot")  # readings of the predicted labels on instances shared within a cell
 
 
@@ -103,7 +106,7 @@ class MCUEResult:
 def check_output(output: str) -> None:
     """Raises a one-line ValueError unless ``output`` is one of ``OUTPUTS``."""
     if output not in OUTPUTS:
-        raise ValueError(f"unknown MCUE output {output!r}; valid: {', '.join(OUTPUTS)}")
+        raise UsageError(f"unknown MCUE output {output!r}; valid: {', '.join(OUTPUTS)}")
 
 
 def label_readings(labels: np.ndarray) -> dict[str, np.ndarray]:

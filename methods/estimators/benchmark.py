@@ -1,6 +1,6 @@
-"""How good a power-index estimator is per coalition evaluation, on real neuron games (issue 14).
+"""How good a power-index estimator is per coalition evaluation, on real neuron games.
 
-Pure functions and small dataclasses, no tracking: ``bench.estimators`` runs the grid and logs it to MLflow.
+Pure functions and small dataclasses, no tracking: ``bench.benchmarks.estimators`` runs the grid and logs it to MLflow.
 
 The pieces:
 
@@ -19,7 +19,7 @@ The pieces:
 - **Measures** (:func:`quality`): shapiq's metric set, MSE, Precision@k (k = 10 % and 25 % of the units; the top-k
   by signed value, i.e. the units Top-n would keep), Spearman and Kendall's tau-b against the truth.
 
-Interpretations where the issue leaves room:
+Interpretations, where a choice had to be made:
 
 - Budgets below an estimator's minimum (e.g. permutation sampling needs n + 1) are skipped, never padded.
 - shapiq approximators draw from ``random_state``; ours from ``numpy.random.default_rng([seed, budget])``. Both
@@ -32,14 +32,15 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from scipy import stats
 
+from datasets.registry import Registry
 from methods import indices
-from methods.games import Game, check_coalitions
+from methods.games.base import Game, check_coalitions
 
 MAX_TABLE_PLAYERS = 20
 PRECISION_RATIO = 10.0  # a reference judges a run only when its RMSE is at least 10x smaller than the run's
@@ -189,33 +190,21 @@ class EstimatorSpec:
     description: str = ""
 
 
-@dataclass
-class EstimatorRegistry:
-    """Estimators by name; an unknown name is an error that lists the known ones."""
-
-    specs: dict[str, EstimatorSpec] = field(default_factory=dict)
-
-    def register(self, spec: EstimatorSpec) -> EstimatorSpec:
-        if spec.name in self.specs:
-            raise ValueError(f"estimator {spec.name!r} is already registered")
-        self.specs[spec.name] = spec
-        return spec
-
-    def get(self, name: str) -> EstimatorSpec:
-        if name not in self.specs:
-            raise ValueError(f"unknown estimator {name!r}; known: {', '.join(self.specs)}")
-        return self.specs[name]
-
-    def for_index(self, index: str) -> list[EstimatorSpec]:
-        if index not in INDEX_NAMES:
-            raise ValueError(f"unknown index {index!r}; valid: {', '.join(INDEX_NAMES)}")
-        return [s for s in self.specs.values() if index in s.indices]
-
-    def __iter__(self):
-        return iter(self.specs.values())
+ESTIMATORS: Registry[EstimatorSpec] = Registry("estimator")
 
 
-ESTIMATORS = EstimatorRegistry()
+def register(spec: EstimatorSpec) -> EstimatorSpec:
+    """Adds an estimator under its own name."""
+    ESTIMATORS.add(spec.name, spec)
+    return spec
+
+
+def for_index(index: str) -> list[EstimatorSpec]:
+    """The estimators of ``index`` ("shapley", "banzhaf" or "beta"), in the order they were registered."""
+    if index not in INDEX_NAMES:
+        raise ValueError(f"unknown index {index!r}; valid: {', '.join(INDEX_NAMES)}")
+    return [s for s in ESTIMATORS.values() if index in s.indices]
+
 
 
 def _d(index: str, keep_prob: float | None) -> float:
@@ -250,13 +239,13 @@ def _register_ours() -> None:
         ("shared", indices.banzhaf_shared, {}, banzhaf, lambda n: 2,
          "one shared sample C ~ R_d, mean(v | i in C) - mean(v | i not in C) (GTAP footnote 5, MSR)"),
     ):
-        ESTIMATORS.register(EstimatorSpec(f"ours:{name}", "ours", kinds, _ours(function, **options), minimum, text))
+        register(EstimatorSpec(f"ours:{name}", "ours", kinds, _ours(function, **options), minimum, text))
     shapley_fit, banzhaf_fit = _ours(indices.shapley_regression), _ours(indices.banzhaf_regression)
 
     def regression(game: Game, *, index: str, **kwargs: Any) -> np.ndarray:
         return (shapley_fit if index == "shapley" else banzhaf_fit)(game, index=index, **kwargs)
 
-    ESTIMATORS.register(EstimatorSpec("ours:regression", "ours", INDEX_NAMES, regression, lambda n: 3,
+    register(EstimatorSpec("ours:regression", "ours", INDEX_NAMES, regression, lambda n: 3,
                                       "least squares on the membership indicators: paired Shapley-kernel samples "
                                       "(KernelSHAP) for Shapley, R_d samples for beta_d"))
 
@@ -303,14 +292,17 @@ def _register_shapiq() -> None:
          "faithful Banzhaf regression, order 1 (= the Banzhaf value), paired"),
     ):
         suffix = "-BV" if shapiq_index == "BV" and class_name == "SVARM" else ""
-        ESTIMATORS.register(EstimatorSpec(f"shapiq:{class_name}{suffix}", "shapiq", kinds,
+        register(EstimatorSpec(f"shapiq:{class_name}{suffix}", "shapiq", kinds,
                                           _shapiq_run(class_name, shapiq_index, options), lambda n: 2, text))
 
 
 _register_shapiq()
+# shapiq >= 1.5 only; ``optional_estimators`` says when the installed shapiq lacks it.
+register(EstimatorSpec("shapiq:RegressionMSR", "shapiq", ("shapley",), _shapiq_run("RegressionMSR", "SV", {}),
+                       lambda n: 2, "MSR with a proxy regression model"))
 
 def optional_estimators() -> dict[str, str]:
-    """Registers the estimators that depend on the installed shapiq; returns those missing, with why.
+    """The registered estimators the installed shapiq cannot run, with why (a query: it registers nothing).
 
     shapiq >= 1.5 adds RegressionMSR (MSR with a proxy regression model, XGBoost by default). Called by the
     benchmark, not at import: importing shapiq takes seconds, and methods/ imports without it.
@@ -318,15 +310,11 @@ def optional_estimators() -> dict[str, str]:
     try:
         import shapiq
     except ImportError:
-        return {spec.name: "shapiq is not installed" for spec in ESTIMATORS if spec.library == "shapiq"}
+        return {spec.name: "shapiq is not installed" for spec in ESTIMATORS.values() if spec.library == "shapiq"}
     if getattr(shapiq, "RegressionMSR", None) is None:  # shapiq 1.4 answers None for unknown names
         from importlib.metadata import version
 
         return {"shapiq:RegressionMSR": f"not in shapiq {version('shapiq')} (added in 1.5.0)"}
-    if "shapiq:RegressionMSR" not in ESTIMATORS.specs:
-        ESTIMATORS.register(EstimatorSpec("shapiq:RegressionMSR", "shapiq", ("shapley",),
-                                          _shapiq_run("RegressionMSR", "SV", {}), lambda n: 2,
-                                          "MSR with a proxy regression model"))
     return {}
 
 

@@ -5,7 +5,8 @@ One MCUE run computes all four readings, so this runs MCUE once per (pair, seed)
 prints one row per (pair, seed, reading) and the spread over seeds, beside the paper's t* (reports/references.yaml).
 It trains nothing it cannot find in the cache unless told to (``--train``).
 
-    python -m bench.mcue_readings --pairs lenet300-mnist lenet5-mnist --seeds 0 1 2 --samples 32 --out readings.csv
+    python -m bench.benchmarks.mcue_readings --pairs lenet300-mnist lenet5-mnist --seeds 0 1 2 --samples 32 \
+        --out readings.csv
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from methods.mcue import DEFAULT_GRID, OUTPUTS
+from methods.games.mcue import DEFAULT_GRID, OUTPUTS
 
 
 def measure(pairs: Sequence[str], seeds: Sequence[int], *, samples: int, instances: int, val_samples: int,
@@ -65,7 +66,8 @@ def spread(table: pd.DataFrame, references: dict[str, float]) -> pd.DataFrame:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.mcue_readings", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.benchmarks.mcue_readings",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", nargs="+", default=["lenet300-mnist", "lenet5-mnist"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--samples", type=int, default=32, help="sub-networks per (p, q) cell (the lenet suite's 32)")

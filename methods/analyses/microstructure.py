@@ -45,8 +45,9 @@ import torch
 from scipy import stats
 from torch import nn
 
-from methods.analysis import ANALYSES, AnalysisInput, AnalysisResult
-from methods.structure import UnitGroup
+from datasets.errors import UsageError
+from methods.analyses.base import ANALYSES, AnalysisInput, AnalysisResult
+from methods.network.structure import UnitGroup
 
 # name -> (scipy distribution, free parameters with loc fixed at 0)
 DISTRIBUTIONS: dict[str, tuple[Any, int]] = {
@@ -239,15 +240,15 @@ class Microstructure:
 
     def __post_init__(self) -> None:
         if self.direction not in ("in", "out", "both"):
-            raise ValueError(f"unknown direction {self.direction!r}; valid: in, out, both")
+            raise UsageError(f"unknown direction {self.direction!r}; valid: in, out, both")
         for name in ("max_samples", "bootstrap"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 10:
-                raise ValueError(f"{name} must be an integer >= 10, got {value!r}")
+                raise UsageError(f"{name} must be an integer >= 10, got {value!r}")
         if isinstance(self.ks_samples, bool) or not isinstance(self.ks_samples, int) or self.ks_samples < 0:
-            raise ValueError(f"ks_samples must be a non-negative integer, got {self.ks_samples!r}")
+            raise UsageError(f"ks_samples must be a non-negative integer, got {self.ks_samples!r}")
         if not 0 < self.level < 1:
-            raise ValueError(f"level must lie in (0, 1), got {self.level!r}")
+            raise UsageError(f"level must lie in (0, 1), got {self.level!r}")
 
     def __call__(self, data: AnalysisInput, *, rng: np.random.Generator) -> AnalysisResult:
         tables: dict[str, list[dict[str, Any]]] = {"fits": [], "summary": [], "layer_equality": [],

@@ -1,4 +1,4 @@
-"""``python -m bench estimators``: power-index estimators per coalition evaluation on real neuron games (issue 14).
+"""``python -m bench estimators``: power-index estimators per coalition evaluation on real neuron games.
 
 Two kinds of game per pair, both on the validation split (2,000 fixed examples, as the suites use):
 
@@ -31,19 +31,21 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from methods.estimator_bench import (
+from bench.streams import Stream, stream
+from methods.estimators.benchmark import (
     ESTIMATORS,
     Cell,
     TableGame,
     Truth,
     enumerate_game,
     exact_index,
+    for_index,
     optional_estimators,
     reference_index,
     run_cell,
     top_k,
 )
-from methods.games import Game, RestrictedGame
+from methods.games.base import Game, RestrictedGame
 
 EXPERIMENT = "estimators"
 GAME_KINDS = ("exact", "full")
@@ -52,7 +54,7 @@ GAME_KINDS = ("exact", "full")
 EXACT_GROUPS = {"lenet300-mnist": "relu2", "lenet5-mnist": "relu3", "ffn-emotion": "relu2",
                 "ffn-twitter-topic": "relu2"}
 # The full game's reference: (estimator, budget per run, runs) per index. Chosen from the exact games' curves:
-# see the issue 14 note and the report's table.
+# see docs/estimators.md and the report's table.
 # On lenet300-mnist's full accuracy game, two independent runs at 20,000 evaluations differ by RMSE 1.3e-3
 # (permutation, antithetic), 1.3e-3 (Shapley regression), 1.0e-3 (shared beta_d) and 4.8e-4 (beta_d regression),
 # against values spread 3.5e-3: so permutation sampling for Shapley and the regression for beta_d. At 4 x 150,000
@@ -142,7 +144,7 @@ def build_game(spec: GameSpec, trained: Any, *, progress: bool = True) -> BuiltG
     members = np.arange(n)[full.group_slices[names.index(spec.group)]]
     if not 1 <= spec.n_players <= len(members):
         raise ValueError(f"{spec.group} has {len(members)} units; cannot make a game of {spec.n_players}")
-    rng = np.random.default_rng([spec.selection_seed, 14])
+    rng = stream(spec.selection_seed, Stream.ESTIMATOR_BENCHMARK)
     players = np.sort(rng.choice(members, size=spec.n_players, replace=False))
     is_player = np.zeros(n, bool)
     is_player[players] = True
@@ -216,7 +218,7 @@ def truth_for(built: BuiltGame, *, index: str, keep_prob: float | None, progress
 def default_budgets(n_players: int, kind: str) -> list[int]:
     """Powers of two from n to 2^16 (exact games) or from the first one above n to 2^13 (full games: the
     reference judges up to about 6,000-8,000 evaluations, and a CPU runs the grid in about half an hour per pair)."""
-    from methods.estimator_bench import log_budgets
+    from methods.estimators.benchmark import log_budgets
 
     if kind == "exact":
         return log_budgets(n_players, 1 << 16)
@@ -397,8 +399,8 @@ def main(args: Any) -> int:
                     built.info["cache_key"] = spec.key(trained.metrics["cache_key"])
                     for index in indices_wanted:
                         d = {"shapley": None, "banzhaf": 0.5, "beta": keep_prob_beta}[index]
-                        names = [s.name for s in ESTIMATORS.for_index(index)
-                                 if not args.estimators or any(_match(s.name, g) for g in args.estimators)]
+                        names = [s.name for s in for_index(index) if s.name not in unavailable
+                                 and (not args.estimators or any(_match(s.name, g) for g in args.estimators))]
                         estimator, budget, runs = REFERENCES[index]
                         reference = (estimator, args.reference_budget or budget, args.reference_runs or runs)
                         truth = truth_for(built, index=index, keep_prob=d, progress=not args.no_progress,

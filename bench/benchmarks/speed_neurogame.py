@@ -1,4 +1,5 @@
-"""Cost of NEUROGAME: ``python -m bench.speed_neurogame [--fraction 0.25] [--device auto] [--out speed.json]``.
+"""Cost of NEUROGAME: ``python -m bench.benchmarks.speed_neurogame [--fraction 0.25] [--device auto]
+[--out speed.json]``.
 
 Two measurements, in one process:
 
@@ -109,7 +110,8 @@ def time_epochs(fraction: float, seed: int, models: list[str], device: torch.dev
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m bench.speed_neurogame", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m bench.benchmarks.speed_neurogame",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=128, help="maps per batch for the layer timings")
     parser.add_argument("--repeats", type=int, default=5, help="timed runs per layer (the median is reported)")
     parser.add_argument("--fraction", type=float, default=0.25,
