@@ -15,11 +15,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
 from datasets.registry import Registry
-from reports.plots import file_stem
+from reports.figures import file_stem, save_figure
 
 AnalysisPlot = Callable[[dict[str, pd.DataFrame], Path], list[tuple[Path, str]]]
 ANALYSIS_PLOTS: Registry[AnalysisPlot] = Registry("analysis plot")
@@ -42,11 +43,6 @@ def plot_microstructure(tables: dict[str, pd.DataFrame], folder: Path) -> list[t
     """Per pair: histograms with fitted densities (log x), QQ plots against the lognormal, and mu and sigma of
     ln|w| per layer with their intervals, trained against initialisation (the first seed's samples; intervals of
     every seed)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     written: list[tuple[Path, str]] = []
     histograms, qq, fits, summary = (tables.get(k) for k in ("histograms", "qq", "fits", "summary"))
     if histograms is None or qq is None or fits is None or summary is None or histograms.empty:
@@ -61,7 +57,8 @@ def plot_microstructure(tables: dict[str, pd.DataFrame], folder: Path) -> list[t
             continue
         keys = list(cases[["layer", "quantity"]].drop_duplicates().itertuples(index=False, name=None))
         fig, axes = plt.subplots(2, columns, figsize=(3.4 * columns, 6.2), squeeze=False)
-        try:
+        path = Path(folder) / f"microstructure_fits_{file_stem(pair)}.png"
+        with save_figure(fig, path, bbox_inches="tight"):
             for column, (layer, quantity) in enumerate(keys):
                 hist_ax, qq_ax = axes[0][column], axes[1][column]
                 for network, colour in (("trained", "tab:blue"), ("initial", "tab:gray")):
@@ -94,12 +91,8 @@ def plot_microstructure(tables: dict[str, pd.DataFrame], folder: Path) -> list[t
             axes[1][0].legend(fontsize=7)
             fig.suptitle(f"{pair}, seed {seed}: distributions and QQ plots against the lognormal")
             fig.tight_layout()
-            path = Path(folder) / f"microstructure_fits_{file_stem(pair)}.png"
-            fig.savefig(path, dpi=100, bbox_inches="tight")
-            written.append((path, f"{pair}: histograms with fitted densities and lognormal QQ plots (seed {seed})"))
-        finally:
-            plt.close(fig)
-        written.extend(_plot_moments(plt, summary[summary["pair"] == pair], pair, folder))
+        written.append((path, f"{pair}: histograms with fitted densities and lognormal QQ plots (seed {seed})"))
+        written.extend(_plot_moments(summary[summary["pair"] == pair], pair, folder))
     return written
 
 
@@ -110,13 +103,14 @@ def _select(frame: pd.DataFrame, where: dict) -> pd.DataFrame:
     return frame[mask]
 
 
-def _plot_moments(plt, summary: pd.DataFrame, pair: str, folder: Path) -> list[tuple[Path, str]]:
+def _plot_moments(summary: pd.DataFrame, pair: str, folder: Path) -> list[tuple[Path, str]]:
     rows = summary[(summary["quantity"] == "weights_in") & summary["mu"].notna()]
     if rows.empty:
         return []
     layers = list(dict.fromkeys(rows["layer"]))
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
-    try:
+    path = Path(folder) / f"microstructure_moments_{file_stem(pair)}.png"
+    with save_figure(fig, path, bbox_inches="tight"):
         for ax, moment in zip(axes, ("mu", "sigma"), strict=True):
             for offset, (network, colour) in enumerate((("trained", "tab:blue"), ("initial", "tab:gray"),
                                                         ("pruned-at-d", "tab:green"))):
@@ -134,8 +128,4 @@ def _plot_moments(plt, summary: pd.DataFrame, pair: str, folder: Path) -> list[t
         axes[0].legend(fontsize=7)
         fig.suptitle(f"{pair}: one mu and sigma across layers? (arbitrage equilibrium)")
         fig.tight_layout()
-        path = Path(folder) / f"microstructure_moments_{file_stem(pair)}.png"
-        fig.savefig(path, dpi=100, bbox_inches="tight")
-    finally:
-        plt.close(fig)
     return [(path, f"{pair}: mu and sigma of ln|w| per layer, trained vs initialisation")]

@@ -1,10 +1,17 @@
-"""The input of a report: one suite's stored results as DataFrames (filled by bench/tracking, never by reports/)."""
+"""The input of a report: one suite's stored results as DataFrames (filled by bench/tracking, never by reports/).
+
+The axis names (``UNIT_AXIS``, ``PARAM_AXIS``) and MCUE's readings (``MCUE_READINGS``) are the declarations of
+``methods``, imported from there so that a store, its columns and the methods that filled it cannot disagree.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import pandas as pd
+
+from methods.games.mcue import OUTPUTS as MCUE_READINGS
+from methods.scorers.base import PARAM_AXIS, UNIT_AXIS  # noqa: F401  (UNIT_AXIS: importable here beside PARAM_AXIS)
 
 RUN_COLUMNS = (
     "run_id", "pair", "method", "scorer", "family", "strategy", "seed", "axis", "allocation", "variant_of", "auc",
@@ -17,9 +24,8 @@ CURVE_COLUMNS = (
     "mac_fraction", "latency_b1", "latency_b256",
 )
 SCORE_COLUMNS = ("run_id", "pair", "method", "scorer", "seed", "unit", "layer", "position", "score")
-# MCUE's readings of the network's output (methods.mcue.OUTPUTS); var_<reading> holds each one's heatmap (for
+# MCUE_READINGS: MCUE's readings of the network's output, in its order; var_<reading> holds each one's heatmap (for
 # "entropy" the mean entropy, not a variance) and t_star_<reading> its t*, whichever reading chose d.
-MCUE_READINGS = ("correct", "confidence", "entropy", "onehot")
 MCUE_COLUMNS = ("pair", "seed", "p", "q", *(f"{kind}_{name}" for name in MCUE_READINGS for kind in ("var", "mean")))
 MCUE_RUN_COLUMNS = ("pair", "seed", "t_star", "keep_prob", "output", "n_evaluations", "seconds",
                     *(f"t_star_{name}" for name in MCUE_READINGS))
@@ -56,10 +62,6 @@ FRAME_COLUMNS = {
     "classes": CLASS_COLUMNS,
     "predictions": PREDICTION_COLUMNS,
 }
-
-UNIT_AXIS = "unit_fraction"
-PARAM_AXIS = "param_fraction"
-
 
 class ReportError(Exception):
     """There is nothing to report (e.g. no finished runs in the store); the message says what to run."""

@@ -2,7 +2,7 @@
 coalition evaluation, ours beside shapiq's.
 
 Input is what the benchmark stored, read back as plain data: a DataFrame of cells, one row per estimator run, with the
-columns of ``methods.estimator_bench.Cell.row()`` (game, index, keep_prob, estimator, library, budget, seed,
+columns of ``methods.estimators.benchmark.Cell.row()`` (game, index, keep_prob, estimator, library, budget, seed,
 n_evaluations, seconds, mse, precision_10, precision_25, spearman, kendall, optional topn_acc_* / topn_gap_*, and
 reference_limited), and a dict of the games' descriptions. Nothing here runs an estimator or talks to MLflow.
 
@@ -12,9 +12,8 @@ Interpretations:
   judge the run. A budget where any seed is reference-limited is left out of the budget-to-reach computation (the
   seeds that stay would be the less precise ones, so their mean would be biased); the plots still draw it, hollow.
 - Budget to reach: where the *mean over seeds* first reaches the threshold, interpolated linearly in log budget
-  (:func:`budget_to_reach`, the same rule as ``methods.estimator_bench.budget_to_reach``; ``reports`` may not import
-  ``methods``, so it is restated here and a test checks the two agree). A budget where some seed's Spearman is
-  undefined (a constant estimate ranks nothing) does not count as reaching.
+  (``methods.estimators.budget_to_reach``, the rule the benchmark itself uses). A budget where some seed's Spearman
+  is undefined (a constant estimate ranks nothing) does not count as reaching.
 - Where no estimator reaches Spearman 0.9 within the judged budgets (the full LeNet games), the table also gives
   where a fitted rho(B) = (1 + k/B)^-1/2 would (:func:`extrapolated_budget`), so ratios exist beyond the grid; it
   is labelled as fitted, and left out where the curve does not have that shape.
@@ -32,20 +31,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.lines import Line2D
+from matplotlib.ticker import NullFormatter
 
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-from matplotlib.lines import Line2D  # noqa: E402
-from matplotlib.ticker import NullFormatter  # noqa: E402
-
-from reports.data import ReportError  # noqa: E402
-from reports.plots import DPI, FIGURE_WIDTH, READABLE, file_stem  # noqa: E402
-from reports.render import MISSING, Block, format_count, format_mean_sd, render_html, render_markdown  # noqa: E402
+from methods.estimators import budget_to_reach
+from reports.data import ReportError
+from reports.documents import render_html, render_markdown
+from reports.figures import FIGURE_WIDTH, READABLE, file_stem, save_figure
+from reports.format import MISSING, Block, format_count, format_mean_sd
 
 GROUP = ["game", "index", "keep_prob"]  # one figure, one comparison
 CURVE = [*GROUP, "estimator", "library"]  # one line
@@ -115,32 +112,6 @@ def curves(cells: pd.DataFrame) -> pd.DataFrame:
             named[f"{measure}_count"] = (measure, "count")
     named["reference_limited"] = ("reference_limited", "any")
     return grouped.agg(**named).reset_index()
-
-
-def budget_to_reach(budgets: Sequence[float], means: Sequence[float], threshold: float) -> float:
-    """The budget at which a mean curve first reaches ``threshold``, interpolated linearly in log budget.
-
-    The rule of ``methods.estimator_bench.budget_to_reach`` (restated: ``reports`` may not import ``methods``).
-
-    Args:
-        budgets: the curve's budgets (any order).
-        means: the mean measure at each; NaN never reaches.
-        threshold: the level to reach.
-
-    Returns:
-        NaN when the curve never reaches it; the first budget when it starts at or above it.
-    """
-    budgets, means = np.asarray(budgets, dtype=float), np.asarray(means, dtype=float)
-    order = np.argsort(budgets, kind="stable")
-    budgets, means = budgets[order], means[order]
-    for i, value in enumerate(means):
-        if np.isfinite(value) and value >= threshold:
-            if i == 0 or not np.isfinite(means[i - 1]):
-                return float(budgets[i])
-            low, high = np.log(budgets[i - 1]), np.log(budgets[i])
-            t = (threshold - means[i - 1]) / (value - means[i - 1])
-            return float(np.exp(low + t * (high - low)))
-    return float("nan")
 
 
 def extrapolated_budget(budgets: Sequence[float], means: Sequence[float], threshold: float, *,
@@ -317,7 +288,7 @@ def plot_error_curves(cells: pd.DataFrame, folder: Path) -> list[Path]:
         legend_rows = int(np.ceil((len(estimators) + 2) / 4))
         fig, (mse_ax, rank_ax) = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 4.4 + 0.22 * legend_rows),
                                               layout="constrained")
-        try:
+        with save_figure(fig, folder / figure_name(game, index, keep_prob)) as path:
             handles = []
             for estimator in estimators:
                 curve = group[group["estimator"] == estimator].sort_values("budget")
@@ -364,11 +335,7 @@ def plot_error_curves(cells: pd.DataFrame, folder: Path) -> list[Path]:
             n_seeds = int(group["n_seeds"].max())
             fig.suptitle(f"{game}, {index_label(index, keep_prob)}: mean over seeds, band min–max over "
                          f"{n_seeds} seed{'s' if n_seeds != 1 else ''}")
-            path = folder / figure_name(game, index, keep_prob)
-            fig.savefig(path, dpi=DPI)
-            written.append(path)
-        finally:
-            plt.close(fig)
+        written.append(path)
     return written
 
 

@@ -13,8 +13,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from reports import plots
 from reports.data import SuiteData
+from reports.figures import file_stem
+from reports.format import MISSING, Block, format_count, format_mean_sd
+from reports.plots_curves import plot_task_learning_curves
 from reports.tables import class_summary, model_leaderboard, paired_comparisons
 
 MODEL_METRIC = "test_accuracy"
@@ -26,12 +28,6 @@ COMPARISON_NOTE = (
     "interval excludes 0. With a handful of seeds the seed part of the bootstrap is coarse (3 seeds give 10 "
     "distinct draws), so read a verdict near the edge as indicative."
 )
-
-
-def _mean_sd(mean: float, sd: float, digits: int = 3) -> str:
-    from reports.render import format_mean_sd
-
-    return format_mean_sd(mean, sd, digits)
 
 
 def paper_figures(references: Sequence[dict], model: str, task: str) -> str:
@@ -48,8 +44,6 @@ def paper_figures(references: Sequence[dict], model: str, task: str) -> str:
 
 def leaderboard_table(board: pd.DataFrame, references: Sequence[dict]) -> pd.DataFrame:
     """One task's leaderboard with every cell as text."""
-    from reports.render import MISSING, format_count
-
     rows = []
     for rank, row in enumerate(board.itertuples(index=False), start=1):
         rows.append({
@@ -57,9 +51,9 @@ def leaderboard_table(board: pd.DataFrame, references: Sequence[dict]) -> pd.Dat
             "pair": row.pair,
             "model": row.model,
             "seeds": str(row.n_seeds),
-            "test accuracy": _mean_sd(row.test_accuracy, row.test_accuracy_sd),
-            "macro F1": _mean_sd(row.test_macro_f1, row.test_macro_f1_sd),
-            "val loss (kept epoch)": _mean_sd(row.val_loss, row.val_loss_sd),
+            "test accuracy": format_mean_sd(row.test_accuracy, row.test_accuracy_sd, 3),
+            "macro F1": format_mean_sd(row.test_macro_f1, row.test_macro_f1_sd, 3),
+            "val loss (kept epoch)": format_mean_sd(row.val_loss, row.val_loss_sd, 3),
             "parameters": format_count(row.n_parameters),
             "s / epoch": MISSING if pd.isna(row.seconds_per_epoch) else f"{row.seconds_per_epoch:.1f}",
             "epochs": MISSING if pd.isna(row.epochs) else f"{row.epochs:g}",
@@ -89,8 +83,8 @@ def class_table(summary: pd.DataFrame) -> pd.DataFrame:
     for row in summary.itertuples(index=False):
         rows.append({
             "class": row[0], "pair": row.pair, "support": f"{row.support:,.0f}",
-            "precision": _mean_sd(row.precision, row.precision_sd), "recall": _mean_sd(row.recall, row.recall_sd),
-            "F1": _mean_sd(row.f1, row.f1_sd),
+            "precision": format_mean_sd(row.precision, row.precision_sd, 3),
+            "recall": format_mean_sd(row.recall, row.recall_sd, 3), "F1": format_mean_sd(row.f1, row.f1_sd, 3),
         })
     return pd.DataFrame(rows)
 
@@ -102,24 +96,22 @@ def write_model_plots(data: SuiteData, folder: Path) -> tuple[dict[str, str], di
         task -> learning-curve file name, and (pair, stage) -> glass-box file name.
     """
     curves = {}
-    stems = {plots.file_stem(str(task)): task for task in data.models["task"].unique()}
-    for path in plots.plot_task_learning_curves(data, folder):
+    stems = {file_stem(str(task)): task for task in data.models["task"].unique()}
+    for path in plot_task_learning_curves(data, folder):
         curves[stems[Path(path).stem.removeprefix("task_curves_")]] = Path(path).name
     glass = {}
     for (pair, seed, stage), image in sorted(data.glass_box.items()):
         if (pair, stage) in glass:
             continue
-        name = f"glass_box_{plots.file_stem(pair)}_s{seed}_{plots.file_stem(stage)}.png"
+        name = f"glass_box_{file_stem(pair)}_s{seed}_{file_stem(stage)}.png"
         (Path(folder) / name).write_bytes(image)
         glass[(pair, stage)] = name
     return curves, glass
 
 
 def model_blocks(data: SuiteData, references: Sequence[dict], curves: dict[str, str],
-                 glass: dict[tuple[str, str], str]) -> list:
+                 glass: dict[tuple[str, str], str]) -> list[Block]:
     """The models section (none when the store holds no training runs)."""
-    from reports.render import Block
-
     board = model_leaderboard(data)
     if board.empty:
         return []

@@ -1,20 +1,18 @@
-"""Render a suite's leaderboard report: PNG plots, report.md and report.html in one output folder.
+"""A suite's leaderboard report: its plots, the report described as blocks, and report.md and report.html written
+from them in one output folder.
 
-The report is described once as a list of blocks (heading, paragraph, table, image, list) and written by two small
-renderers, so Markdown and HTML always say the same thing.
+This module assembles the blocks (header, one section per pair, correlations, spread over seeds, the models and
+analyses sections) and formats the leaderboard's cells; :mod:`reports.documents` writes the blocks as Markdown and
+HTML, :mod:`reports.format` holds the blocks and number formats both use.
 """
 
 from __future__ import annotations
 
-import base64
-import html
 import math
 import os
-import re
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -24,6 +22,9 @@ import pandas as pd
 from reports import plots
 from reports.analysis_plots import ANALYSIS_PLOTS
 from reports.data import MCUE_READINGS, PARAM_AXIS, SuiteData, require_runs
+from reports.documents import CSS, column_classes, html_table, markdown_table, render_html, render_markdown
+from reports.figures import file_stem
+from reports.format import MISSING, Block, compact_count, format_count, format_mean_sd, format_number
 from reports.leaderboard import (
     best_variants,
     coverage,
@@ -36,9 +37,15 @@ from reports.leaderboard import (
 from reports.models import model_blocks, write_model_plots
 from reports.tables import analysis_summary
 
+# Re-exported: callers (bench/analyze.py, the estimator report, tests) render blocks through this module.
+__all__ = [
+    "CSS", "MISSING", "Block", "analysis_blocks", "build_report", "column_classes", "compact_count", "format_count",
+    "format_mean_sd", "format_number", "html_table", "leaderboard_cells", "markdown_table", "mcue_sentence",
+    "render_html", "render_markdown", "report_blocks", "write_analysis_plots", "write_plots",
+]
+
 PARAM_MARK = "†"
 PARAM_FOOTNOTE = f"{PARAM_MARK} over kept parameters, not units (unstructured weight pruning)."
-MISSING = "–"
 # Reference "methods" that describe the pair rather than a suite entry, and where the report shows our value.
 PAIR_LEVEL_METHODS = {
     "mcue": "compare with the MCUE line above",
@@ -47,82 +54,6 @@ PAIR_LEVEL_METHODS = {
 METRIC_LABELS = {"auc": "AUC", "acc_at_d": "acc@d", "d": "d", "t_star": "t*", "trained_test_accuracy": "unpruned acc"}
 # Digits shown of a leaderboard's accuracies and their sd: 0.001 of accuracy is finer than any seed spread we see.
 DIGITS = 3
-# A cell that starts like a number ("0.912 ± 0.010", "3 (4 runs)", "12,345", "–") is right-aligned.
-NUMERIC_CELL = re.compile(rf"^([-+]?\d|{MISSING}$)")
-CSS = """
-body { font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1400px; padding: 0 1em; color: #222; }
-.table-wrap { overflow-x: auto; max-width: 100%; margin: 0.8em 0; }
-table { border-collapse: collapse; font-size: 0.85em; }
-th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertical-align: top; }
-th { background: #f0f0f0; }
-td.num, th.num { text-align: right; }
-td.name { white-space: nowrap; }
-figure { margin: 1em 0; }
-img { display: block; max-width: 100%; height: auto; border: 1px solid #eee; }
-figcaption { color: #444; margin-top: 0.3em; }
-"""
-
-
-@dataclass(frozen=True)
-class Block:
-    """One piece of the report.
-
-    Attributes:
-        kind: "h1", "h2", "h3", "p", "table", "image" or "list".
-        text: the heading or paragraph text, the image's caption.
-        table: the cells of a table (all strings).
-        path: an image's file name, relative to the report.
-        items: the entries of a list.
-    """
-
-    kind: str
-    text: str = ""
-    table: pd.DataFrame | None = None
-    path: str = ""
-    items: tuple[str, ...] = ()
-
-
-def format_number(value: float, digits: int = 4) -> str:
-    """A number with fixed decimals, or a dash for NaN/None.
-
-    Args:
-        value: the number.
-        digits: decimals.
-
-    Returns:
-        e.g. "0.8734" or "–".
-    """
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return MISSING
-    return f"{value:.{digits}f}"
-
-
-def format_mean_sd(mean: float, sd: float, digits: int = 4) -> str:
-    """Mean ± sd as text, e.g. "0.8734 ± 0.0121"; the mean alone when sd is NaN (one seed).
-
-    Args:
-        mean: the mean, may be NaN.
-        sd: the sample sd, may be NaN.
-        digits: decimals of both.
-
-    Returns:
-        The text.
-    """
-    if pd.isna(mean):
-        return MISSING
-    return f"{mean:.{digits}f}" if pd.isna(sd) else f"{mean:.{digits}f} ± {sd:.{digits}f}"
-
-
-def format_count(value: float) -> str:
-    """A large count, rounded, with thousands separators (or a dash for NaN).
-
-    Args:
-        value: e.g. a mean number of coalition evaluations.
-
-    Returns:
-        e.g. "12,345".
-    """
-    return MISSING if pd.isna(value) else f"{value:,.0f}"
 
 
 def seeds_cell(n_seeds: int, n_runs: int, missing_seeds: str) -> str:
@@ -167,13 +98,6 @@ def passes_cell(forward: float | None, backward: float | None) -> str:
     if forward == 0 and backward == 0:
         return ""
     return f"{compact_count(forward)} / {compact_count(backward)}"
-
-
-def compact_count(value: float) -> str:
-    for size, suffix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if value >= size:
-            return f"{value / size:.1f}{suffix}"
-    return f"{value:.0f}"
 
 
 def method_label(row: pd.Series) -> str:
@@ -456,154 +380,6 @@ def _cell(value: object) -> str:
     return str(value)
 
 
-def markdown_table(table: pd.DataFrame) -> str:
-    """A GitHub-flavoured Markdown table.
-
-    Args:
-        table: cells (converted to text; '|' is escaped).
-
-    Returns:
-        The table's lines.
-    """
-    def cell(value: object) -> str:
-        return str(value).replace("|", "\\|").replace("\n", " ")
-
-    header = "| " + " | ".join(cell(column) for column in table.columns) + " |"
-    rule = "|" + "|".join("---" for _ in table.columns) + "|"
-    body = ["| " + " | ".join(cell(value) for value in row) + " |" for row in table.itertuples(index=False)]
-    return "\n".join([header, rule, *body])
-
-
-# Kept on one line: a name broken at its hyphens ("iterated-" / "pruning") reads as two.
-NAME_COLUMNS = ("method", "pair", "strategy")
-
-
-def column_classes(table: pd.DataFrame) -> list[str]:
-    """The CSS class of each column of a table, from its cells, not from its position: "num" (right-aligned) when
-    every cell starts like a number or is a dash, "name" (one line) for method and pair names, else "".
-
-    Args:
-        table: cells (converted to text).
-
-    Returns:
-        One class per column.
-    """
-    classes = []
-    for column in table.columns:
-        cells = [str(value) for value in table[column] if str(value) != ""]
-        if str(column) in NAME_COLUMNS:
-            classes.append("name")
-        elif cells and all(NUMERIC_CELL.match(cell) for cell in cells):
-            classes.append("num")
-        else:
-            classes.append("")
-    return classes
-
-
-def html_table(table: pd.DataFrame) -> str:
-    """An HTML table with escaped cells, in a container that scrolls sideways if the table is wider than the page.
-
-    Numeric columns are right-aligned (see :func:`column_classes`). A "mean ± sd" cell may wrap before its ± only,
-    so a narrow window shows the sd under the mean rather than a page wider than the window.
-
-    Args:
-        table: cells (converted to text).
-
-    Returns:
-        The <div class="table-wrap"> holding the <table>.
-    """
-    classes = [f' class="{name}"' if name else "" for name in column_classes(table)]
-
-    def cell(value: object) -> str:
-        return html.escape(str(value)).replace("± ", "±&nbsp;")
-
-    # A long column name (an analysis's "weight_norm_mean") may break after its underscores.
-    header = "".join(f"<th{kind}>{html.escape(str(column)).replace('_', '_<wbr>')}</th>"
-                     for column, kind in zip(table.columns, classes, strict=True))
-    body = "".join(
-        "<tr>" + "".join(f"<td{kind}>{cell(value)}</td>" for value, kind in zip(row, classes, strict=True)) + "</tr>"
-        for row in table.itertuples(index=False)
-    )
-    return f'<div class="table-wrap"><table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table></div>'
-
-
-def image_source(path: str, image_dir: Path | None) -> str:
-    """The src of a report image: the PNG itself as a data: URI when its folder is given, else its relative path.
-
-    Embedding makes report.html whole: MLflow's artifact preview shows it in a frame where relative paths do not
-    resolve, and a copied report.html keeps its pictures.
-
-    Args:
-        path: the image's file name, relative to the report.
-        image_dir: the folder that holds it now, or None to link by path.
-
-    Returns:
-        The attribute value (not yet escaped).
-    """
-    if image_dir is None:
-        return path
-    return "data:image/png;base64," + base64.b64encode((Path(image_dir) / path).read_bytes()).decode("ascii")
-
-
-def render_markdown(blocks: Sequence[Block]) -> str:
-    """The report as Markdown.
-
-    Args:
-        blocks: from :func:`report_blocks`.
-
-    Returns:
-        The document text.
-    """
-    parts = []
-    for block in blocks:
-        if block.kind in ("h1", "h2", "h3"):
-            parts.append("#" * int(block.kind[1]) + " " + block.text)
-        elif block.kind == "p":
-            parts.append(block.text)
-        elif block.kind == "table":
-            parts.append(markdown_table(block.table))
-        elif block.kind == "list":
-            parts.append("\n".join(f"- {item}" for item in block.items))
-        elif block.kind == "image":
-            parts.append(f"![{block.text}]({block.path})\n\n*{block.text}*")
-    return "\n\n".join(parts) + "\n"
-
-
-def render_html(blocks: Sequence[Block], title: str, *, image_dir: Path | None = None) -> str:
-    """The report as one static HTML page (inline CSS). Each image links to its full-size PNG beside the report.
-
-    Args:
-        blocks: from :func:`report_blocks`.
-        title: the page title.
-        image_dir: the folder holding the blocks' PNGs now; given, every image is embedded as a data: URI (see
-            :func:`image_source`), else shown from its relative path.
-
-    Returns:
-        The document text.
-    """
-    parts = []
-    for block in blocks:
-        if block.kind in ("h1", "h2", "h3"):
-            parts.append(f"<{block.kind}>{html.escape(block.text)}</{block.kind}>")
-        elif block.kind == "p":
-            parts.append(f"<p>{html.escape(block.text)}</p>")
-        elif block.kind == "table":
-            parts.append(html_table(block.table))
-        elif block.kind == "list":
-            parts.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in block.items) + "</ul>")
-        elif block.kind == "image":
-            caption = html.escape(block.text)
-            link = html.escape(block.path, quote=True)
-            source = html.escape(image_source(block.path, image_dir), quote=True)
-            parts.append(f'<figure><a href="{link}" title="full size"><img src="{source}" alt="{caption}"></a>'
-                         f"<figcaption>{caption}</figcaption></figure>")
-    body = "\n".join(parts)
-    return (
-        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
-        f"<style>{CSS}</style>\n</head>\n<body>\n{body}\n</body>\n</html>\n"
-    )
-
-
 # plot kind -> function name on reports.plots, looked up at call time (so tests can patch one to fail).
 PLOT_FUNCTIONS = {
     "curves": "plot_curves",
@@ -626,7 +402,7 @@ def write_plots(data: SuiteData, folder: Path) -> dict[tuple[str, str], str]:
     Returns:
         (plot kind, pair) -> file name, for each PNG written (each is named <kind>_<pair>.png).
     """
-    pairs_by_stem = {plots.file_stem(pair): pair for pair in [*data.pairs, *data.histories["pair"]]}
+    pairs_by_stem = {file_stem(pair): pair for pair in [*data.pairs, *data.histories["pair"]]}
     images = {}
     for kind, function_name in PLOT_FUNCTIONS.items():
         for path in getattr(plots, function_name)(data, folder):

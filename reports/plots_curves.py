@@ -1,0 +1,243 @@
+"""Curve figures of a suite, one PNG per pair (or per task): compression curves against the kept fraction and
+against the pruned network's cost, and learning curves of the trained networks.
+
+Each function takes a :class:`~reports.data.SuiteData`, draws with matplotlib's Agg backend, writes its PNGs
+through :func:`reports.figures.save_figure` (which closes every figure) and returns their paths; the tables drawn
+are built in :mod:`reports.tables`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.lines import Line2D
+
+from reports.data import PARAM_AXIS, SuiteData
+from reports.figures import FIGURE_WIDTH, READABLE, file_stem, save_figure
+from reports.styles import UNPRUNED_LINE, method_styles, strategy_panels
+from reports.tables import (
+    COST_AXES,
+    POWER_INDEX_FAMILY,
+    cost_curve_summary,
+    curve_summary,
+    learning_curve_summary,
+    mean_keep_prob,
+    method_table,
+)
+
+
+@plt.rc_context(READABLE)
+def plot_curves(data: SuiteData, path_dir: Path) -> list[Path]:
+    """Compression curves, one PNG per pair: test accuracy against the kept fraction, one panel per strategy.
+
+    Each line is one method's mean over seeds with a +-1 sample-sd band, styled by :func:`method_styles` (colour:
+    family and index, line: strategy, marker: axis). Param-axis methods (unstructured weight pruning) have square
+    markers and their x is the kept fraction of parameters. Baselines (methods outside the power-index family) are
+    repeated, thin and without markers, in every panel for comparison. The grey vertical line is MCUE's d (mean over
+    seeds), the horizontal one the unpruned network's test accuracy (mean over seeds); crosses mark each method's
+    accuracy at d. The figure is ``FIGURE_WIDTH`` wide with its legend below the panels, so it is shown unscaled.
+
+    Args:
+        data: the suite's results.
+        path_dir: folder for the PNGs.
+
+    Returns:
+        The written paths, one per pair with curve points.
+    """
+    written = []
+    for pair in data.pairs:
+        summary = curve_summary(data, pair)
+        if summary.empty:
+            continue
+        methods = method_table(data, pair)
+        drawn = methods[["method", "family", "strategy", "axis"]]
+        styles = method_styles(methods)
+        panels = strategy_panels(methods)
+        keep_prob = mean_keep_prob(data, pair)
+        trained = pd.to_numeric(data.runs.loc[data.runs["pair"] == pair, "trained_test_accuracy"], errors="coerce")
+        legend_rows = int(np.ceil((len(drawn) + 3) / 4))
+        fig, axes = plt.subplots(1, len(panels), figsize=(FIGURE_WIDTH, 4.4 + 0.22 * legend_rows), sharey=True,
+                                 squeeze=False, layout="constrained")
+        with save_figure(fig, Path(path_dir) / f"curves_{file_stem(pair)}.png") as path:
+            handles = {}
+            for ax, strategy in zip(axes[0], panels, strict=True):
+                for method, family, method_strategy, axis in drawn.itertuples(index=False):
+                    own = method_strategy == strategy
+                    if not own and family == POWER_INDEX_FAMILY:
+                        continue
+                    style = styles[method]
+                    points = summary[(summary["method"] == method) & ~summary["is_mcue_point"]]
+                    label = f"{method} (params)" if axis == PARAM_AXIS else method
+                    (line,) = ax.plot(
+                        points["x"], points["accuracy_mean"], color=style["color"], linestyle=style["linestyle"],
+                        linewidth=2.0 if own else 1.0, alpha=1.0 if own else 0.5,
+                        marker=style["marker"] if own else None, markersize=4, label=label,
+                    )
+                    if own:
+                        handles[label] = line
+                        low = points["accuracy_mean"] - points["accuracy_sd"]
+                        high = points["accuracy_mean"] + points["accuracy_sd"]
+                        ax.fill_between(points["x"], low, high, color=style["color"], alpha=0.12, linewidth=0)
+                        at_d = summary[(summary["method"] == method) & summary["is_mcue_point"]]
+                        ax.plot(at_d["x"], at_d["accuracy_mean"], "x", color=style["color"], markersize=8,
+                                markeredgewidth=1.5)
+                if np.isfinite(keep_prob):
+                    ax.axvline(keep_prob, color="0.4", linestyle=":", linewidth=1.2)
+                if trained.notna().any():
+                    ax.axhline(trained.mean(), color="0.2", linestyle=UNPRUNED_LINE, linewidth=1.0)
+                ax.set_title(strategy)
+                ax.set_xlabel("kept fraction (of units; squares: of parameters)")
+                ax.set_xlim(0, 1.02)
+                ax.grid(alpha=0.3)
+            axes[0][0].set_ylabel("test accuracy (mean ± 1 sd over seeds)")
+            extras = [Line2D([], [], color="0.3", marker="x", linestyle="none", label="accuracy at d")]
+            if np.isfinite(keep_prob):
+                extras.append(Line2D([], [], color="0.4", linestyle=":", label=f"MCUE d = {keep_prob:.3f} (seed mean)"))
+            if trained.notna().any():
+                extras.append(Line2D([], [], color="0.2", linestyle=UNPRUNED_LINE,
+                                     label=f"unpruned = {trained.mean():.4f}"))
+            fig.legend(handles=[*handles.values(), *extras], loc="outside lower center", ncols=4, frameon=False)
+            fig.suptitle(f"{data.suite}: {pair} — compression curves (thin: baselines repeated from their panel)")
+        written.append(path)
+    return written
+
+
+def plot_cost_curves(data: SuiteData, path_dir: Path) -> list[Path]:
+    """Compression curves against what the physically pruned networks cost, one PNG per pair that recorded it.
+
+    Three panels share the accuracy axis: MACs per example, whole-network parameters (both as a fraction of the
+    unpruned network's) and measured latency at batch 256. Each line is a unit-axis method's mean over seeds (band
+    +-1 sd of accuracy), styled as in :func:`plot_curves`.
+
+    Returns:
+        The written paths.
+    """
+    written = []
+    for pair in data.pairs:
+        summary = cost_curve_summary(data, pair)
+        if summary.empty:
+            continue
+        methods = method_table(data, pair)
+        methods = methods[methods["method"].isin(summary["method"])]
+        styles = method_styles(methods)
+        legend_rows = int(np.ceil(len(methods) / 4))
+        fig, axes = plt.subplots(1, len(COST_AXES), figsize=(FIGURE_WIDTH, 4.2 + 0.22 * legend_rows), sharey=True,
+                                 squeeze=False, layout="constrained")
+        with save_figure(fig, Path(path_dir) / f"cost_curves_{file_stem(pair)}.png") as path:
+            handles = {}
+            for ax, (column, label) in zip(axes[0], COST_AXES.items(), strict=True):
+                for method in methods["method"]:
+                    points = summary[summary["method"] == method].sort_values(column)
+                    style = styles[method]
+                    (line,) = ax.plot(points[column], points["accuracy_mean"], color=style["color"],
+                                      linestyle=style["linestyle"], marker=style["marker"], markersize=3,
+                                      linewidth=1.5, label=method)
+                    ax.fill_between(points[column], points["accuracy_mean"] - points["accuracy_sd"],
+                                    points["accuracy_mean"] + points["accuracy_sd"], color=style["color"], alpha=0.1,
+                                    linewidth=0)
+                    handles[method] = line
+                if column == "mac_fraction":
+                    for reduction in (2, 4):
+                        ax.axvline(1 / reduction, color="0.5", linestyle=":", linewidth=1.0)
+                ax.set_xlabel(label)
+                ax.grid(alpha=0.3)
+            axes[0][0].set_ylabel("test accuracy (mean ± 1 sd over seeds)")
+            fig.legend(handles=list(handles.values()), loc="outside lower center", ncols=4, frameon=False)
+            fig.suptitle(f"{data.suite}: {pair} — accuracy against the pruned network's cost (dotted: 2x and 4x "
+                         "fewer MACs)")
+        written.append(path)
+    return written
+
+
+@plt.rc_context(READABLE)
+def plot_learning_curves(data: SuiteData, path_dir: Path) -> list[Path]:
+    """Learning curves, one PNG per pair: train and validation loss (left) and accuracy (right) per epoch.
+
+    Lines are means over seeds with a +-1 sample-sd band.
+
+    Args:
+        data: the suite's results.
+        path_dir: folder for the PNGs.
+
+    Returns:
+        The written paths, one per pair with a stored history.
+    """
+    written = []
+    for pair in dict.fromkeys(data.histories["pair"]):
+        summary = learning_curve_summary(data.histories, pair)
+        if summary.empty:
+            continue
+        fig, axes = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+        with save_figure(fig, Path(path_dir) / f"learning_curves_{file_stem(pair)}.png") as path:
+            for ax, quantity in zip(axes, ("loss", "accuracy"), strict=True):
+                for split, colour in (("train", "tab:blue"), ("val", "tab:orange")):
+                    rows = summary[summary["metric"] == f"{split}_{quantity}"].sort_values("epoch")
+                    if rows.empty:
+                        continue
+                    ax.plot(rows["epoch"], rows["mean"], marker="o", markersize=3, color=colour,
+                            label="validation" if split == "val" else "train")
+                    sd = rows["sd"].fillna(0.0)
+                    ax.fill_between(rows["epoch"], rows["mean"] - sd, rows["mean"] + sd, color=colour, alpha=0.2,
+                                    linewidth=0)
+                ax.set_xlabel("epoch")
+                ax.set_ylabel(quantity)
+                ax.grid(alpha=0.3)
+                ax.legend()
+            n_seeds = int(summary["n_seeds"].max())
+            fig.suptitle(f"{data.suite}: {pair} — learning curves (mean ± 1 sd over {n_seeds} seed(s))")
+        written.append(path)
+    return written
+
+
+def plot_task_learning_curves(data: SuiteData, path_dir: Path) -> list[Path]:
+    """The trained networks of each task side by side, one PNG per task: validation loss and accuracy per epoch
+    (mean over seeds, +-1 sd band), one line per pair; the training loss dashed in the loss panel.
+
+    Args:
+        data: the suite's results (``data.models`` for the tasks, ``data.histories`` for the curves).
+        path_dir: folder for the PNGs.
+
+    Returns:
+        The written paths, named ``task_curves_<task>.png``, for tasks with at least one stored history.
+    """
+    written = []
+    models = data.models
+    if models.empty or data.histories.empty:
+        return written
+    for task, group in models.groupby("task", sort=False):
+        pairs = [p for p in dict.fromkeys(group["pair"]) if (data.histories["pair"] == p).any()]
+        if not pairs:
+            continue
+        palette = dict(zip(pairs, sns.color_palette("tab10", len(pairs)), strict=True))
+        with plt.rc_context(READABLE):
+            fig, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, 4.2), layout="constrained")
+            with save_figure(fig, Path(path_dir) / f"task_curves_{file_stem(str(task))}.png") as path:
+                for pair in pairs:
+                    summary = learning_curve_summary(data.histories, pair)
+                    for ax, metric, style in ((axes[0], "val_loss", "-"), (axes[0], "train_loss", "--"),
+                                              (axes[1], "val_accuracy", "-")):
+                        rows = summary[summary["metric"] == metric].sort_values("epoch")
+                        if rows.empty:
+                            continue
+                        label = pair if style == "-" else None
+                        ax.plot(rows["epoch"], rows["mean"], style, marker="o", markersize=3,
+                                color=palette[pair], label=label)
+                        if style == "-":
+                            sd = rows["sd"].fillna(0.0)
+                            ax.fill_between(rows["epoch"], rows["mean"] - sd, rows["mean"] + sd,
+                                            color=palette[pair], alpha=0.15, linewidth=0)
+                axes[0].set_ylabel("loss (validation solid, train dashed)")
+                axes[1].set_ylabel("validation accuracy")
+                for ax in axes:
+                    ax.set_xlabel("epoch")
+                    ax.grid(alpha=0.3)
+                    ax.xaxis.get_major_locator().set_params(integer=True)
+                axes[1].legend(loc="lower right")
+                n_seeds = int(group["seed"].nunique())
+                fig.suptitle(f"{data.suite}: {task} — learning curves (mean ± 1 sd over {n_seeds} seed(s))")
+            written.append(path)
+    return written
