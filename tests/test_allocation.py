@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
+from methods.pruning.strategies import STRATEGIES, layer_normalized
 from methods.scorers import PruningProblem, ScorerBase, Scores
-from methods.strategies import STRATEGIES, layer_normalized
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from datasets.models import build_model
-from methods.curves import CurvePoint, accuracy_at_mac_fraction, evaluate_path, physical_costs
-from methods.neuron_game import NeuronGame
+from methods.games.neuron import NeuronGame
+from methods.pruning.curves import CurvePoint, accuracy_at_mac_fraction, evaluate_path, physical_costs
+from methods.pruning.strategies import STRATEGIES
 from methods.scorers import PruningProblem, build_scorer
-from methods.strategies import STRATEGIES
 
 FRACTIONS = [0.05, 0.1, 0.25, 0.5, 1.0]
 

@@ -1,7 +1,7 @@
 """The dataset layer: every registered loader, on tiny files written here in the real formats.
 
-Each fixture writer produces the on-disk layout the loader documents (gzipped IDX, ``text;label`` lines, CSV,
-JPEG folders, CelebA's txt files) in ``tmp_path``; the tests then go through the public API only. Nothing is
+Each writer in tests/helpers.py produces the on-disk layout the loader documents (gzipped IDX, ``text;label`` lines,
+CSV, JPEG folders, CelebA's txt files) in ``tmp_path``; the tests then go through the public API only. Nothing is
 downloaded.
 """
 
@@ -11,9 +11,7 @@ import dataclasses
 import gzip
 import hashlib
 import importlib
-import itertools
 import os
-from collections.abc import Callable
 from pathlib import Path
 from urllib.error import URLError
 
@@ -21,7 +19,19 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-from PIL import Image
+from helpers import (
+    OPTIONS,
+    WRITERS,
+    noise_jpeg,
+    write_celeba,
+    write_emotion,
+    write_idx_dataset,
+    write_idx_gz,
+    write_mnist,
+    write_tiny_imagenet,
+    write_twitter_topic,
+    write_utkface,
+)
 from torch.utils.data import Dataset, Subset, TensorDataset
 from torchvision import datasets as tv_datasets
 
@@ -29,7 +39,6 @@ import datasets.data as data_package
 from datasets.data import (
     DATASETS,
     DEBIAN_FASHION_MNIST,
-    EMOTION_CLASSES,
     LoadRequest,
     as_tensors,
     dataset_options,
@@ -45,198 +54,9 @@ from datasets.text import build_vocabulary, tokenize
 tiny_imagenet_module = importlib.import_module("datasets.data.imagenet_tiny")
 
 
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test gets its own cache folder, so nothing is read from or written to the user's cache."""
-    folder = tmp_path_factory.mktemp("cache")
-    monkeypatch.setenv("COALITION_BENCH_CACHE", str(folder))
-    return folder
+# Every test gets its own cache folder (conftest.py), so nothing is read from or written to the user's cache.
+pytestmark = pytest.mark.usefixtures("private_cache")
 
-
-# ------------------------------------------------------------------------------------------------------------
-# Fixture writers: real formats, tiny sizes
-
-
-def _write_idx_gz(path: Path, array: np.ndarray, *, mtime: int = 0) -> None:
-    header = (0x0800 | array.ndim).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(gzip.compress(header + array.astype(np.uint8).tobytes(), mtime=mtime))
-
-
-def _write_idx_dataset(folder: Path, *, n_train: int = 60, n_test: int = 20, seed: int = 0) -> None:
-    rng = np.random.default_rng(seed)
-    for prefix, n in (("train", n_train), ("t10k", n_test)):
-        _write_idx_gz(folder / f"{prefix}-images-idx3-ubyte.gz", rng.integers(0, 256, (n, 28, 28)))
-        _write_idx_gz(folder / f"{prefix}-labels-idx1-ubyte.gz", np.arange(n) % 10)
-
-
-def write_mnist(root: Path) -> None:
-    _write_idx_dataset(root / "mnist")
-
-
-def write_fashion_mnist(root: Path) -> None:
-    _write_idx_dataset(root / "fashion-mnist", seed=1)
-
-
-# Every document is a distinct pair of these words, and every word occurs in many documents, so every split's
-# bag-of-words vectors stay distinct even though the vocabulary comes from the training split alone.
-_WORDS = [f"word{k}" for k in range(16)]
-_PAIRS = list(itertools.combinations(_WORDS, 2))
-np.random.default_rng(0).shuffle(_PAIRS)
-
-
-def _document(i: int) -> str:
-    first, second = _PAIRS[i]
-    return f"Today, {first} and {second}"
-
-
-def write_emotion(root: Path) -> None:
-    folder = root / "emotion"
-    folder.mkdir(parents=True)
-    ranges = {"train": range(0, 40), "val": range(40, 50), "test": range(50, 60)}
-    for split, ids in ranges.items():
-        lines = [f"{_document(i).lower()};{EMOTION_CLASSES[i % 6]}" for i in ids]
-        if split != "train":
-            lines[0] = lines[0].replace(";", " leakword;")  # a token the vocabulary must never see
-        (folder / f"{split}.txt").write_text("\n".join(lines) + "\n")
-
-
-TOPIC_CLASSES = [f"Topic {k}" for k in range(19)] + ["Fed | Central Banks"]
-
-
-def write_twitter_topic(root: Path) -> None:
-    folder = root / "twitter-financial-news-topic"
-    folder.mkdir(parents=True)
-    (folder / "classes.txt").write_text("\n".join(TOPIC_CLASSES) + "\n")
-    train = pd.DataFrame(
-        {
-            # id{i} occurs in one text only, so which rows the vocabulary was built on shows in its size.
-            "text": [f'{_document(i)} "quoted", $TSLA id{i}' for i in range(40)],
-            "label": [i % 20 for i in range(40)],
-        }
-    )
-    valid = pd.DataFrame(
-        {"text": [_document(i) + " leakword" for i in range(40, 52)], "label": list(range(12))}
-    )
-    train.to_csv(folder / "topic_train.csv", index=False)
-    valid.to_csv(folder / "topic_valid.csv", index=False)
-
-
-def _noise_jpeg(path: Path, size: tuple[int, int], seed: int, mode: str = "RGB") -> None:
-    rng = np.random.default_rng(seed)
-    shape = (size[1], size[0], 3) if mode == "RGB" else (size[1], size[0])
-    path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray(rng.integers(0, 256, shape).astype(np.uint8), mode=mode).save(path, quality=95)
-
-
-UTKFACE_AGES = [5, 12, 13, 19, 20, 29, 30, 45, 55, 65, 70, 90]
-
-
-def write_utkface(root: Path, *, n: int = 30, n_test: int = 6) -> None:
-    folder = root / "faces-utkface"
-    rows = []
-    for i in range(n):
-        age, gender, race = UTKFACE_AGES[i % len(UTKFACE_AGES)], i % 2, i % 5
-        name = f"{age}_{gender}_{race}_20170110{i:09d}.jpg.chip.jpg"
-        _noise_jpeg(folder / "UTKFace" / name, (24, 24), seed=i)
-        rows.append({"filename": name, "age": age, "gender": gender, "race": race, "split": "train"})
-    for row in rows[-n_test:]:
-        row["split"] = "test"
-    pd.DataFrame(rows).to_csv(folder / "labels.csv", index=False)
-    digests = [
-        hashlib.sha256((folder / "UTKFace" / row["filename"]).read_bytes()).hexdigest() for row in rows
-    ]
-    sums = [f"{digest}  {row['filename']}" for digest, row in zip(digests, rows, strict=True)]
-    (folder / "SHA256SUMS").write_text("\n".join(sums) + "\n")
-
-
-TINY_WNIDS = ["n01443537", "n01629819", "n02123394"]
-
-
-def write_tiny_imagenet(root: Path, *, per_class: int = 6, n_val: int = 6) -> None:
-    base = root / "tiny-imagenet-200"
-    base.mkdir(parents=True)
-    (base / "wnids.txt").write_text("\n".join(reversed(TINY_WNIDS)) + "\n")  # not sorted, like the real file
-    words = [
-        "n00001740\tentity",
-        "n01443537\tgoldfish, Carassius auratus",
-        "n01629819\tEuropean fire salamander",
-    ]
-    (base / "words.txt").write_text("\n".join(words + ["n02123394\tPersian cat"]) + "\n")
-    seed = 0
-    for wnid in TINY_WNIDS:
-        (base / "train" / wnid).mkdir(parents=True)
-        (base / "train" / wnid / f"{wnid}_boxes.txt").write_text(f"{wnid}_0.JPEG\t0\t0\t63\t63\n")
-        for k in range(per_class):
-            mode = (
-                "L" if (wnid, k) == (TINY_WNIDS[0], 0) else "RGB"
-            )  # the real data has a few grayscale JPEGs
-            _noise_jpeg(base / "train" / wnid / "images" / f"{wnid}_{k}.JPEG", (64, 64), seed, mode)
-            seed += 1
-    annotations = []
-    for k in range(n_val):
-        _noise_jpeg(base / "val" / "images" / f"val_{k}.JPEG", (64, 64), seed)
-        seed += 1
-        annotations.append(f"val_{k}.JPEG\t{TINY_WNIDS[k % 3]}\t0\t0\t63\t63")
-    (base / "val" / "val_annotations.txt").write_text("\n".join(annotations) + "\n")
-
-
-CELEBA_ATTRIBUTES = ["5_o_Clock_Shadow", "Male", "Smiling"]
-
-
-def write_celeba(root: Path, *, partition: tuple[int, ...] = (0,) * 8 + (1,) * 3 + (2,) * 3) -> None:
-    base = root / "celeba"
-    names = [f"{i + 1:06d}.jpg" for i in range(len(partition))]
-    for i, name in enumerate(names):
-        _noise_jpeg(base / "img_align_celeba" / name, (20, 24), seed=100 + i)
-    n = len(names)
-
-    def table(header: str | None, rows: list[str]) -> str:
-        head = [str(n), header] if header is not None else []
-        return "\n".join(head + rows) + "\n"
-
-    signs = [["-1", " 1"][(i >> k) & 1] for i in range(n) for k in range(3)]
-    attr_rows = [f"{name} {' '.join(signs[3 * i : 3 * i + 3])}" for i, name in enumerate(names)]
-    files = {
-        # The real header line ends in a space, which torchvision reads as an empty column name.
-        "list_attr_celeba.txt": table(" ".join(CELEBA_ATTRIBUTES) + " ", attr_rows),
-        "identity_CelebA.txt": table(None, [f"{name} {i % 4 + 1}" for i, name in enumerate(names)]),
-        "list_bbox_celeba.txt": table(
-            "image_id x_1 y_1 width height", [f"{name} 95 71 226 313" for name in names]
-        ),
-        "list_landmarks_align_celeba.txt": table(
-            "lefteye_x lefteye_y righteye_x righteye_y nose_x nose_y leftmouth_x leftmouth_y rightmouth_x "
-            "rightmouth_y",
-            [f"{name} 69 109 106 113 77 142 73 152 108 154" for name in names],
-        ),
-        "list_eval_partition.txt": table(
-            None, [f"{name} {p}" for name, p in zip(names, partition, strict=True)]
-        ),
-    }
-    for filename, text in files.items():
-        (base / filename).write_text(text)
-
-
-WRITERS: dict[str, Callable[[Path], None]] = {
-    "mnist": write_mnist,
-    "mnist-01": write_mnist,
-    "fashion-mnist": write_fashion_mnist,
-    "emotion": write_emotion,
-    "twitter-topic": write_twitter_topic,
-    "utkface": write_utkface,
-    "tiny-imagenet": write_tiny_imagenet,
-    "celeba": write_celeba,
-}
-
-# Options for the tiny files: fake IDX and CelebA txt files cannot match the published md5s (the UTKFace
-# writer writes a real SHA256SUMS, so its verification stays on), and small images keep the tests fast.
-OPTIONS: dict[str, dict[str, object]] = {
-    "mnist": {"verify_checksums": False},
-    "mnist-01": {"verify_checksums": False},
-    "fashion-mnist": {"verify_checksums": False},
-    "utkface": {"image_size": 8},
-    "celeba": {"image_size": 16, "verify_checksums": False},
-}
 
 # Datasets whose validation split is the authors' own, so split_seed does not change it.
 OFFICIAL_VALIDATION = {"emotion", "celeba"}
@@ -258,7 +78,7 @@ def _rows(x: torch.Tensor) -> set[bytes]:
 
 @pytest.mark.parametrize("name", DATASETS.names())
 def test_dataset_contract(name: str, tmp_path: Path) -> None:
-    assert name in WRITERS, f"registered dataset {name!r} has no fixture writer in tests/test_datasets.py"
+    assert name in WRITERS, f"registered dataset {name!r} has no fixture writer in tests/helpers.py"
     WRITERS[name](tmp_path)
     splits = _load(name, tmp_path, split_seed=0)
 
@@ -336,7 +156,7 @@ def test_mnist_missing_message_lists_every_folder_searched(tmp_path: Path) -> No
 
 
 def test_mnist_finds_torchvision_layout(tmp_path: Path) -> None:
-    _write_idx_dataset(tmp_path / "MNIST" / "raw")
+    write_idx_dataset(tmp_path / "MNIST" / "raw")
     assert len(_load("mnist", tmp_path).test) == 20
 
 
@@ -389,7 +209,7 @@ def test_mnist_unparsable_file_is_a_data_error(tmp_path: Path, damage, problem: 
 
 def test_mnist_label_count_must_match_image_count(tmp_path: Path) -> None:
     write_mnist(tmp_path)
-    _write_idx_gz(tmp_path / "mnist" / "train-labels-idx1-ubyte.gz", np.arange(59) % 10)
+    write_idx_gz(tmp_path / "mnist" / "train-labels-idx1-ubyte.gz", np.arange(59) % 10)
     with pytest.raises(DataError, match="59 labels for 60 images"):
         _load("mnist", tmp_path)
 
@@ -413,7 +233,7 @@ def test_twitter_label_out_of_range_is_a_data_error(tmp_path: Path) -> None:
 def test_utkface_checksum_mismatch_names_the_image(tmp_path: Path) -> None:
     write_utkface(tmp_path)
     image = next((tmp_path / "faces-utkface" / "UTKFace").iterdir())
-    _noise_jpeg(image, (24, 24), seed=999)
+    noise_jpeg(image, (24, 24), seed=999)
     with pytest.raises(DataError, match="does not match SHA256SUMS") as caught:
         _load("utkface", tmp_path)
     assert image.name in str(caught.value)

@@ -10,10 +10,10 @@ import pandas as pd
 import pytest
 
 import reports.estimators as estimators
-from methods.estimator_bench import budget_to_reach as methods_budget_to_reach
+from methods.estimators import budget_to_reach
 from reports.data import ReportError
 from reports.estimators import (
-    budget_to_reach,
+    SPEARMAN_TARGET,
     budgets_to_reach,
     curves,
     estimator_blocks,
@@ -22,6 +22,7 @@ from reports.estimators import (
     plot_error_curves,
     write_estimator_report,
 )
+from reports.format import format_count
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 GAME = "toy/full/accuracy"
@@ -137,14 +138,35 @@ def test_a_budget_with_an_undefined_spearman_does_not_reach():
     assert reach["budget_spearman"] == pytest.approx(64)
 
 
-def test_budget_to_reach_matches_the_methods_rule():
+def test_budget_to_reach_column_is_the_methods_rule_on_the_mean_curve():
+    """The report's budget to reach is ``methods.estimators.budget_to_reach`` on each curve's mean over seeds (a
+    budget where some seed's Spearman is undefined never reaches), in the frame and in the table's cells."""
     rng = np.random.default_rng(0)
-    budgets = [8, 16, 32, 64, 128, 256]
-    for _ in range(200):
-        means = rng.uniform(0.5, 1.0, len(budgets))
-        means[rng.uniform(size=len(budgets)) < 0.15] = np.nan
-        ours, theirs = budget_to_reach(budgets, means, 0.9), methods_budget_to_reach(budgets, means, 0.9)
-        assert (math.isnan(ours) and math.isnan(theirs)) or ours == pytest.approx(theirs)
+    rows = []
+    for number in range(40):
+        for budget in BUDGETS:
+            for seed in range(len(OFFSETS)):
+                spearman = math.nan if rng.uniform() < 0.1 else float(rng.uniform(0.5, 1.0))
+                rows.append(cell(f"ours:random-{number}", "ours", "shapley", math.nan, budget, seed, spearman,
+                                 float(rng.uniform(0.5, 1.0))))
+    cells = pd.DataFrame(rows)
+    reach = budgets_to_reach(cells)
+    table = estimators.reach_table(reach)
+    reached = 0
+    for estimator, own in cells.groupby("estimator"):
+        spearman, precision = own.groupby("budget")["spearman"], own.groupby("budget")["precision_25"]
+        means = spearman.mean().where(spearman.count() == spearman.size())
+        expected = budget_to_reach(means.index, means.to_numpy(), SPEARMAN_TARGET)
+        row = reach_row(reach, estimator)
+        assert (math.isnan(expected) and math.isnan(row["budget_spearman"])) or row["budget_spearman"] == (
+            pytest.approx(expected))
+        expected_precision = budget_to_reach(precision.mean().index, precision.mean().to_numpy(), 0.9)
+        assert (math.isnan(expected_precision) and math.isnan(row["budget_precision_25"])) or (
+            row["budget_precision_25"] == pytest.approx(expected_precision))
+        (shown,) = table.loc[reach["estimator"] == estimator, "budget to Spearman 0.9"]
+        assert shown == format_count(expected)
+        reached += not math.isnan(expected)
+    assert 0 < reached < 40  # some curves reach the level and some do not, so both branches are compared
 
 
 def test_plots_write_one_png_per_game_and_index_with_styled_lines(tmp_path, monkeypatch):

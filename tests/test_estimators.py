@@ -2,13 +2,12 @@
 
 import numpy as np
 import pytest
-from test_datasets import WRITERS
+from helpers import TINY_PAIR
 
-from bench import estimators as bench_estimators
+from bench.benchmarks import estimators as bench_estimators
 from bench.cli import main
-from datasets.pairs import PAIRS, Pair, Recipe
 from methods import indices
-from methods.estimator_bench import (
+from methods.estimators.benchmark import (
     ESTIMATORS,
     TableGame,
     Truth,
@@ -16,11 +15,12 @@ from methods.estimator_bench import (
     enumerate_game,
     exact_index,
     log_budgets,
+    optional_estimators,
     quality,
     reference_index,
     run_cell,
 )
-from methods.games import FunctionGame
+from methods.games.base import FunctionGame
 
 RNG = np.random.default_rng(7)
 N = 8
@@ -101,8 +101,10 @@ def test_budget_to_reach_interpolates_in_log_budget():
     assert log_budgets(16, 128) == [16, 32, 64, 128]
 
 
-@pytest.mark.parametrize("name", [s.name for s in ESTIMATORS])
+@pytest.mark.parametrize("name", ESTIMATORS.names())
 def test_every_estimator_stays_in_budget_and_gets_close_on_a_table(name):
+    if name in optional_estimators():
+        pytest.skip(f"{name}: {optional_estimators()[name]}")
     spec = ESTIMATORS.get(name)
     table = TableGame(enumerate_game(_game())[0])
     index = spec.indices[0]
@@ -143,15 +145,9 @@ def test_an_estimator_for_another_index_is_refused():
         ESTIMATORS.get("ours:nope")
 
 
-TINY = Pair(name="tiny-lenet300", model="lenet300", dataset="mnist", units=("relu1", "relu2"),
-            recipe=Recipe(epochs=1, batch_size=16), dataset_options={"verify_checksums": False})
-
-
 @pytest.fixture()
-def tiny(tmp_path, monkeypatch):
-    WRITERS["mnist"](tmp_path / "data")
-    monkeypatch.setitem(PAIRS._items, TINY.name, TINY)
-    monkeypatch.setitem(bench_estimators.EXACT_GROUPS, TINY.name, "relu2")
+def tiny(tmp_path, monkeypatch, tiny_mnist):
+    monkeypatch.setitem(bench_estimators.EXACT_GROUPS, TINY_PAIR.name, "relu2")
     monkeypatch.setitem(bench_estimators.REFERENCES, "shapley", ("ours:permutation-antithetic", 2_000, 2))
     monkeypatch.setenv("COALITION_BENCH_CACHE", str(tmp_path / "cache"))
     monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -160,10 +156,11 @@ def tiny(tmp_path, monkeypatch):
 
 
 def _argv(tmp_path, *extra):
-    return ["estimators", "--pair", TINY.name, "--data-dir", str(tmp_path / "data"), "--tracking-uri",
+    return ["estimators", "--pair", TINY_PAIR.name, "--data-dir", str(tmp_path / "data"), "--tracking-uri",
             f"sqlite:///{tmp_path / 'store.db'}", "--no-progress", "--out", str(tmp_path / "report"), *extra]
 
 
+@pytest.mark.slow
 def test_bench_estimators_logs_runs_and_writes_the_report(tiny, capsys):
     assert main(_argv(tiny, "--players", "6", "--index", "shapley,banzhaf", "--metric", "accuracy",
                       "--budgets", "16,64", "--seeds", "0,1", "--estimators", "ours:*,*PermutationSamplingSV",
@@ -237,8 +234,8 @@ def test_a_slow_estimator_is_stopped_and_says_so():
 
 
 def test_size_strata_on_games_with_known_answers():
-    from methods.estimator_bench import size_strata
-    from methods.toy_games import AdditiveGame, WeightedVotingGame
+    from methods.estimators.benchmark import size_strata
+    from methods.games.toy import AdditiveGame, WeightedVotingGame
 
     weights = np.random.default_rng(3).normal(size=12)
     additive = size_strata(AdditiveGame(weights), proxy=weights, sizes=range(1, 12), samples=200, bases=8, units=6,
@@ -273,16 +270,16 @@ def test_size_strata_on_games_with_known_answers():
 
 
 def test_estimator_limits_reuses_the_cached_reference_and_refuses_to_compute_one(tiny, capsys, monkeypatch):
-    from bench import estimator_limits
+    from bench.benchmarks import estimator_limits
 
     monkeypatch.setenv("COALITION_BENCH_DATA", str(tiny / "data"))
     out = tiny / "limits.csv"
-    argv = ["--pairs", TINY.name, "--samples", "8", "--sizes", "4", "--out", str(out)]
+    argv = ["--pairs", TINY_PAIR.name, "--samples", "8", "--sizes", "4", "--out", str(out)]
     assert estimator_limits.main(argv) == 2  # not trained yet
     assert "not in the cache" in capsys.readouterr().err
     from datasets.training import train_pair
 
-    train_pair(TINY.name, seed=0, progress=False)
+    train_pair(TINY_PAIR.name, seed=0, progress=False)
     assert estimator_limits.main(argv) == 2  # trained, but no Shapley reference cached
     err = capsys.readouterr().err.strip()
     assert "no cached shapley reference" in err and "\n" not in err and not out.exists()

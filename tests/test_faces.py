@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from test_datasets import WRITERS
+from helpers import WRITERS
 from torch.utils.data import TensorDataset
 
 from bench.cli import main
@@ -22,12 +22,7 @@ from datasets.pairs import PAIRS, Recipe
 from reports.data import SuiteData
 from reports.tables import model_leaderboard, paired_bootstrap, paired_comparisons
 
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("COALITION_BENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
-    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+pytestmark = pytest.mark.usefixtures("private_cache", "quiet_mlflow")
 
 
 def _suite(tmp_path: Path, **changes) -> Path:
@@ -236,6 +231,7 @@ def test_a_patch_larger_than_the_map_stops_before_anything_is_written(tmp_path, 
     assert not (tmp_path / "store.db").exists()
 
 
+@pytest.mark.slow
 def test_faces_suite_end_to_end_logs_the_models_and_reports_them(tmp_path, monkeypatch, capsys):
     WRITERS["utkface"](tmp_path / "data", n=40, n_test=12)
     monkeypatch.chdir(tmp_path)

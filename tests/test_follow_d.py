@@ -1,5 +1,6 @@
 """GTAP's beta_d with d following the strategy's target (``GTAPScorer(follow=...)``): the d of every round."""
 
+import copy
 from pathlib import Path
 
 import numpy as np
@@ -10,8 +11,9 @@ import yaml
 from bench.cli import _parse_params
 from bench.suite import SuiteError, load_suite
 from methods import indices
+from methods.games.base import RestrictedGame
+from methods.pruning.strategies import STRATEGIES
 from methods.scorers import GTAPScorer, PruningProblem, build_scorer
-from methods.strategies import STRATEGIES
 
 SUITES_DIR = Path(__file__).resolve().parents[1] / "bench" / "suites"
 N = 20
@@ -39,36 +41,44 @@ def fake_problem(n: int = N) -> PruningProblem:
 
 
 class Rounds:
-    """Wraps a scorer; records, per call, the free units and the coalitions the call sent to the game."""
+    """Wraps a scorer; records, per call, its arguments (with the rng as the call found it), the free units, the
+    coalitions the call sent to the game and the scores."""
 
     def __init__(self, scorer, problem: PruningProblem) -> None:
         self.scorer, self.problem, self.free, self.coalitions, self.targets = scorer, problem, [], [], []
+        self.calls: list[dict] = []
+        self.scores = []
 
     def __call__(self, problem, *, rng, include=None, exclude=None, target=None):
         fixed = np.zeros(problem.n_units, bool)
         for mask in (include, exclude):
             if mask is not None:
                 fixed |= np.asarray(mask, bool)
+        self.calls.append({"rng": copy.deepcopy(rng), "include": copy.deepcopy(include),
+                           "exclude": copy.deepcopy(exclude), "target": target})
         start = len(problem.game.coalitions)
         scores = self.scorer(problem, rng=rng, include=include, exclude=exclude, target=target)
         self.free.append(~fixed)
         self.coalitions.append(np.concatenate(problem.game.coalitions[start:]))
         self.targets.append(target)
+        self.scores.append(scores)
         return scores
 
+    def replay(self, i: int, scorer):
+        """Call ``i`` again with another scorer, on a fresh game and an rng in the state the call found it in.
 
-@pytest.fixture()
-def bound_keep_probs(monkeypatch):
-    """The d each estimate was built with (what GTAPScorer asked ``indices.estimator_for`` for)."""
-    seen = []
-    real = indices.estimator_for
+        Returns (the scores, the coalitions the call sent to the game).
+        """
+        problem = fake_problem(self.problem.n_units)
+        call = dict(self.calls[i], rng=copy.deepcopy(self.calls[i]["rng"]))
+        scores = scorer(problem, **call)
+        return scores, np.concatenate(problem.game.coalitions)
 
-    def recording(index, name, *, keep_prob=None, antithetic=None):
-        seen.append(keep_prob)
-        return real(index, name, keep_prob=keep_prob, antithetic=antithetic)
-
-    monkeypatch.setattr(indices, "estimator_for", recording)
-    return seen
+    def assert_round_used(self, i: int, keep_prob: float, budget: int) -> None:
+        """Round ``i`` sampled and scored exactly as a scorer with the fixed d ``keep_prob`` does on the same call."""
+        fixed, coalitions = self.replay(i, build_scorer("gtap", index="beta", keep_prob=keep_prob, budget=budget))
+        np.testing.assert_array_equal(self.coalitions[i], coalitions)
+        np.testing.assert_array_equal(self.scores[i].values, fixed.values)
 
 
 # n = 20 units, step 4. Worked by hand from the definitions in GTAPScorer's docstring (T: the target the strategy is
@@ -91,27 +101,42 @@ CASES = [
 
 
 @pytest.mark.parametrize(("strategy", "targets", "follow", "told", "expected"), CASES)
-def test_each_round_samples_coalitions_at_the_followed_d(bound_keep_probs, strategy, targets, follow, told, expected):
+def test_each_round_samples_coalitions_at_the_followed_d(strategy, targets, follow, told, expected):
     problem = fake_problem()
     scorer = build_scorer("gtap", index="beta", follow=follow, budget=4000)
-    bound_keep_probs.clear()  # construction checks the estimator once, with the stand-in d
     rounds = Rounds(scorer, problem)
     path = STRATEGIES.get(strategy)(rounds, problem, targets, rng=np.random.default_rng(0), step=4)
     assert [int(path.masks[t].sum()) for t in targets] == targets
     assert rounds.targets == told
-    np.testing.assert_allclose(bound_keep_probs, expected)
+    # Each round's d shows in its result: the same call to a scorer with that d fixed draws the very same coalitions
+    # and gives the very same scores, and with a d 10% lower it does not.
+    assert len(rounds.calls) == len(expected)
+    for i, d in enumerate(expected):
+        rounds.assert_round_used(i, d, budget=4000)
+        other, _ = rounds.replay(i, build_scorer("gtap", index="beta", keep_prob=d * 0.9, budget=4000))
+        assert not np.array_equal(other.values, rounds.scores[i].values)
     # ... and the coalitions of each round really contain each free unit with probability d (4,000 draws of 8 to 20
     # free units: the sampling sd of these densities is below 0.004).
     densities = [c[:, free].mean() for c, free in zip(rounds.coalitions, rounds.free, strict=True)]
     np.testing.assert_allclose(densities, expected, atol=0.02)
 
 
-def test_a_fixed_d_ignores_the_target(bound_keep_probs):
+def test_a_fixed_d_ignores_the_target():
     problem = fake_problem()
     scorer = build_scorer("gtap", index="beta", keep_prob=0.7, budget=200)
-    bound_keep_probs.clear()
-    STRATEGIES.get("iterated-building")(scorer, problem, [8], rng=np.random.default_rng(0), step=4)
-    assert bound_keep_probs == [0.7, 0.7]
+    rounds = Rounds(scorer, problem)
+    STRATEGIES.get("iterated-building")(rounds, problem, [8], rng=np.random.default_rng(0), step=4)
+    assert rounds.targets == [8, 8]
+    for i in range(2):
+        # Each round is beta_d at d = 0.7 on the round's restricted game, as indices.estimate computes it ...
+        call = rounds.calls[i]
+        game = RestrictedGame(fake_problem().game, include=call["include"], exclude=call["exclude"])
+        direct = indices.estimate(game, index="banzhaf", estimator="shared", keep_prob=0.7, budget=200,
+                                  rng=copy.deepcopy(call["rng"]))
+        np.testing.assert_array_equal(rounds.scores[i].values[game.free], direct.values)
+        # ... and the same as when no target is passed at all.
+        untargeted, _ = rounds.replay(i, lambda problem, **call: scorer(problem, **{**call, "target": None}))
+        np.testing.assert_array_equal(untargeted.values, rounds.scores[i].values)
 
 
 def test_same_seed_same_path_and_the_seed_matters():

@@ -9,7 +9,15 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from methods import indices
-from methods.games import FunctionGame, RestrictedGame
+from methods.games.base import FunctionGame, RestrictedGame
+from methods.games.toy import (
+    AdditiveGame,
+    RandomGame,
+    TableGame,
+    UnanimityGame,
+    WeightedVotingGame,
+    coalition_codes,
+)
 from methods.indices import (
     ESTIMATORS,
     IndexEstimate,
@@ -22,14 +30,7 @@ from methods.indices import (
     shapley_permutation,
     shapley_stratified,
 )
-from methods.toy_games import (
-    AdditiveGame,
-    RandomGame,
-    TableGame,
-    UnanimityGame,
-    WeightedVotingGame,
-    coalition_codes,
-)
+from methods.indices import core as indices_core  # MAX_ROWS lives here; the estimators read it at call time
 
 PROPERTY = settings(max_examples=25, deadline=None, derandomize=True, database=None)
 
@@ -276,7 +277,7 @@ BUDGET_CASES = [7, 8, 13, 37, 250]
 @pytest.mark.parametrize("budget", BUDGET_CASES)
 @pytest.mark.parametrize(("name", "function", "kwargs", "kind"), SAMPLERS, ids=SAMPLER_IDS)
 def test_budget_is_respected_and_counted(monkeypatch, name, function, kwargs, kind, budget):
-    monkeypatch.setattr(indices, "MAX_ROWS", 5)
+    monkeypatch.setattr(indices_core, "MAX_ROWS", 5)
     game = RecordingGame(RandomGame(6, np.random.default_rng(0)))
     minimum = {shapley_permutation: 7, shapley_stratified: 7, banzhaf_per_player: 12, banzhaf_shared: 2}
     minimum = minimum[function]  # n + 1, n + 1, 2n, 2 for n = 6
@@ -296,8 +297,10 @@ def test_budget_is_respected_and_counted(monkeypatch, name, function, kwargs, ki
 def test_result_does_not_depend_on_chunk_size(monkeypatch, name, function, kwargs, kind):
     game = RandomGame(5, np.random.default_rng(3))
     reference = function(game, budget=301, rng=np.random.default_rng(11), **kwargs)
-    monkeypatch.setattr(indices, "MAX_ROWS", 3)
-    chunked = function(game, budget=301, rng=np.random.default_rng(11), **kwargs)
+    monkeypatch.setattr(indices_core, "MAX_ROWS", 3)
+    recording = RecordingGame(game)
+    chunked = function(recording, budget=301, rng=np.random.default_rng(11), **kwargs)
+    assert max(len(c) for c in recording.calls) <= 3  # the smaller chunks were really used
     np.testing.assert_allclose(chunked.values, reference.values, rtol=1e-12, atol=1e-12)
 
 
@@ -318,11 +321,11 @@ def test_budget_too_small_messages():
 
 
 def test_exact_evaluation_is_chunked(monkeypatch):
-    monkeypatch.setattr(indices, "MAX_ROWS", 10)
+    monkeypatch.setattr(indices_core, "MAX_ROWS", 10)
     game = RecordingGame(RandomGame(5, np.random.default_rng(0)))
     chunked = exact_shapley(game).values
     assert max(len(c) for c in game.calls) <= 10 and game.n_evaluations == 32
-    monkeypatch.setattr(indices, "MAX_ROWS", 2048)
+    monkeypatch.setattr(indices_core, "MAX_ROWS", 2048)
     np.testing.assert_allclose(exact_shapley(game).values, chunked)
 
 

@@ -6,16 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from scipy.stats import spearmanr
-from test_pruning import trained  # noqa: F401  (the tiny trained MLP fixture)
 
 from datasets.models import MODELS, build_model
-from methods.attribution import (
-    check_modules_used_once,
-    importance_by_hand,
-    private_copy,
-    tp_pruning_group,
-)
 from methods.scorers import SCORERS, PruningProblem, build_scorer
+from methods.scorers.library import check_modules_used_once, private_copy
+from methods.scorers.torch_pruning import importance_by_hand, tp_pruning_group
 
 tp = pytest.importorskip("torch_pruning")
 pytest.importorskip("captum")
@@ -26,7 +21,7 @@ LIBRARY_SCORERS = ["captum-gxa", "captum-ig", "captum-conductance", "captum-deep
 
 
 @pytest.fixture()
-def mlp(trained):  # noqa: F811
+def mlp(trained):  # the tiny trained MLP of conftest.py
     model, units, x, y, *_ = trained
     return PruningProblem.build(model, units, x[:120], y[:120])
 
@@ -234,7 +229,7 @@ def test_declared_passes_follow_the_formulas(mlp, conv_flat):
 
 def _gradients(problem, kind):
     """A private copy with TP's pruning groups and, for "taylor"/"hessian", the gradients those importances read."""
-    from methods.attribution import _coupled_layers, _loss_gradients, _squared_gradients
+    from methods.scorers.torch_pruning import _coupled_layers, _loss_gradients, _squared_gradients
 
     model = private_copy(problem.model)
     stages = dict(model.named_children())

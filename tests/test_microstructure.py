@@ -8,21 +8,16 @@ from collections import OrderedDict
 import numpy as np
 import pytest
 import torch
+from helpers import TINY_PAIR
 from scipy import stats
-from test_datasets import WRITERS
-from test_runner import TINY_PAIR
 from torch import nn
 
 from bench.cli import main
-from datasets.pairs import PAIRS
-from methods.analysis import AnalysisInput, build_analysis
-from methods.microstructure import fit_distributions, log_moments, unit_utilities, utility_coefficients
-from methods.structure import unit_groups
+from methods.analyses.base import AnalysisInput, build_analysis
+from methods.analyses.microstructure import fit_distributions, log_moments, unit_utilities, utility_coefficients
+from methods.network.structure import unit_groups
 
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("COALITION_BENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 def _rank(records, name):
@@ -117,11 +112,9 @@ def test_bad_parameters_are_one_line_errors():
             build_analysis("microstructure", **params)
 
 
-def test_bench_analyze_writes_the_tables_and_plots(tmp_path, monkeypatch, capsys):
-    WRITERS["mnist"](tmp_path / "data")
-    monkeypatch.setitem(PAIRS._items, TINY_PAIR.name, TINY_PAIR)
+def test_bench_analyze_writes_the_tables_and_plots(tmp_path, tiny_mnist, capsys):
     out = tmp_path / "out"
-    argv = ["analyze", "microstructure", TINY_PAIR.name, "--seed", "0", "--data-dir", str(tmp_path / "data"),
+    argv = ["analyze", "microstructure", TINY_PAIR.name, "--seed", "0", "--data-dir", str(tiny_mnist),
             "--out", str(out), "--no-progress", "--param", "ks_samples=9", "--param", "bootstrap=20"]
     assert main(argv) == 0
     names = {p.name for p in out.iterdir()}

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from datasets.models import build_model
-from methods.neuron_game import NeuronGame, naive_logits
+from methods.games.neuron import NeuronGame, naive_logits
 
 
 def _accuracy(logits, y):

@@ -10,9 +10,9 @@ import torch
 from torch import nn
 
 from datasets.models import build_model
-from methods.neuron_game import naive_logits
-from methods.physical import KeptFeatures, measure_latency, network_cost, prune_network, pruned_point
-from methods.structure import unit_groups
+from methods.games.neuron import naive_logits
+from methods.network.physical import KeptFeatures, measure_latency, network_cost, prune_network, pruned_point
+from methods.network.structure import unit_groups
 
 
 def _bn_cnn(*, input_shape, num_classes):
@@ -68,7 +68,7 @@ def _assert_same_logits(model, units, pruned, mask, shape, n=64):
 
 
 def _attached_difference(model, groups, mask):
-    from methods.structure import parameter_counts
+    from methods.network.structure import parameter_counts
 
     kept, total = parameter_counts(model, groups, mask)
     return total - kept
@@ -247,7 +247,7 @@ def test_trained_lenet5_keeps_its_masked_test_accuracy():
         pytest.skip("set COALITION_BENCH_DATA to the staged data root to train lenet5-mnist")
     from datasets.data import as_tensors
     from datasets.training import train_pair
-    from methods.structure import per_unit_weight_statistic
+    from methods.network.structure import per_unit_weight_statistic
 
     trained = train_pair("lenet5-mnist", seed=0, device="cpu", progress=False)
     model, units = trained.model.eval(), trained.pair.units

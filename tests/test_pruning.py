@@ -6,36 +6,18 @@ import torch
 import torch.nn.functional as F
 
 from datasets.models import build_model
-from methods.curves import area_under_curve, evaluate_path, fine_tune, kept_counts, weight_pruning_curve
-from methods.mcue import OUTPUTS, mcue, sample_subnetworks
-from methods.neuron_game import NeuronGame, naive_logits
+from methods.games.mcue import OUTPUTS, mcue, sample_subnetworks
+from methods.games.neuron import NeuronGame, naive_logits
+from methods.network.structure import parameter_counts, unit_groups
+from methods.pruning.curves import area_under_curve, evaluate_path, fine_tune, kept_counts, weight_pruning_curve
+from methods.pruning.strategies import STRATEGIES, iterated
 from methods.scorers import SCORERS, PruningProblem, build_scorer
-from methods.strategies import STRATEGIES, iterated
-from methods.structure import parameter_counts, unit_groups
 
 SCORER_PARAMS = {"gtap": {"index": "beta", "keep_prob": 0.3, "budget": 300},
                  "captum-ig": {"n_steps": 8}, "captum-conductance": {"n_steps": 8}}
 # Coalition evaluations a scorer declares per call: gtap's shared beta_d estimator evaluates exactly `budget`
 # coalitions; every other scorer reads weights or activations and never plays the game.
 DECLARED_EVALUATIONS = {"gtap": 300}
-
-
-@pytest.fixture(scope="module")
-def trained():
-    """A 20-16-12 MLP (two groups of hidden units) trained to fit a separable 3-class problem."""
-    torch.manual_seed(0)
-    x = torch.randn(600, 20)
-    y = (x[:, :3].argmax(1)).long()
-    model = torch.nn.Sequential(
-        torch.nn.Flatten(), torch.nn.Linear(20, 16), torch.nn.ReLU(), torch.nn.Linear(16, 12), torch.nn.ReLU(),
-        torch.nn.Linear(12, 3))
-    opt = torch.optim.Adam(model.parameters(), lr=0.02)
-    for _ in range(150):
-        opt.zero_grad()
-        F.cross_entropy(model(x[:400]), y[:400]).backward()
-        opt.step()
-    model.eval()
-    return model, ("2", "4"), x[:400], y[:400], x[400:], y[400:]
 
 
 @pytest.fixture()

@@ -8,6 +8,8 @@ import zlib
 from html.parser import HTMLParser
 from pathlib import Path
 
+import matplotlib.pyplot as plt
+import matplotlib.text
 import numpy as np
 import pandas as pd
 import pytest
@@ -61,8 +63,8 @@ def mcue_cells(t_star: float, seed: int = 0) -> pd.DataFrame:
 
 def test_plot_mcue_writes_png_marking_t_star(tmp_path, monkeypatch):
     figures = []
-    real_close = plots.plt.close
-    monkeypatch.setattr(plots.plt, "close", lambda fig=None: (figures.append(fig), real_close(fig)))
+    real_close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: (figures.append(fig), real_close(fig)))
     path = plot_mcue(
         mcue_cells(0.775), t_star=0.775, keep_prob=0.225, output="correct", path=tmp_path / "sub" / "m.png", title="x"
     )
@@ -375,8 +377,8 @@ def test_method_families_falls_back_to_scorer_for_old_stores(suite):
 
 def test_curves_repeat_only_non_power_index_methods_in_other_panels(suite, tmp_path, monkeypatch):
     figures = []
-    real_close = plots.plt.close
-    monkeypatch.setattr(plots.plt, "close", lambda fig=None: (figures.append(fig), real_close(fig)))
+    real_close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: (figures.append(fig), real_close(fig)))
     lenet = with_runs(suite, suite.runs[suite.runs["pair"] == "lenet5-mnist"])
     assert [path.name for path in plots.plot_curves(lenet, tmp_path)] == ["curves_lenet5-mnist.png"]
     panels = {ax.get_title(): {line.get_label() for line in ax.lines} for ax in figures[0].axes}
@@ -418,8 +420,8 @@ def test_curve_styles_tell_families_indices_strategies_and_axes_apart():
 
 def test_curves_are_drawn_readable_where_the_report_shows_them(suite, tmp_path, monkeypatch):
     figures = []
-    real_close = plots.plt.close
-    monkeypatch.setattr(plots.plt, "close", lambda fig=None: (figures.append(fig), real_close(fig)))
+    real_close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: (figures.append(fig), real_close(fig)))
     (path,) = plots.plot_curves(with_runs(suite, suite.runs[suite.runs["pair"] == "lenet5-mnist"]), tmp_path)
     from PIL import Image
 
@@ -428,7 +430,7 @@ def test_curves_are_drawn_readable_where_the_report_shows_them(suite, tmp_path, 
     renderer = FigureCanvasAgg(fig).get_renderer()
     (legend,) = fig.legends
     assert legend.get_window_extent(renderer).y1 <= min(ax.get_window_extent(renderer).y0 for ax in fig.axes)
-    sizes = [text.get_fontsize() for text in fig.findobj(plots.matplotlib.text.Text) if text.get_text()]
+    sizes = [text.get_fontsize() for text in fig.findobj(matplotlib.text.Text) if text.get_text()]
     assert min(sizes) >= 9
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from test_datasets import WRITERS
+from helpers import REGISTER_TINY_PAIR, TINY_PAIR, run_argv
 
 from bench.cli import main
 from bench.plan import plan
@@ -25,26 +25,15 @@ from bench.suite import (
     suite_registry,
 )
 from bench.tracking import Tracker, load_frames
-from datasets.pairs import PAIRS, Pair, Recipe
-from methods.mcue import OUTPUTS
+from methods.games.mcue import OUTPUTS
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY_PAIR = Pair(name="tiny-lenet300", model="lenet300", dataset="mnist", units=("relu1", "relu2"),
-                 recipe=Recipe(epochs=1, batch_size=16), dataset_options={"verify_checksums": False})
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("COALITION_BENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
-    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+pytestmark = pytest.mark.usefixtures("private_cache", "quiet_mlflow")
 
 
 @pytest.fixture()
-def tiny(tmp_path, monkeypatch):
+def tiny(tmp_path, monkeypatch, tiny_mnist):
     """Fake MNIST, the tiny pair registered, a private store, and the smoke suite pointed at the tiny pair."""
-    WRITERS["mnist"](tmp_path / "data")
-    monkeypatch.setitem(PAIRS._items, TINY_PAIR.name, TINY_PAIR)
     suite = yaml.safe_load((SUITES_DIR / "smoke.yaml").read_text())
     suite.update(name="tiny", pairs=[TINY_PAIR.name], fractions=[0.25, 0.5, 1.0])
     suite["mcue"]["samples"] = 4
@@ -52,13 +41,8 @@ def tiny(tmp_path, monkeypatch):
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(suite))
     monkeypatch.chdir(tmp_path)
-    return {"suite": path, "data": tmp_path / "data", "uri": f"sqlite:///{tmp_path / 'store.db'}",
+    return {"suite": path, "data": tiny_mnist, "uri": f"sqlite:///{tmp_path / 'store.db'}",
             "db": tmp_path / "store.db"}
-
-
-def _argv(tiny, *extra):
-    return ["run", "--suite", str(tiny["suite"]), "--data-dir", str(tiny["data"]), "--tracking-uri", tiny["uri"],
-            "--no-progress", "--no-report", *extra]
 
 
 def _runs(db: Path) -> list[tuple[str, str, dict[str, str]]]:
@@ -175,8 +159,9 @@ def test_config_hash_changes_with_what_determines_the_numbers():
 # -- the runner ---------------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_run_logs_every_run_and_a_rerun_skips_them(tiny, capsys):
-    assert main(_argv(tiny)) == 0
+    assert main(run_argv(tiny)) == 0
     printed = capsys.readouterr().out.strip().splitlines()
     runs = _runs(tiny["db"])
     suite = load_suite(tiny["suite"])
@@ -244,7 +229,7 @@ def test_run_logs_every_run_and_a_rerun_skips_them(tiny, capsys):
     assert correlations[["spearman", "kendall"]].abs().max().max() <= 1.0
 
     capsys.readouterr()
-    assert main(_argv(tiny)) == 0
+    assert main(run_argv(tiny)) == 0
     assert f"0 run(s) done, {len(specs)} already in the store" in capsys.readouterr().out
     assert len(_runs(tiny["db"])) == len(runs)  # nothing new, the same parent reopened
 
@@ -252,8 +237,8 @@ def test_run_logs_every_run_and_a_rerun_skips_them(tiny, capsys):
 def test_same_seed_gives_the_same_numbers(tiny):
     from mlflow import MlflowClient
 
-    assert main(_argv(tiny, "--experiment", "a")) == 0
-    assert main(_argv(tiny, "--experiment", "b")) == 0
+    assert main(run_argv(tiny, "--experiment", "a")) == 0
+    assert main(run_argv(tiny, "--experiment", "b")) == 0
     client = MlflowClient(tiny["uri"])
     results = []
     for name in ("a", "b"):
@@ -268,7 +253,7 @@ def test_unfinished_runs_are_redone_once(tiny):
     """What kill -9 leaves behind (a running parent of a dead process, a half-logged child) is cleaned up."""
     from mlflow import MlflowClient
 
-    assert main(_argv(tiny, "--methods", "wmp")) == 0
+    assert main(run_argv(tiny, "--methods", "wmp")) == 0
     client = MlflowClient(tiny["uri"])
     experiment = client.get_experiment_by_name("tiny")
     spec = next(s for s in plan(select(load_suite(tiny["suite"]), methods=["random"])) if s.kind == "method")
@@ -277,7 +262,7 @@ def test_unfinished_runs_are_redone_once(tiny):
     failed = client.create_run(experiment.experiment_id, tags={"suite": "tiny", "kind": "method",
                                                                "config_hash": spec.config_hash})
     client.set_terminated(failed.info.run_id, "FAILED")
-    assert main(_argv(tiny)) == 0
+    assert main(run_argv(tiny)) == 0
     runs = [r for r in _runs(tiny["db"]) if r[2].get("kind") in ("method", "mcue", "train")]
     hashes = [r[2]["config_hash"] for r in runs]
     assert len(hashes) == len(set(hashes)) == len(plan(load_suite(tiny["suite"])))
@@ -285,16 +270,13 @@ def test_unfinished_runs_are_redone_once(tiny):
     assert stale.info.run_id not in {r[0] for r in runs}
 
 
+@pytest.mark.slow
 def test_kill_9_mid_suite_then_rerun(tiny):
     """A real SIGKILL while the suite runs; the rerun finishes it with every run present once."""
-    script = textwrap.dedent(f"""
+    script = REGISTER_TINY_PAIR + textwrap.dedent(f"""
         import sys
-        from datasets.pairs import PAIRS, Pair, Recipe
-        PAIRS.add("tiny-lenet300", Pair(name="tiny-lenet300", model="lenet300", dataset="mnist",
-                  units=("relu1", "relu2"), recipe=Recipe(epochs=1, batch_size=16),
-                  dataset_options={{"verify_checksums": False}}))
         from bench.cli import main
-        sys.exit(main({_argv(tiny, "--seeds", "0-5")!r}))
+        sys.exit(main({run_argv(tiny, "--seeds", "0-5")!r}))
     """)
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     proc = subprocess.Popen([sys.executable, "-c", script], env=env, cwd=tiny["db"].parent,
@@ -315,7 +297,7 @@ def test_kill_9_mid_suite_then_rerun(tiny):
     before = _runs(tiny["db"])
     expected = len(plan(select(load_suite(tiny["suite"]), seeds=parse_seeds("0-5"))))
     assert len([r for r in before if r[2].get("kind") in ("method", "mcue", "train")]) < expected
-    assert main(_argv(tiny, "--seeds", "0-5")) == 0
+    assert main(run_argv(tiny, "--seeds", "0-5")) == 0
     after = _runs(tiny["db"])
     children = [r for r in after if r[2].get("kind") in ("method", "mcue", "train")]
     hashes = [r[2]["config_hash"] for r in children]
@@ -331,8 +313,8 @@ def test_errors_are_one_line_exit_2_and_write_nothing(tiny, tmp_path, capsys):
         (["run", "--suite", str(bad), "--tracking-uri", tiny["uri"]], "Did you mean 'wgmp'"),
         (["run", "--suite", "lenet", "--data-dir", str(tmp_path / "nowhere"), "--tracking-uri", tiny["uri"]],
          "train-images-idx3-ubyte.gz"),
-        (_argv(tiny)[:-4] + ["--tracking-uri", "http://127.0.0.1:9"], "cannot use the tracking store"),
-        (_argv(tiny)[:-4] + ["--tracking-uri", f"sqlite:///{tmp_path}/bad.yaml/x.db"],  # under a file
+        (run_argv(tiny)[:-4] + ["--tracking-uri", "http://127.0.0.1:9"], "cannot use the tracking store"),
+        (run_argv(tiny)[:-4] + ["--tracking-uri", f"sqlite:///{tmp_path}/bad.yaml/x.db"],  # under a file
          "cannot use the tracking store"),
         (["run", "--suite", "lenet", "--profile", "fast"], "unknown profile 'fast'"),
     ]
@@ -345,6 +327,7 @@ def test_errors_are_one_line_exit_2_and_write_nothing(tiny, tmp_path, capsys):
     assert not tiny["db"].exists()
 
 
+@pytest.mark.slow
 def test_mlflow_works_beside_our_datasets_package(tmp_path):
     """MLflow imports Hugging Face's ``datasets`` when it finds one; ours must neither break it nor be shadowed."""
     script = textwrap.dedent(f"""
@@ -371,10 +354,11 @@ def test_mlflow_works_beside_our_datasets_package(tmp_path):
 # -- reports from the store -----------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_run_builds_a_report_from_the_store_and_bench_report_rebuilds_it(tiny, capsys, monkeypatch, tmp_path):
     from mlflow import MlflowClient
 
-    argv = [a for a in _argv(tiny) if a != "--no-report"]
+    argv = [a for a in run_argv(tiny) if a != "--no-report"]
     assert main(argv) == 0
     html = Path("reports/out/tiny/report.html")
     text = html.read_text()
@@ -386,7 +370,7 @@ def test_run_builds_a_report_from_the_store_and_bench_report_rebuilds_it(tiny, c
     assert {"report/report.html", "report/report.md"} <= logged
 
     # A later filtered invocation does not hide the full one from `bench report`.
-    assert main(_argv(tiny, "--methods", "wmp", "--seeds", "0")) == 0
+    assert main(run_argv(tiny, "--methods", "wmp", "--seeds", "0")) == 0
 
     # `bench report` reads what is stored and never recomputes a method.
     import bench.pipeline
@@ -398,7 +382,7 @@ def test_run_builds_a_report_from_the_store_and_bench_report_rebuilds_it(tiny, c
     monkeypatch.setattr(bench.pipeline, "run_mcue", no_methods)
     # The guard can fire: a run that has to compute a method goes through the patched functions and fails.
     capsys.readouterr()
-    assert main(_argv(tiny, "--methods", "wmp", "--seeds", "5")) == 1
+    assert main(run_argv(tiny, "--methods", "wmp", "--seeds", "5")) == 1
     assert "a report must not run a method" in capsys.readouterr().err
     out = tmp_path / "again"
     assert main(["report", "--suite", "tiny", "--tracking-uri", tiny["uri"], "--out", str(out)]) == 0
@@ -423,7 +407,7 @@ def test_report_on_an_empty_or_partial_store(tiny, tmp_path, capsys):
     err = capsys.readouterr().err
     assert "no runs of suite 'lenet'" in err and "python -m bench run --suite lenet" in err and err.count("\n") == 1
     # A partial store (one method, one seed) still reports, and shows how many seeds each method has.
-    assert main(_argv(tiny, "--methods", "wmp", "--seeds", "0")) == 0
+    assert main(run_argv(tiny, "--methods", "wmp", "--seeds", "0")) == 0
     from mlflow import MlflowClient
 
     client = MlflowClient(tiny["uri"])

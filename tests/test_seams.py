@@ -5,24 +5,18 @@ from __future__ import annotations
 import dataclasses
 from typing import ClassVar
 
+import numpy as np
 import pytest
 import yaml
-from test_datasets import WRITERS
-from test_runner import TINY_PAIR, _argv
+from helpers import TINY_PAIR, run_argv
 
 from bench.cli import main
 from bench.suite import SUITES_DIR, SuiteError, load_suite
-from datasets.pairs import PAIRS
 from methods import indices
-from methods.analysis import ANALYSES, AnalysisInput, AnalysisResult, build_analysis
-from methods.scorers import FAMILIES, PARAM_AXIS, SCORERS, UNIT_AXIS, build_scorer
+from methods.analyses.base import ANALYSES, AnalysisInput, AnalysisResult, build_analysis
+from methods.scorers import FAMILIES, PARAM_AXIS, SCORERS, UNIT_AXIS, PruningProblem, build_scorer
 
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("COALITION_BENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
-    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+pytestmark = pytest.mark.usefixtures("private_cache", "quiet_mlflow")
 
 
 # -- what a scorer declares -----------------------------------------------------------------------------------------
@@ -80,18 +74,46 @@ def test_a_bad_gtap_parameter_stops_the_suite_at_load(tmp_path, params, message)
     assert message in str(error.value) and "methods[0]" in str(error.value) and "\n" not in str(error.value)
 
 
-def test_gtap_and_estimate_share_one_dispatch(monkeypatch):
-    """GTAP's scores come from indices.estimator_for, the function behind indices.estimate."""
-    calls = []
-    real = indices.estimator_for
+# GTAP's parameters -> the same estimate through indices.estimate, and options that would change the numbers.
+DISPATCH_CASES = [
+    ({"index": "banzhaf", "estimator": "per-player", "antithetic": False},
+     {"index": "banzhaf", "estimator": "per-player", "keep_prob": 0.5, "antithetic": False},
+     [{"antithetic": True}, {"keep_prob": 0.3}]),
+    ({"index": "beta", "keep_prob": 0.3, "estimator": "shared", "antithetic": True},
+     {"index": "banzhaf", "estimator": "shared", "keep_prob": 0.3, "antithetic": True},
+     [{"antithetic": False}, {"keep_prob": 0.6}]),
+    ({"index": "beta", "keep_prob": 0.3, "estimator": "regression"},
+     {"index": "banzhaf", "estimator": "regression", "keep_prob": 0.3},
+     [{"keep_prob": 0.6}, {"estimator": "shared"}]),
+    ({"index": "shapley", "estimator": "permutation", "antithetic": True},
+     {"index": "shapley", "estimator": "permutation", "antithetic": True},
+     [{"antithetic": False}, {"estimator": "stratified", "antithetic": None}]),
+    ({"index": "shapley", "estimator": "stratified"},
+     {"index": "shapley", "estimator": "stratified"},
+     [{"estimator": "permutation"}]),
+]
 
-    def spy(*args, **kwargs):
-        calls.append((args, kwargs))
-        return real(*args, **kwargs)
 
-    monkeypatch.setattr(indices, "estimator_for", spy)
-    build_scorer("gtap", index="banzhaf", estimator="per-player", antithetic=False)
-    assert calls == [(("banzhaf", "per-player"), {"keep_prob": 0.5, "antithetic": False})]
+@pytest.mark.parametrize(("params", "options", "changes"), DISPATCH_CASES,
+                         ids=["banzhaf-per-player", "beta-shared-antithetic", "beta-regression",
+                              "shapley-permutation-antithetic", "shapley-stratified"])
+def test_gtap_and_estimate_share_one_dispatch(trained, params, options, changes):
+    """GTAP's scores are indices.estimate's with the same index, estimator, d, antithetic, budget and seed."""
+    model, units, x, y, *_ = trained
+    budget, seed = 600, 3
+
+    def direct(**changed):  # on a game of its own, so neither call sees the other's evaluations
+        game = PruningProblem.build(model, units, x, y).game
+        return indices.estimate(game, budget=budget, rng=np.random.default_rng(seed), **{**options, **changed})
+
+    scorer = build_scorer("gtap", budget=budget, **params)
+    scores = scorer(PruningProblem.build(model, units, x, y), rng=np.random.default_rng(seed))
+    expected = direct()
+    np.testing.assert_array_equal(scores.values, expected.values)
+    assert scores.n_evaluations == expected.n_evaluations
+    # The comparison can fail: another d, antithetic setting or estimator gives other numbers on this game.
+    for changed in changes:
+        assert not np.array_equal(direct(**changed).values, scores.values), changed
 
 
 # -- analyses, registered and run by a suite ------------------------------------------------------------------------
@@ -123,8 +145,8 @@ class LayerNorms:
 
 
 @pytest.fixture()
-def layer_norms(monkeypatch):
-    monkeypatch.setitem(ANALYSES._items, "layer-norms", LayerNorms)
+def layer_norms(register):
+    register(ANALYSES, "layer-norms", LayerNorms)
 
 
 def test_analyses_are_validated_when_the_suite_loads(tmp_path, layer_norms):
@@ -142,10 +164,8 @@ def test_analyses_are_validated_when_the_suite_loads(tmp_path, layer_norms):
     assert build_analysis("layer-norms", power=2).power == 2
 
 
-def test_a_suite_runs_its_analyses_and_the_report_shows_them(tmp_path, monkeypatch, layer_norms):
+def test_a_suite_runs_its_analyses_and_the_report_shows_them(tmp_path, monkeypatch, layer_norms, tiny_mnist):
     """The runner logs an analysis's tables on the training run, with learning curves and real durations."""
-    WRITERS["mnist"](tmp_path / "data")
-    monkeypatch.setitem(PAIRS._items, TINY_PAIR.name, TINY_PAIR)
     suite = yaml.safe_load((SUITES_DIR / "smoke.yaml").read_text())
     suite.update(name="tiny", pairs=[TINY_PAIR.name], fractions=[0.5, 1.0], seeds=[0, 1],
                  analyses=[{"name": "layer-norms", "params": {"power": 1.0}}],
@@ -155,8 +175,8 @@ def test_a_suite_runs_its_analyses_and_the_report_shows_them(tmp_path, monkeypat
     path = tmp_path / "tiny.yaml"
     path.write_text(yaml.safe_dump(suite))
     monkeypatch.chdir(tmp_path)
-    tiny = {"suite": path, "data": tmp_path / "data", "uri": f"sqlite:///{tmp_path / 'store.db'}"}
-    argv = [a for a in _argv(tiny) if a != "--no-report"]
+    tiny = {"suite": path, "data": tiny_mnist, "uri": f"sqlite:///{tmp_path / 'store.db'}"}
+    argv = [a for a in run_argv(tiny) if a != "--no-report"]
     assert main(argv) == 0
 
     from mlflow import MlflowClient

@@ -5,31 +5,23 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from test_datasets import OPTIONS, WRITERS
+from helpers import OPTIONS, WRITERS, tiny_pair
 
 from bench.cli import main
 from datasets import training
 from datasets.data import as_tensors, load_dataset
 from datasets.models import MODELS, build_model, unit_counts
-from datasets.pairs import PAIRS, Pair, Recipe
+from datasets.pairs import PAIRS
 from datasets.training import train_pair
 from methods.scorers import PruningProblem
 
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("COALITION_BENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
+pytestmark = pytest.mark.usefixtures("private_cache")
 
 
 @pytest.fixture()
 def mnist_root(tmp_path):
     WRITERS["mnist"](tmp_path)
     return tmp_path
-
-
-def _tiny_pair(**recipe) -> Pair:
-    return Pair(name="tiny-lenet300", model="lenet300", dataset="mnist", units=("relu1", "relu2"),
-                recipe=Recipe(**{"epochs": 1, "batch_size": 16, **recipe}), dataset_options={"verify_checksums": False})
 
 
 @pytest.mark.parametrize("name", PAIRS.names())
@@ -78,7 +70,7 @@ def test_lenet_geometry_matches_the_paper():
 
 
 def test_training_is_seeded_and_cached(mnist_root, monkeypatch):
-    pair = _tiny_pair()
+    pair = tiny_pair()
     first = train_pair(pair, seed=3, data_dir=mnist_root, device="cpu", progress=False)
     assert first.path.exists() and 0 <= first.metrics["test_accuracy"] <= 1
     assert first.metrics["cache_key"] in first.path.name
@@ -98,12 +90,12 @@ def test_training_is_seeded_and_cached(mnist_root, monkeypatch):
         assert torch.equal(a, b), "same seed, same weights"
     other_seed = train_pair(pair, seed=4, data_dir=mnist_root, device="cpu", progress=False)
     assert other_seed.path != first.path
-    changed = train_pair(_tiny_pair(lr=3e-3), seed=3, data_dir=mnist_root, device="cpu", progress=False)
+    changed = train_pair(tiny_pair(lr=3e-3), seed=3, data_dir=mnist_root, device="cpu", progress=False)
     assert changed.path != first.path, "a changed recipe must retrain"
 
 
 def test_training_records_learning_curves_per_epoch(mnist_root):
-    pair = _tiny_pair(epochs=3)
+    pair = tiny_pair(epochs=3)
     trained = train_pair(pair, seed=0, data_dir=mnist_root, device="cpu", progress=False)
     history = trained.metrics["history"]
     assert [h["epoch"] for h in history] == [1, 2, 3]
@@ -135,11 +127,11 @@ class _LabelSmoothing:
         return {"first_weight_norm": float(next(model.parameters()).detach().norm())}
 
 
-def test_a_training_family_changes_the_loss_and_the_cache_key(mnist_root, monkeypatch):
+def test_a_training_family_changes_the_loss_and_the_cache_key(mnist_root, register):
     family = _LabelSmoothing()
-    monkeypatch.setitem(training.FAMILIES._items, "smooth", family)
-    plain = train_pair(_tiny_pair(epochs=2), seed=1, data_dir=mnist_root, device="cpu", progress=False)
-    smooth = train_pair(dataclasses.replace(_tiny_pair(epochs=2), family="smooth"), seed=1, data_dir=mnist_root,
+    register(training.FAMILIES, "smooth", family)
+    plain = train_pair(tiny_pair(epochs=2), seed=1, data_dir=mnist_root, device="cpu", progress=False)
+    smooth = train_pair(dataclasses.replace(tiny_pair(epochs=2), family="smooth"), seed=1, data_dir=mnist_root,
                         device="cpu", progress=False)
     assert family.calls == [(0, 2), (1, 2)]
     assert smooth.path != plain.path and smooth.metrics["family"] == "smooth"
@@ -148,12 +140,12 @@ def test_a_training_family_changes_the_loss_and_the_cache_key(mnist_root, monkey
     first = next(iter(plain.model.state_dict()))
     assert not torch.equal(plain.model.state_dict()[first], smooth.model.state_dict()[first])
     with pytest.raises(KeyError, match="unknown training family 'smoth'"):
-        train_pair(dataclasses.replace(_tiny_pair(), family="smoth"), seed=1, data_dir=mnist_root, device="cpu",
+        train_pair(dataclasses.replace(tiny_pair(), family="smoth"), seed=1, data_dir=mnist_root, device="cpu",
                    progress=False)
 
 
 def test_initial_model_is_where_training_starts(mnist_root, monkeypatch):
-    pair = _tiny_pair()
+    pair = tiny_pair()
     started = {}
 
     def record_start(model, *args, **kwargs):
@@ -169,7 +161,7 @@ def test_initial_model_is_where_training_starts(mnist_root, monkeypatch):
 
 
 def test_no_half_written_checkpoint(mnist_root, monkeypatch):
-    pair = _tiny_pair(epochs=2)
+    pair = tiny_pair(epochs=2)
 
     def broken_save(obj, path):
         with open(path, "wb") as f:
@@ -201,15 +193,15 @@ def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
     assert err.count("\n") == 0 and "train-images-idx3-ubyte.gz" in err and str(tmp_path) in err
 
 
-def test_cli_train(mnist_root, capsys, monkeypatch):
-    monkeypatch.setitem(PAIRS._items, "tiny-lenet300", _tiny_pair())
+def test_cli_train(mnist_root, capsys, register):
+    register(PAIRS, "tiny-lenet300", tiny_pair())
     assert main(["train", "tiny-lenet300", "--seed", "1", "--data-dir", str(mnist_root), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "test accuracy" in out and "checkpoint:" in out
 
 
-def test_cli_prune_prints_a_curve(mnist_root, capsys, monkeypatch):
-    monkeypatch.setitem(PAIRS._items, "tiny-lenet300", _tiny_pair())
+def test_cli_prune_prints_a_curve(mnist_root, capsys, register):
+    register(PAIRS, "tiny-lenet300", tiny_pair())
     argv = ["prune", "tiny-lenet300", "--data-dir", str(mnist_root), "--method", "gtap", "--param", "index=beta",
             "--param", "budget=60", "--strategy", "iterated-building", "--step", "0.25", "--fractions", "d,0.5,1.0",
             "--mcue-samples", "4"]
@@ -219,17 +211,17 @@ def test_cli_prune_prints_a_curve(mnist_root, capsys, monkeypatch):
     assert len([line for line in out.splitlines() if line.strip() and line.split()[0].replace(".", "").isdigit()]) == 3
 
 
-def test_cli_prune_rejects_bad_method_parameters(mnist_root, capsys, monkeypatch):
-    monkeypatch.setitem(PAIRS._items, "tiny-lenet300", _tiny_pair())
+def test_cli_prune_rejects_bad_method_parameters(mnist_root, capsys, register):
+    register(PAIRS, "tiny-lenet300", tiny_pair())
     assert main(["prune", "tiny-lenet300", "--data-dir", str(mnist_root), "--method", "wmp", "--param", "frm=x"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "valid: form" in err
 
 
-def test_cli_prune_with_fine_tuning(mnist_root, capsys, monkeypatch):
-    from methods import curves
+def test_cli_prune_with_fine_tuning(mnist_root, capsys, monkeypatch, register):
+    from methods.pruning import curves
 
-    monkeypatch.setitem(PAIRS._items, "tiny-lenet300", _tiny_pair())
+    register(PAIRS, "tiny-lenet300", tiny_pair())
     calls = []
     real = curves.fine_tune
 
@@ -245,6 +237,7 @@ def test_cli_prune_with_fine_tuning(mnist_root, capsys, monkeypatch):
     assert "AUC (units)" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_python_m_bench_from_a_folder_holding_reports_out(tmp_path):
     """`bench run` writes ./reports/out/; a later `python -m bench` there must still import our reports package."""
     import subprocess

@@ -15,28 +15,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from test_datasets import WRITERS
+from helpers import REGISTER_TINY_PAIR, TINY_PAIR
 
 from bench.cli import main
 from bench.suite import SUITES_DIR, SuiteError, load_suite
-from datasets.pairs import PAIRS, Pair, Recipe
 from methods.scorers import GTAPScorer
 
 ROOT = Path(__file__).resolve().parent.parent
-TINY_PAIR = Pair(name="tiny-lenet300", model="lenet300", dataset="mnist", units=("relu1", "relu2"),
-                 recipe=Recipe(epochs=1, batch_size=16), dataset_options={"verify_checksums": False})
-REGISTER_TINY = """
-from datasets.pairs import PAIRS, Pair, Recipe
-PAIRS.add("tiny-lenet300", Pair(name="tiny-lenet300", model="lenet300", dataset="mnist", units=("relu1", "relu2"),
-          recipe=Recipe(epochs=1, batch_size=16), dataset_options={"verify_checksums": False}))
-"""
-
-
-@pytest.fixture(autouse=True)
-def private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("COALITION_BENCH_CACHE", str(tmp_path_factory.mktemp("cache")))
-    monkeypatch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+pytestmark = pytest.mark.usefixtures("private_cache", "quiet_mlflow")
 
 
 def _suite_file(path: Path, **tuning) -> Path:
@@ -50,11 +36,9 @@ def _suite_file(path: Path, **tuning) -> Path:
 
 
 @pytest.fixture()
-def tiny(tmp_path, monkeypatch):
-    WRITERS["mnist"](tmp_path / "data")
-    monkeypatch.setitem(PAIRS._items, TINY_PAIR.name, TINY_PAIR)
+def tiny(tmp_path, monkeypatch, tiny_mnist):
     monkeypatch.chdir(tmp_path)
-    return {"suite": _suite_file(tmp_path / "tiny.yaml"), "data": tmp_path / "data",
+    return {"suite": _suite_file(tmp_path / "tiny.yaml"), "data": tiny_mnist,
             "uri": f"sqlite:///{tmp_path / 'mlflow.db'}", "storage": f"sqlite:///{tmp_path / 'optuna.db'}"}
 
 
@@ -265,7 +249,7 @@ def _worker(tiny, postgres, worker: int, trials: int, *extra: str) -> subprocess
     argv = ["tune", "--suite", str(tiny["suite"]), "--method", "gtap-beta-iter-build", "--trials", str(trials),
             "--data-dir", str(tiny["data"]), "--tracking-uri", postgres["mlflow"], "--storage", postgres["optuna"],
             "--no-progress", "--worker", str(worker), *extra]
-    script = REGISTER_TINY + f"import sys\nfrom bench.cli import main\nsys.exit(main({argv!r}))\n"
+    script = REGISTER_TINY_PAIR + f"import sys\nfrom bench.cli import main\nsys.exit(main({argv!r}))\n"
     env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     return subprocess.Popen([sys.executable, "-c", textwrap.dedent(script)], env=env, cwd=tiny["suite"].parent,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -282,6 +266,7 @@ def _prepare_shared_stores(tiny, postgres) -> None:
     train_pair(TINY_PAIR, seed=0, data_dir=tiny["data"], progress=False)  # one checkpoint for both workers
 
 
+@pytest.mark.slow
 def test_two_workers_share_a_postgres_study(tiny, postgres):
     import optuna
     from mlflow import MlflowClient
@@ -307,6 +292,7 @@ def test_two_workers_share_a_postgres_study(tiny, postgres):
     assert len(parents) == 1
 
 
+@pytest.mark.slow
 def test_a_killed_workers_trial_is_retried(tiny, postgres, tmp_path):
     """kill -9 a worker mid-trial: its heartbeat stops, another worker fails the trial and runs it again."""
     import optuna
