@@ -1,4 +1,4 @@
-"""The estimator benchmark (issue 14): table games, truths, the estimator registry, measures and `bench estimators`."""
+"""The estimator benchmark: table games, truths, the estimator registry, measures and `bench estimators`."""
 
 import numpy as np
 import pytest
