@@ -53,6 +53,80 @@ NESTED_KINDS = ("train", "mcue", "method")
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
+IN_MEMORY = ("", ":memory:")
+
+
+def sqlite_path(uri: str) -> Path | None:
+    """The database file of a ``sqlite:///PATH`` tracking URI (None for any other kind of store).
+
+    Raises:
+        TrackingError: the URI names an in-memory database (``sqlite:///``, e.g. from an unset variable, or
+            ``sqlite:///:memory:``): every run would be lost when the process ends.
+    """
+    if not uri.startswith("sqlite://"):
+        return None
+    path = uri.removeprefix("sqlite:///") if uri.startswith("sqlite:///") else ""
+    path = path.split("?")[0]
+    if path in IN_MEMORY or uri.split("?")[0] in ("sqlite://", "sqlite:///:memory:"):
+        raise TrackingError(f"cannot use the tracking store {uri!r}: it is an in-memory database, so nothing would "
+                            "be kept; name a file, e.g. sqlite:///mlflow.db")
+    return Path(path)
+
+
+def _check_database(database: Path, uri: str, *, create: bool) -> None:
+    """A sqlite store that cannot be used fails here, at once, instead of after MLflow's retries."""
+    if database.is_dir():
+        raise TrackingError(f"cannot use the tracking store {uri}: {database} is a folder; name a database file "
+                            "inside it")
+    if not database.exists():
+        if not create:
+            raise TrackingError(f"no tracking store at {database} (from {uri}); nothing has been run there yet")
+        folder = database.parent
+        if not folder.is_dir():
+            problem = "is not a folder" if folder.exists() else "does not exist"
+            raise TrackingError(f"cannot use the tracking store {uri}: its folder {folder} {problem}")
+        if not os.access(folder, os.W_OK | os.X_OK):
+            raise TrackingError(f"cannot use the tracking store {uri}: its folder {folder} is not writable")
+    elif create and not os.access(database, os.R_OK | os.W_OK):
+        raise TrackingError(f"cannot use the tracking store {uri}: {database} is not writable")
+
+
+@contextlib.contextmanager
+def _store_lock(database: Path | None) -> Iterator[None]:
+    """Serialises opening a sqlite store between processes, so two invocations on a new store do not race to
+    create MLflow's schema ("table ... already exists")."""
+    if database is None:
+        yield
+        return
+    import fcntl
+
+    with open(database.parent / f".{database.name}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _check_artifact_location(location: str | None, experiment: str) -> None:
+    """Fails at once, in one line, when the experiment's local artifact folder cannot be written (an experiment
+    keeps the location it was created with, so a folder made read-only later fails every run's upload)."""
+    if not location:
+        return
+    from urllib.parse import unquote, urlparse
+
+    parsed = urlparse(location)
+    if parsed.scheme not in ("", "file"):
+        return  # a remote artifact store: its server says
+    folder = Path(unquote(parsed.path) if parsed.scheme == "file" else location)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".write-check-"):
+            pass
+    except OSError as err:
+        raise TrackingError(f"experiment {experiment!r} keeps its artifacts in {folder}, which cannot be written "
+                            f"({one_line(err, 200)}); make it writable or pass another --experiment") from None
+
 
 def _quiet_mlflow() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
@@ -117,12 +191,11 @@ class Tracker:
         self.uri = uri
         self.experiment_name = experiment
         self._mlflow = mlflow
-        if not create and uri.startswith("sqlite:///"):
-            path = Path(uri.removeprefix("sqlite:///").split("?")[0])
-            if not path.exists():
-                raise TrackingError(f"no tracking store at {path} (from {uri}); nothing has been run there yet")
+        database = sqlite_path(uri)
+        if database is not None:
+            _check_database(database, uri, create=create)
         try:
-            with _fail_fast():
+            with _fail_fast(), _store_lock(database):
                 self._client = MlflowClient(tracking_uri=uri)
                 found = self._client.get_experiment_by_name(experiment)
                 if found is None and not create:
@@ -130,17 +203,25 @@ class Tracker:
                 if found is None:
                     # The MLflow UI opens a "model training" experiment on its runs table and charts (without the
                     # tag, MLflow 3 may show its GenAI trace overview instead).
+                    # A sqlite store keeps its artifacts beside the database, not in ./mlruns of wherever the first
+                    # run happened to start.
+                    location = None if database is None else (database.parent / "mlartifacts").resolve().as_uri()
                     self.experiment_id = self._client.create_experiment(
-                        experiment, tags={"mlflow.experimentKind": "custom_model_development"})
+                        experiment, artifact_location=location,
+                        tags={"mlflow.experimentKind": "custom_model_development"})
+                    found = self._client.get_experiment(self.experiment_id)
                 else:
                     if found.lifecycle_stage != "active":
                         raise TrackingError(f"experiment {experiment!r} in {uri} is deleted; restore it or pass "
                                             "another --experiment")
                     self.experiment_id = found.experiment_id
+                self.artifact_location = found.artifact_location
         except TrackingError:
             raise
         except Exception as err:  # noqa: BLE001 - any failure here means the store is unusable
             raise TrackingError(f"cannot use the tracking store {uri}: {one_line(err, 300)}") from None
+        if create:  # a run will write artifacts: find out now, not after its work is done
+            _check_artifact_location(self.artifact_location, experiment)
 
     def runs_page(self, ui: str = DEFAULT_UI) -> str:
         """How to see the experiment's runs table in the MLflow UI: the command to start the UI on this store, and
