@@ -77,3 +77,20 @@ class DataError(Exception):
         """
         fix = fix or "replace it with a fresh copy of the original file"
         return cls(f"{dataset}: {path} is corrupt ({problem}); {fix}")
+
+    @classmethod
+    def unreadable(cls, dataset: str, path: str | Path, error: OSError, *, fix: str | None = None) -> DataError:
+        """A file that exists but cannot be read (no permission, an I/O error of the disk, not a regular file).
+
+        Args:
+            dataset: the dataset's display name.
+            path: the file.
+            error: what the OS said, e.g. ``[Errno 5] Input/output error``.
+            fix: how to fix it; defaults to making it readable or replacing it.
+
+        Returns:
+            The error, ready to raise.
+        """
+        reason = f"[Errno {error.errno}] {error.strerror}" if error.errno and error.strerror else one_line(error)
+        fix = fix or "check that it is a readable file (permissions, the disk), or replace it with a fresh copy"
+        return cls(f"{dataset}: cannot read {path} ({reason}); {fix}")

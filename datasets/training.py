@@ -18,6 +18,7 @@ import json
 import math
 import os
 import random
+import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
@@ -34,7 +35,7 @@ from tqdm.auto import tqdm
 
 from datasets.data import Splits, as_tensors, load_dataset
 from datasets.data.images import UInt8Images
-from datasets.errors import UsageError
+from datasets.errors import DataError, UsageError, one_line
 from datasets.models import build_model
 from datasets.pairs import Pair, Recipe, get_pair
 from datasets.paths import cache_dir
@@ -215,12 +216,17 @@ def train_pair(
     model = build_model(pair.model, input_shape=splits.input_shape, num_classes=splits.num_classes,
                         **pair.model_options)
 
+    damaged = False
     if path.exists() and not force:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        model.load_state_dict(state["state_dict"])
-        metrics = json.loads(state["metrics"])
-        model.to(device).eval()
-        return TrainedPair(pair=pair, model=model, splits=splits, seed=seed, metrics=metrics, path=path)
+        try:
+            metrics = load_checkpoint(path, model)
+        except DamagedCheckpoint as error:
+            # Our own cache file: retrain it (seeded, so to the same weights) rather than fail on every run.
+            tqdm.write(f"warning: checkpoint {path} is damaged ({error}); retraining it", file=sys.stderr)
+            damaged = True
+        else:
+            model.to(device).eval()
+            return TrainedPair(pair=pair, model=model, splits=splits, seed=seed, metrics=metrics, path=path)
 
     family = FAMILIES.get(pair.family)
     seed_everything(seed)
@@ -244,7 +250,10 @@ def train_pair(
         "seed": seed,
         "history": history,
     }
-    save_checkpoint(path, model, metrics)
+    if damaged:
+        _replace_damaged_checkpoint(path, model, metrics)
+    else:
+        save_checkpoint(path, model, metrics)
     return TrainedPair(pair=pair, model=model, splits=splits, seed=seed, metrics=metrics, path=path)
 
 
@@ -260,11 +269,85 @@ def initial_model(pair: Pair | str, *, seed: int, input_shape: tuple[int, ...], 
                            **pair.model_options).eval()
 
 
+class DamagedCheckpoint(Exception):
+    """A cached checkpoint that cannot be loaded (unreadable, truncated, a wrong checksum, missing keys); the
+    message is the one-line reason."""
+
+
+def _checkpoint_sha256(state_dict: dict[str, torch.Tensor], metrics: str) -> str:
+    """The sha256 of a checkpoint's contents: every tensor's name, dtype, shape and bytes, and the metrics."""
+    digest = hashlib.sha256()
+    for name, tensor in state_dict.items():
+        tensor = tensor.detach().cpu().contiguous()
+        digest.update(json.dumps([name, str(tensor.dtype), list(tensor.shape)]).encode())
+        digest.update(tensor.reshape(-1).view(torch.uint8).numpy())
+    digest.update(metrics.encode())
+    return digest.hexdigest()
+
+
+def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """The state dict and the metrics (JSON) of a checkpoint file, their checksum verified when it has one
+    (checkpoints written before checksums have none, and are read as they are).
+
+    Raises:
+        DamagedCheckpoint: the file cannot be read or does not hold what :func:`save_checkpoint` writes.
+    """
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:  # our own cache file: anything torch cannot read in it is damage
+        detail = one_line(error, 100)
+        raise DamagedCheckpoint(f"torch cannot read it: {type(error).__name__}"
+                                + (f": {detail}" if detail else "")) from error
+    try:
+        state_dict, metrics = state["state_dict"], state["metrics"]
+        expected = state.get("sha256")
+        if expected is not None and _checkpoint_sha256(state_dict, metrics) != expected:
+            raise DamagedCheckpoint("its contents do not match its sha256 checksum")
+    except (KeyError, TypeError, AttributeError, ValueError, RuntimeError) as error:
+        raise DamagedCheckpoint(f"not a checkpoint of this project: {type(error).__name__}: "
+                                f"{one_line(error, 100)}") from error
+    return state_dict, metrics
+
+
+def load_checkpoint(path: Path, model: nn.Module) -> dict[str, Any]:
+    """Loads a checkpoint's weights into ``model`` and returns its metrics.
+
+    Raises:
+        DamagedCheckpoint: see :func:`read_checkpoint`; also weights that do not fit ``model`` and metrics that
+            are not JSON.
+    """
+    state_dict, metrics = read_checkpoint(path)
+    try:
+        model.load_state_dict(state_dict)
+        return json.loads(metrics)
+    except (KeyError, TypeError, ValueError, RuntimeError) as error:
+        raise DamagedCheckpoint(f"not a checkpoint of this model: {type(error).__name__}: "
+                                f"{one_line(error, 100)}") from error
+
+
+def _replace_damaged_checkpoint(path: Path, model: nn.Module, metrics: dict[str, Any]) -> None:
+    """Writes the retrained checkpoint over the damaged one and reads it back; a failure is a DataError."""
+    fix = "delete it, or point COALITION_BENCH_CACHE at a writable folder"
+    try:
+        save_checkpoint(path, model, metrics)
+    except OSError as error:
+        raise DataError(f"checkpoint {path} was damaged, and retraining could not replace it "
+                        f"({error.strerror or one_line(error)}); {fix}") from error
+    try:
+        read_checkpoint(path)
+    except DamagedCheckpoint as error:
+        raise DataError(f"checkpoint {path} was damaged, and is again once retrained ({error}); {fix}") from error
+
+
 def save_checkpoint(path: Path, model: nn.Module, metrics: dict[str, Any]) -> None:
-    """Writes atomically: a killed run never leaves a half-written checkpoint that a later run would trust."""
+    """Writes atomically: a killed run never leaves a half-written checkpoint that a later run would trust.
+
+    The file holds the state dict, the metrics (JSON) and the sha256 of both (see :func:`read_checkpoint`).
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    state = {"state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-             "metrics": json.dumps(metrics)}
+    state_dict = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    metrics_json = json.dumps(metrics)
+    state = {"state_dict": state_dict, "metrics": metrics_json, "sha256": _checkpoint_sha256(state_dict, metrics_json)}
     fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
     os.close(fd)
     try:

@@ -52,7 +52,7 @@ def _check_celeba_files(base: Path, verify_checksums: bool) -> None:
         if not filename.endswith(".txt"):
             continue
         path = _require("CelebA", base / filename, can_download=True)
-        if verify_checksums and _file_digest(path, "md5") != md5:
+        if verify_checksums and _file_digest(path, "md5", dataset="CelebA") != md5:
             raise DataError.corrupt(
                 "CelebA",
                 path,
@@ -127,6 +127,10 @@ def celeba(
             transform=transform,
         )
     except (OSError, RuntimeError, ValueError, IndexError) as error:
+        if isinstance(error, OSError):  # torchvision reads the txt files itself: find the one that cannot be read
+            for _, _, filename in _CelebA.file_list:
+                if filename.endswith(".txt"):
+                    _file_digest(base / filename, "md5", dataset="CelebA")
         raise DataError.corrupt(
             "CelebA", base, f"torchvision could not parse its txt files: {error}"
         ) from error

@@ -7,8 +7,9 @@ whether to download). Every factory returns a :class:`Splits`. :func:`as_tensors
 (X, y), without iterating when the split is held in memory.
 
 The private helpers at the bottom (file digests, finding and requiring files, atomic writes into the cache,
-UTF-8 reads, carving in-memory tensors into :class:`Splits`) are what the format modules build on, so every
-loader reports a missing or corrupt file the same way: one :class:`~datasets.errors.DataError` line.
+reading files, UTF-8 reads, carving in-memory tensors into :class:`Splits`) are what the format modules build on,
+so every loader reports a missing, unreadable or corrupt file the same way: one :class:`~datasets.errors.DataError`
+line.
 """
 
 from __future__ import annotations
@@ -16,7 +17,8 @@ from __future__ import annotations
 import hashlib
 import inspect
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -241,9 +243,26 @@ def as_tensors(dataset: Dataset, *, batch_size: int = 1024) -> tuple[Tensor, Ten
 # Small shared pieces
 
 
-def _file_digest(path: Path, algorithm: str) -> str:
+@contextmanager
+def _reading(dataset: str, path: Path) -> Iterator[None]:
+    """Turns an ``OSError`` raised while reading the data file ``path`` (no permission, an I/O error) into one
+    :class:`~datasets.errors.DataError` line that names the file; a file gone since it was found is missing."""
+    try:
+        yield
+    except FileNotFoundError as error:
+        raise DataError.missing(dataset, path.name, [path.parent]) from error
+    except OSError as error:
+        raise DataError.unreadable(dataset, path, error) from error
+
+
+def _read_bytes(dataset: str, path: Path) -> bytes:
+    with _reading(dataset, path):
+        return path.read_bytes()
+
+
+def _file_digest(path: Path, algorithm: str, *, dataset: str) -> str:
     digest = hashlib.new(algorithm)
-    with path.open("rb") as handle:
+    with _reading(dataset, path), path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
@@ -277,7 +296,8 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
 def _read_text(dataset: str, path: Path) -> str:
     _require(dataset, path)
     try:
-        return path.read_text(encoding="utf-8")
+        with _reading(dataset, path):
+            return path.read_text(encoding="utf-8")
     except UnicodeDecodeError as error:
         raise DataError.corrupt(
             dataset, path, f"not UTF-8 text: {error.reason} at byte {error.start}"

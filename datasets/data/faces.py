@@ -20,7 +20,17 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from datasets.data.core import _CHECKSUM_FIX, DATASETS, LoadRequest, Splits, _atomic_write, _read_text, _require
+from datasets.data.core import (
+    _CHECKSUM_FIX,
+    DATASETS,
+    LoadRequest,
+    Splits,
+    _atomic_write,
+    _read_bytes,
+    _read_text,
+    _reading,
+    _require,
+)
 from datasets.data.images import UInt8Images
 from datasets.errors import DataError
 from datasets.paths import cache_dir
@@ -36,7 +46,8 @@ _AGE_EDGES = np.array([13, 20, 30, 40, 50, 60, 70])
 def _read_utkface_labels(path: Path) -> pd.DataFrame:
     _require("UTKFace", path)
     try:
-        frame = pd.read_csv(path, dtype={"filename": str, "split": str}, keep_default_na=False)
+        with _reading("UTKFace", path):
+            frame = pd.read_csv(path, dtype={"filename": str, "split": str}, keep_default_na=False)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as error:
         raise DataError.corrupt("UTKFace", path, f"not a readable CSV: {error}") from error
     required = ["filename", "age", "gender", "split"]
@@ -68,10 +79,7 @@ def _read_sha256sums(path: Path) -> dict[str, str]:
 
 
 def _decode_face(path: Path, expected_sha256: str | None, image_size: int, grayscale: bool) -> np.ndarray:
-    try:
-        data = path.read_bytes()
-    except FileNotFoundError as error:
-        raise DataError.missing("UTKFace", path.name, [path.parent]) from error
+    data = _read_bytes("UTKFace", path)
     if expected_sha256 is not None and hashlib.sha256(data).hexdigest() != expected_sha256:
         raise DataError.corrupt(
             "UTKFace",
@@ -102,9 +110,9 @@ def _utkface_images(
     """
     labels_path = folder / "labels.csv"
     sums_path = folder / "SHA256SUMS"
-    digest = hashlib.sha256(labels_path.read_bytes())
+    digest = hashlib.sha256(_read_bytes("UTKFace", labels_path))
     if sums_path.is_file():
-        digest.update(sums_path.read_bytes())
+        digest.update(_read_bytes("UTKFace", sums_path))
     color = "gray" if grayscale else "rgb"
     cache_file = cache_dir() / "utkface" / f"{digest.hexdigest()[:16]}-{image_size}px-{color}.pt"
     if cache_file.is_file():

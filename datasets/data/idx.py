@@ -29,6 +29,7 @@ from datasets.data.core import (
     _atomic_write,
     _file_digest,
     _find_file,
+    _read_bytes,
     _tensor_splits,
 )
 from datasets.errors import DataError
@@ -153,7 +154,7 @@ def _idx_cache(source: _IdxSource, request: LoadRequest, verify_checksums: bool)
     """
     files = _find_idx_files(source, request)
     expected = dict(source.torchvision_class.resources)
-    md5s = {name: _file_digest(path, "md5") for name, path in files.items()}
+    md5s = {name: _file_digest(path, "md5", dataset=source.display) for name, path in files.items()}
     key = hashlib.sha256("".join(md5s[name] for name in sorted(md5s)).encode()).hexdigest()[:16]
     torchvision_root = cache_dir() / "idx" / f"{source.torchvision_class.__name__}-{key}"
     raw_folder = torchvision_root / source.torchvision_class.__name__ / "raw"
@@ -164,7 +165,7 @@ def _idx_cache(source: _IdxSource, request: LoadRequest, verify_checksums: bool)
         target = raw_folder / raw_name
         raw = None
         if verify_checksums and md5s[name] != expected[name]:
-            raw = _decompress(source, path, path.read_bytes())
+            raw = _decompress(source, path, _read_bytes(source.display, path))
             raw_md5 = hashlib.md5(raw).hexdigest()
             if raw_md5 != source.raw_md5[raw_name]:
                 raise DataError.corrupt(
@@ -174,7 +175,7 @@ def _idx_cache(source: _IdxSource, request: LoadRequest, verify_checksums: bool)
                     fix=_CHECKSUM_FIX,
                 )
         if not target.is_file():
-            raw = raw if raw is not None else _decompress(source, path, path.read_bytes())
+            raw = raw if raw is not None else _decompress(source, path, _read_bytes(source.display, path))
             _check_idx(source, path, raw, n_classes)
             _atomic_write(target, lambda partial, data=raw: partial.write_bytes(data))
         with target.open("rb") as handle:

@@ -16,7 +16,7 @@ import pandas as pd
 import torch
 from torch.utils.data import TensorDataset
 
-from datasets.data.core import DATASETS, LoadRequest, Splits, _read_text, _require
+from datasets.data.core import DATASETS, LoadRequest, Splits, _read_text, _reading, _require
 from datasets.errors import DataError
 from datasets.text import build_vocabulary
 
@@ -94,7 +94,8 @@ def emotion(request: LoadRequest, *, vocab_size: int = 5000) -> Splits:
 def _read_topic_csv(path: Path, n_classes: int) -> tuple[list[str], list[int]]:
     _require("twitter-topic", path)
     try:
-        frame = pd.read_csv(path, dtype={"text": str}, keep_default_na=False, encoding="utf-8")
+        with _reading("twitter-topic", path):
+            frame = pd.read_csv(path, dtype={"text": str}, keep_default_na=False, encoding="utf-8")
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError, ValueError) as error:
         raise DataError.corrupt("twitter-topic", path, f"not a readable CSV: {error}") from error
     if not {"text", "label"} <= set(frame.columns):
