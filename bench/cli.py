@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tracking_args(run)
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.add_argument("--no-report", action="store_true", help="do not build the report at the end")
+    run.add_argument("--yes", action="store_true",
+                     help="run the plan even when it holds more runs than the cap (bench.suite.MAX_RUNS), which "
+                          "guards against a typo in --seeds")
     run.add_argument("--tuned", action="store_true",
                      help="use the best parameters of `bench tune` (its newest finished study per pair and method)")
     run.add_argument("--out", default=None, help="report directory (default: reports/out/SUITE)")
@@ -177,6 +180,55 @@ def _check_device(device: str) -> None:
         raise CliError(f"--device {device!r}: {one_line(err)}") from None
 
 
+def _at_least(flag: str, value: int, least: int) -> None:
+    """An integer flag's lower bound, checked before any work starts."""
+    if value < least:
+        kind = "a non-negative integer" if least == 0 else f"an integer >= {least}"
+        raise CliError(f"{flag} must be {kind}, got {value}")
+
+
+def _check_step(step: float) -> int | float:
+    """``--step``: a unit count (an integer >= 1) or a fraction of all units in (0, 1); returned as the strategies
+    take it."""
+    if 0 < step < 1:
+        return step
+    if step >= 1 and float(step).is_integer():
+        return int(step)
+    raise CliError(f"--step must be a unit count (an integer >= 1) or a fraction in (0, 1), got {step:g}")
+
+
+def _check_fractions(text: str) -> list[str]:
+    """``--fractions``: comma-separated kept fractions in (0, 1], or 'd' for MCUE's d; returned as written."""
+    raw = [f.strip() for f in text.split(",") if f.strip()]
+    if not raw:
+        raise CliError(f"--fractions is empty ({text!r}): give kept fractions in (0, 1] or 'd', e.g. 0.1,0.5,d")
+    for item in raw:
+        if item == "d":
+            continue
+        try:
+            value = float(item)
+        except ValueError:
+            value = None
+        if value is None or not 0 < value <= 1:  # NaN fails too
+            raise CliError(f"--fractions: {item!r} is not a kept fraction in (0, 1] or 'd'")
+    return raw
+
+
+def _check_storage(storage: str | None) -> None:
+    """``bench tune --storage``: "memory" or a database URL, checked before any store or study is opened."""
+    if not storage or storage == "memory":
+        return
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        make_url(storage).get_dialect()
+    except ArgumentError as err:
+        hint = f"; for a SQLite file write sqlite:///{storage}" if "://" not in storage else ""
+        raise CliError(f"--storage {storage!r} is not a database URL ({one_line(err)}){hint}; valid: memory, "
+                       "sqlite:///optuna.db or an RDB URL such as postgresql+psycopg://user@host/db") from None
+
+
 def _globs(values: Sequence[str]) -> list[str]:
     return [g.strip() for value in values for g in value.split(",") if g.strip()]
 
@@ -211,6 +263,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_train(args: argparse.Namespace) -> int:
     from datasets.training import train_pair
 
+    _at_least("--seed", args.seed, 0)
     trained = train_pair(args.pair, seed=args.seed, data_dir=args.data_dir, device=args.device,
                          download=args.download, force=args.force, progress=not args.no_progress)
     m = trained.metrics
@@ -241,11 +294,15 @@ def cmd_prune(args: argparse.Namespace) -> int:
     from methods.pruning.strategies import STRATEGIES
     from methods.scorers import build_scorer
 
+    # Every flag is checked before a network is trained.
+    _at_least("--seed", args.seed, 0)
+    _at_least("--fine-tune-epochs", args.fine_tune_epochs, 0)
+    _at_least("--mcue-samples", args.mcue_samples, 1)
+    step = _check_step(args.step)
+    raw = _check_fractions(args.fractions)
     params = _parse_params(args.param)
-    scorer = build_scorer(args.method, **params)  # fail before any work starts
+    scorer = build_scorer(args.method, **params)
     STRATEGIES.get(args.strategy)
-    step = int(args.step) if args.step >= 1 else args.step
-    raw = [f.strip() for f in args.fractions.split(",") if f.strip()]
     trained = train_pair(args.pair, seed=args.seed, data_dir=args.data_dir, device=args.device,
                          download=args.download, progress=True)
     problem = problem_for(trained)
@@ -256,10 +313,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
         mcue_result = run_mcue(problem, seed=args.seed, samples=args.mcue_samples)
         print(f"MCUE: t* = {mcue_result.t_star}, d = {mcue_result.keep_prob} "
               f"({mcue_result.n_evaluations} sub-networks, {time.perf_counter() - start:.1f}s)")
-    try:
-        fractions = sorted({mcue_result.keep_prob if f == "d" else float(f) for f in raw})
-    except ValueError as err:
-        raise CliError(f"--fractions must be numbers or 'd': {err}") from None
+    fractions = sorted({mcue_result.keep_prob if f == "d" else float(f) for f in raw})
     result = run_experiment(trained, method=args.method, params=params, strategy=args.strategy,
                             fractions=fractions, seed=args.seed, step=step, problem=problem,
                             mcue_result=mcue_result, fine_tune_epochs=args.fine_tune_epochs)
@@ -276,13 +330,14 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.plan import plan
     from bench.runner import preflight_data, run_suite
-    from bench.suite import load_suite, parse_seeds, select
+    from bench.suite import check_plan_size, load_suite, parse_seeds, select
     from bench.tracking import Tracker
 
     suite = load_suite(args.suite, profile=args.profile)
     as_written = suite
     suite = select(suite, pairs=_globs(args.pairs), methods=_globs(args.methods),
                    seeds=parse_seeds(args.seeds) if args.seeds else None)
+    check_plan_size(suite, yes=args.yes)  # a typo in --seeds must not plan (or start) 700,000 runs
     _check_device(args.device)
     uri = _tracking_uri(args)
     if args.tuned:
@@ -344,6 +399,10 @@ def cmd_tune(args: argparse.Namespace) -> int:
 
     if args.trials < 1 or args.n_jobs < 1:
         raise CliError("--trials and --n-jobs must be at least 1")
+    _at_least("--seed", args.seed, 0)
+    _at_least("--worker", args.worker, 0)
+    _at_least("--heartbeat", args.heartbeat, 1)
+    _check_storage(args.storage)  # before the MLflow store is created
     suite = select(load_suite(args.suite, profile=args.profile), pairs=_globs(args.pairs))
     if not any(e.name == args.method for e in suite.methods) and model_pairs(suite, args.method):
         return _tune_models(args, suite)
@@ -409,6 +468,7 @@ def cmd_analyze(args: argparse.Namespace) -> int:
 
     from bench.analyze import analyze
 
+    _at_least("--seed", args.seed, 0)
     _check_device(args.device)
     default = Path("reports") / "out" / "analyze" / args.analysis / f"{args.pair}-s{args.seed}"
     out = Path(args.out) if args.out else default

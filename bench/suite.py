@@ -207,11 +207,19 @@ def suite_registry() -> Registry[Path]:
 def suite_path(name_or_path: str | Path) -> Path:
     """A shipped suite's file, or a path to a YAML file of one's own."""
     candidate = Path(name_or_path)
+    registry = suite_registry()
+    if candidate.suffix not in (".yaml", ".yml") and str(name_or_path) in registry:
+        return registry.get(str(name_or_path))  # a shipped suite's name wins over a folder of that name
+    if candidate.is_dir():
+        raise SuiteError(f"{candidate} is a directory; a suite is a YAML file (or a shipped suite's name: "
+                         f"{', '.join(registry.names())})")
     if candidate.suffix in (".yaml", ".yml"):
         if not candidate.is_file():
             raise SuiteError(f"suite file {candidate} does not exist")
         return candidate
-    return suite_registry().get(str(name_or_path))
+    if candidate.is_file():
+        raise SuiteError(f"{candidate}: a suite file's name ends in .yaml or .yml")
+    return registry.get(str(name_or_path))
 
 
 def load_suite(name_or_path: str | Path, profile: str = DEFAULT_PROFILE) -> Suite:
@@ -229,7 +237,16 @@ def load_suite(name_or_path: str | Path, profile: str = DEFAULT_PROFILE) -> Suit
     """
     path = suite_path(name_or_path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise SuiteError(f"{path}: not UTF-8 text: byte {err.start} is 0x{err.object[err.start]:02x} ({err.reason}); "
+                         "save the suite as UTF-8") from None
+    except OSError as err:
+        raise SuiteError(f"{path}: cannot read the suite: {err.strerror or one_line(err)}") from None
+    try:
+        # libyaml's parser when there is one (the same safe constructor, so the same values): a suite listing 100,000
+        # seeds loads in a fraction of a second instead of two.
+        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     except yaml.YAMLError as err:
         raise SuiteError(f"{path}: not valid YAML: {one_line(err)}") from None
     try:
@@ -534,21 +551,51 @@ def _check_tuning(tuning: Any) -> None:
                 raise SuiteError(f"{where}: unknown type {kind!r}; valid: float, int, categorical")
 
 
+MAX_SEEDS = 1_000_000  # --seeds expands its ranges: a typo like 0-1000000000 must not fill the memory
+MAX_RUNS = 20_000  # a plan above this many runs needs --yes (a typo like --seeds 0-100000 is 100,001 seeds' worth)
+
+
 def parse_seeds(text: str) -> tuple[int, ...]:
-    """``--seeds``: "0,1,2", a range "0-4", or a mix ("0-2,7")."""
-    seeds: list[int] = []
+    """``--seeds``: "0,1,2", a range "0-4", or a mix ("0-2,7"); each seed once, where it first appears."""
+    seeds: dict[int, None] = {}  # ordered, and a linear-time de-duplication
+    negative = SuiteError(f"--seeds expects non-negative integers, got {text!r}")
     for part in (p.strip() for p in text.split(",")):
         if not part:
             continue
         low, sep, high = part.partition("-")
         try:
-            values = range(int(low), int(high) + 1) if sep else [int(part)]
+            first, last = (int(low), int(high)) if sep else (int(part), int(part))
         except ValueError:
             raise SuiteError(f"--seeds expects integers and ranges like 0,1,2 or 0-4, got {text!r}") from None
-        seeds.extend(v for v in values if v not in seeds)
-    if not seeds or min(seeds) < 0:
-        raise SuiteError(f"--seeds expects non-negative integers, got {text!r}")
+        if min(first, last) < 0:  # "3--1"
+            raise negative
+        if first > last:
+            raise SuiteError(f"--seeds: range {part} runs backwards; write {last}-{first}")
+        if last - first + 1 + len(seeds) > MAX_SEEDS:
+            raise SuiteError(f"--seeds {text!r} holds more than {MAX_SEEDS:,} seeds")
+        seeds.update(dict.fromkeys(range(first, last + 1)))
+    if not seeds:
+        raise negative
     return tuple(seeds)
+
+
+def run_count(suite: Suite) -> int:
+    """How many runs ``bench.plan.plan(suite)`` holds, without planning them: per pair and seed, the training run,
+    MCUE (when the suite has it) and one run per method entry."""
+    return len(suite.pairs) * len(suite.seeds) * (1 + (suite.mcue is not None) + len(suite.methods))
+
+
+def check_plan_size(suite: Suite, *, yes: bool = False, limit: int | None = None) -> int:
+    """The suite's run count; a SuiteError above ``limit`` (default MAX_RUNS) unless ``yes``, before anything is
+    planned or run."""
+    limit = MAX_RUNS if limit is None else limit
+    count = run_count(suite)
+    if count > limit and not yes:
+        per_seed = 1 + (suite.mcue is not None) + len(suite.methods)
+        raise SuiteError(f"suite {suite.name} ({suite.profile}) plans {count:,} runs ({len(suite.pairs)} pair(s) x "
+                         f"{len(suite.seeds):,} seed(s) x {per_seed} run(s) each), above {limit:,}; check --seeds "
+                         "and the suite's seeds, or pass --yes to run it anyway")
+    return count
 
 
 def select(suite: Suite, *, pairs: Sequence[str] = (), methods: Sequence[str] = (),

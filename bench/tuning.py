@@ -175,6 +175,12 @@ def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, stora
         return local.problem, local.curve_game
 
     space = search_space(suite, entry, problem.n_units)
+    # The first trial is the suite's defaults with MCUE's d: a default outside the space widens that dimension, so
+    # the trial stays the defaults.
+    defaults = {"step": suite.step, **entry.params}
+    from_mcue = {"keep_prob"} if "keep_prob" in space and suite.mcue is not None else set()
+    space = _widen_for_defaults(space, defaults, skip=from_mcue, what=f"tune {entry.name} on {pair_name}",
+                                whose="the suite's")
     fractions = list(suite.fractions)
     targets = kept_counts(fractions, problem.n_units)
     # A target unit count -> the step its report is filed under: its kept fraction in per mille (the smallest, when
@@ -192,10 +198,9 @@ def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, stora
                               str(trained.device)) if tracker else None
 
     baseline: dict[str, Any] = {}
-    if "keep_prob" in space and suite.mcue is not None:
+    if from_mcue:
         d = run_mcue(problem, seed=model_seed, **suite.mcue).keep_prob
         baseline = {"keep_prob": float(np.clip(d, space["keep_prob"]["low"], space["keep_prob"]["high"]))}
-    defaults = {"step": suite.step, **entry.params}
     for key in space:
         if key not in baseline and key in defaults and _inside(defaults[key], space[key]):
             baseline[key] = defaults[key]
@@ -329,6 +334,57 @@ def _finish(study: Any, name: str, parent_id: str | None, tracker: Any, *, start
         _close_parent(tracker, parent_id, outcome, final=outcome.n_complete + outcome.n_pruned >= trials
                       and not still_running, metric=metric)
     return outcome
+
+
+def _widened(value: Any, spec: dict[str, Any], key: str) -> dict[str, Any] | None:
+    """``spec`` grown to hold ``value``, or None when it cannot: a value of another kind (a unit-count step in a space
+    of fractions, a float in an int range), or a non-positive one on a log scale."""
+    kind = spec.get("type", "float")
+    if kind == "categorical":
+        if value is None or isinstance(value, bool | int | float | str):
+            return {**spec, "choices": [*spec["choices"], value]}
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        return None
+    if kind == "int" and not isinstance(value, int):
+        return None
+    if spec.get("log") and value <= 0:
+        return None
+    if key == "step" and (value >= 1) != (spec["high"] >= 1):  # a unit count and a fraction of units differ in kind
+        return None
+    low, high = min(spec["low"], value), max(spec["high"], value)
+    return {**spec, "low": low, "high": high}
+
+
+def _widen_for_defaults(space: dict[str, dict[str, Any]], defaults: dict[str, Any], *, what: str, whose: str,
+                        skip: set[str] | frozenset[str] = frozenset()) -> dict[str, dict[str, Any]]:
+    """The search space widened to hold each default outside it (keys in ``skip`` come from elsewhere), so the
+    study's first trial can be the defaults; one line on stderr says what was widened, or which default cannot be
+    (then there is no such trial). A key without a default leaves the study without that trial, as before."""
+
+    def shown(spec: dict[str, Any]) -> str:
+        if spec.get("type") == "categorical":
+            return "{" + ", ".join(map(repr, spec["choices"])) + "}"
+        return f"[{spec['low']!r}, {spec['high']!r}]"
+
+    widened, notes, missing = dict(space), [], []
+    for key, spec in space.items():
+        if key in skip or key not in defaults:
+            continue
+        if not _inside(defaults[key], spec):
+            grown = _widened(defaults[key], spec, key)
+            if grown is None:
+                missing.append(f"{key}={defaults[key]!r} cannot join {shown(spec)}")
+            else:
+                widened[key] = grown
+                notes.append(f"{key}={defaults[key]!r} lies outside the search space {shown(spec)}, widened to "
+                             f"{shown(grown)}")
+    if missing:
+        print(f"{what}: no first trial with {whose} defaults ({'; '.join(missing)})", file=sys.stderr)
+        return space
+    if notes:
+        print(f"{what}: {whose} default {'; '.join(notes)}, so the first trial is the defaults", file=sys.stderr)
+    return widened
 
 
 def _inside(value: Any, spec: dict[str, Any]) -> bool:
@@ -469,6 +525,8 @@ def tune_model(suite: Suite, pair_name: str, *, trials: int, storage: str | None
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     pair = suite.pair(pair_name)
     space = model_search_space(suite, pair.model)
+    defaults = {**model_option_defaults(pair.model), **pair.model_options}
+    space = _widen_for_defaults(space, defaults, what=f"tune {pair.model} on {pair_name}", whose="the pair's")
     model_seed = suite.seeds[0] if model_seed is None else model_seed
     splits = load_splits(pair, data_dir=data_dir)
     torch_device = resolve_device(device)
@@ -481,7 +539,6 @@ def tune_model(suite: Suite, pair_name: str, *, trials: int, storage: str | None
         parent_id = _study_parent(tracker, study, created, suite, entry, pair_name, space, str(torch_device),
                                   objective=MODEL_METRIC_NAME)
     baseline = {}
-    defaults = {**model_option_defaults(pair.model), **pair.model_options}
     for key in space:
         if key in defaults and _inside(defaults[key], space[key]):
             baseline[key] = defaults[key]
