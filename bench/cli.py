@@ -67,7 +67,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.add_argument("--no-report", action="store_true", help="do not build the report at the end")
     run.add_argument("--yes", action="store_true",
-                     help="run the plan even when it holds more runs than the cap (bench.suite.MAX_RUNS), which "
+                     help="run the plan even when it holds more runs than the cap (bench.selection.MAX_RUNS), which "
                           "guards against a typo in --seeds")
     run.add_argument("--tuned", action="store_true",
                      help="use the best parameters of `bench tune` (its newest finished study per pair and method)")
@@ -330,7 +330,8 @@ def cmd_prune(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.plan import plan
     from bench.runner import preflight_data, run_suite
-    from bench.suite import check_plan_size, load_suite, parse_seeds, select
+    from bench.selection import check_plan_size, parse_seeds, select
+    from bench.suite import load_suite
     from bench.tracking import Tracker
 
     suite = load_suite(args.suite, profile=args.profile)
@@ -393,7 +394,8 @@ def _report_dir(args: argparse.Namespace, suite: str):
 
 def cmd_tune(args: argparse.Namespace) -> int:
     from bench.runner import preflight_data
-    from bench.suite import load_suite, select
+    from bench.selection import select
+    from bench.suite import load_suite
     from bench.tracking import Tracker
     from bench.tuning import model_pairs, search_space, tune
 
@@ -494,7 +496,7 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_estimators(args: argparse.Namespace) -> int:
     from bench.benchmarks import estimators
-    from bench.suite import parse_seeds
+    from bench.selection import parse_seeds
     from datasets.pairs import get_pair
     from methods.estimators.benchmark import ESTIMATORS, INDEX_NAMES
 

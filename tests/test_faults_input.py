@@ -14,7 +14,8 @@ from helpers import TINY_PAIR, run_argv
 
 from bench import runner
 from bench.cli import main
-from bench.suite import SUITES_DIR, SuiteError, load_suite, parse_seeds
+from bench.selection import parse_seeds
+from bench.suite import SUITES_DIR, SuiteError, load_suite
 
 pytestmark = pytest.mark.usefixtures("private_cache", "quiet_mlflow")
 
@@ -89,9 +90,9 @@ def test_a_plan_above_the_cap_is_refused_unless_yes(tiny, capsys, no_runs, priva
 
 
 def test_yes_runs_a_plan_above_the_cap(tiny, capsys, no_runs, monkeypatch):
-    from bench import suite
+    from bench import selection
 
-    monkeypatch.setattr(suite, "MAX_RUNS", 13)
+    monkeypatch.setattr(selection, "MAX_RUNS", 13)
     assert main(run_argv(tiny)) == 2  # 2 seeds x 7 runs
     assert "plans 14 runs (1 pair(s) x 2 seed(s) x 7 run(s) each), above 13" in _one_line(capsys)
     with pytest.raises(Started):  # --yes lets it start

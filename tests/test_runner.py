@@ -16,14 +16,8 @@ from helpers import REGISTER_TINY_PAIR, TINY_PAIR, run_argv
 
 from bench.cli import main
 from bench.plan import plan
-from bench.suite import (
-    SUITES_DIR,
-    SuiteError,
-    load_suite,
-    parse_seeds,
-    select,
-    suite_registry,
-)
+from bench.selection import parse_seeds, select
+from bench.suite import SUITES_DIR, SuiteError, load_suite, suite_registry
 from bench.tracking import Tracker, load_frames
 from methods.games.mcue import OUTPUTS
 
