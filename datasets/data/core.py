@@ -34,7 +34,10 @@ from datasets.registry import Registry
 
 DATASETS: Registry[Callable[..., Splits]] = Registry("dataset")
 
-_CHECKSUM_FIX = "replace it with a fresh copy, or pass verify_checksums=False for files you made yourself"
+# A CLI user turns the check off in a suite's pair variant (dataset_options: {verify_checksums: false}); from Python
+# it is load_dataset(..., verify_checksums=False).
+_CHECKSUM_FIX = ("replace it with a fresh copy, or, for files you made yourself, set verify_checksums: false in the "
+                 "dataset_options of a suite's pair variant")
 
 
 @dataclass(frozen=True)

@@ -131,7 +131,7 @@ def _utkface_images(
         if not sums_path.is_file():
             raise DataError(
                 f"UTKFace: SHA256SUMS not found (looked in {folder}); restore it from the original data, "
-                "or pass verify_checksums=False"
+                "or set verify_checksums: false in the dataset_options of a suite's pair variant"
             )
         sums = _read_sha256sums(sums_path)
         unlisted = [name for name in filenames if name not in sums]
