@@ -276,12 +276,14 @@ def cmd_train(args: argparse.Namespace) -> int:
 def _parse_params(items: Sequence[str]) -> dict[str, object]:
     import yaml
 
+    from bench.suite import SuiteLoader
+
     params = {}
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise CliError(f"--param expects KEY=VALUE, got {item!r}")
-        params[key] = yaml.safe_load(value)
+        params[key] = yaml.load(value, Loader=SuiteLoader)  # 1e4 is a number, as in a suite file
     return params
 
 
@@ -289,6 +291,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     import time
 
     from bench.pipeline import problem_for, run_experiment, run_mcue
+    from bench.suite import check_budget_fits
     from datasets.training import train_pair
     from methods.pruning.curves import area_under_curve
     from methods.pruning.strategies import STRATEGIES
@@ -302,6 +305,7 @@ def cmd_prune(args: argparse.Namespace) -> int:
     raw = _check_fractions(args.fractions)
     params = _parse_params(args.param)
     scorer = build_scorer(args.method, **params)
+    check_budget_fits(scorer)
     STRATEGIES.get(args.strategy)
     trained = train_pair(args.pair, seed=args.seed, data_dir=args.data_dir, device=args.device,
                          download=args.download, progress=True)

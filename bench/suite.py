@@ -37,6 +37,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 import difflib
+import math
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -48,10 +50,33 @@ from datasets.errors import UsageError, one_line
 from datasets.registry import Registry, UnknownNameError
 
 SUITES_DIR = Path(__file__).parent / "suites"
+# An exponent-form number without a dot ("1e4", "2.5e-3" is fine already): YAML 1.1, and so PyYAML, reads it as a
+# string, which a suite would then refuse far from where it was written.
+EXPONENT_NUMBER = re.compile(r"^[-+]?[0-9][0-9_]*(?:\.[0-9_]*)?[eE][-+]?[0-9]+$")
+BYTES_PER_EVALUATION = 8  # every sampling estimator keeps one float64 value per coalition evaluation
 DEFAULT_PROFILE = "default"
 
 if TYPE_CHECKING:
     from methods.games.mcue import Output
+
+
+class SuiteLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):  # type: ignore[misc]
+    """YAML's safe loader (libyaml's parser when there is one: a suite listing 100,000 seeds loads in a fraction of a
+    second), with exponent-form numbers read as numbers: ``1e4`` is the int 10000 (an integral value with a
+    non-negative exponent and no fraction written), ``1e-3`` and ``2.5e4`` floats."""
+
+
+def _exponent_number(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> int | float:
+    text = loader.construct_scalar(node).replace("_", "")
+    mantissa, _, exponent = text.lower().partition("e")
+    value = float(text)
+    if "." not in mantissa and int(exponent) >= 0 and math.isfinite(value):
+        return int(mantissa) * 10 ** int(exponent)
+    return value
+
+
+SuiteLoader.add_implicit_resolver("tag:coalition-bench:exponent-number", EXPONENT_NUMBER, list("-+0123456789"))
+SuiteLoader.add_constructor("tag:coalition-bench:exponent-number", _exponent_number)
 
 
 class MCUEOptions(TypedDict, total=False):
@@ -243,9 +268,7 @@ def load_suite(name_or_path: str | Path, profile: str = DEFAULT_PROFILE) -> Suit
     except OSError as err:
         raise SuiteError(f"{path}: cannot read the suite: {err.strerror or one_line(err)}") from None
     try:
-        # libyaml's parser when there is one (the same safe constructor, so the same values): a suite listing 100,000
-        # seeds loads in a fraction of a second instead of two.
-        raw = yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        raw = yaml.load(text, Loader=SuiteLoader)
     except yaml.YAMLError as err:
         raise SuiteError(f"{path}: not valid YAML: {one_line(err)}") from None
     try:
@@ -253,6 +276,31 @@ def load_suite(name_or_path: str | Path, profile: str = DEFAULT_PROFILE) -> Suit
     except (SuiteError, UnknownNameError, ValueError, TypeError) as err:
         message = str(err)
         raise SuiteError(message if message.startswith(str(path)) else f"{path}: {message}") from None
+
+
+def physical_memory() -> int | None:
+    """This machine's RAM in bytes (None where the OS does not say)."""
+    import os
+
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_budget_fits(scorer: Any, memory: int | None = None) -> None:
+    """Refuses a scorer whose ``budget`` (coalition evaluations per estimate) cannot fit in memory, before any work:
+    its estimator keeps one float64 per evaluation, so ``budget: 1000000000000`` would need 7.3 TiB.
+
+    Raises:
+        SuiteError: one line with the budget, what it needs and what the machine has.
+    """
+    budget = getattr(scorer, "budget", None)
+    memory = physical_memory() if memory is None else memory
+    if isinstance(budget, int) and memory and budget * BYTES_PER_EVALUATION > memory:
+        raise SuiteError(f"budget {budget:,} coalition evaluations needs at least "
+                         f"{budget * BYTES_PER_EVALUATION / 2**30:,.1f} GiB for the values alone, more than this "
+                         f"machine's {memory / 2**30:,.1f} GiB of memory")
 
 
 def _unknown_keys(given: Iterable[str], valid: Sequence[str], where: str) -> None:
@@ -347,7 +395,7 @@ def _parse(raw: Any, path: Path, profile: str) -> Suite:
         try:
             params = {**(defaults.get(item["method"]) or {}), **(item.get("params") or {})}
             check_method_params(item["method"], params)
-            build_scorer(item["method"], **params)  # a bad value (index: shaply, budget: -1) fails now
+            check_budget_fits(build_scorer(item["method"], **params))  # a bad value (index: shaply) fails now
             strategy = str(item.get("strategy", "top-n"))
             STRATEGIES.get(strategy)
             allocations = item.get("allocation", "global")

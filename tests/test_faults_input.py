@@ -216,3 +216,35 @@ def test_tune_first_trial_is_the_defaults_when_one_lies_outside_the_space(tiny, 
     assert outcome.baseline_value is not None
     lines = [line for line in err.splitlines() if "outside the search space" in line]
     assert len(lines) == 1 and "budget=40" in lines[0] and "[40, 80]" in lines[0], err
+
+
+def _suite_text(tmp_path: Path, text: str) -> Path:
+    """The tiny suite with its GTAP defaults line replaced by ``text`` (written by hand, as a user would)."""
+    path = _suite_file(tmp_path / "tiny.yaml")
+    raw = path.read_text()
+    assert "budget: 40" in raw
+    path.write_text(raw.replace("budget: 40", text))
+    return path
+
+
+def test_exponent_form_numbers_are_numbers(tiny, tmp_path):
+    from bench.suite import SuiteLoader
+
+    assert yaml.load("a: 1e4\nb: 1e-3\nc: 2.5e4\nd: -2e2\ne: name1e4", Loader=SuiteLoader) == {
+        "a": 10000, "b": 0.001, "c": 25000.0, "d": -200, "e": "name1e4"}
+    suite = load_suite(_suite_text(tmp_path, "budget: 4e1"))
+    assert {e.params["budget"] for e in suite.methods if e.method == "gtap"} == {40}
+
+
+@pytest.mark.parametrize("budget", ["1000000000000", "1e12"])
+def test_a_budget_that_cannot_fit_in_memory_is_refused_at_load(tiny, tmp_path, budget):
+    with pytest.raises(SuiteError, match=r"budget 1,000,000,000,000 coalition evaluations needs at least 7,450\.6 GiB"):
+        load_suite(_suite_text(tmp_path, f"budget: {budget}"))
+
+
+def test_prune_refuses_a_budget_that_cannot_fit_before_training(tiny, capsys, private_cache):
+    argv = ["prune", TINY_PAIR.name, "--data-dir", str(tiny["data"]), "--method", "gtap", "--param", "budget=1e12",
+            "--param", "index=banzhaf"]
+    assert main(argv) == 2
+    assert "GiB for the values alone" in _one_line(capsys)
+    _nothing_written(private_cache)
