@@ -11,6 +11,7 @@ Layout of a suite in the store (one experiment, by default named after the suite
   identified by ``tags.config_hash``. Runs are written whole after their work is done, with the real start and end
   times of that work, so a killed process leaves at most one unfinished run, which the next invocation deletes and
   redoes.
+* while a run is computed, a **claim** on its config hash (``tags.kind = claim``, see ``bench.claims``).
 """
 
 from __future__ import annotations
@@ -108,6 +109,19 @@ def _store_lock(database: Path | None) -> Iterator[None]:
             fcntl.flock(lock, fcntl.LOCK_UN)
 
 
+def _create_store(database: Path) -> None:
+    """Builds a new sqlite store's schema in a temporary file and moves it into place (under the store's lock).
+    MLflow builds it one migration at a time, over seconds; a process killed in between would leave a half-built
+    store that every later invocation fails on ("duplicate column name")."""
+    from mlflow import MlflowClient
+
+    for stale in database.parent.glob(f".{database.name}.new-*"):  # a creator killed before its rename
+        stale.unlink(missing_ok=True)
+    building = database.parent / f".{database.name}.new-{os.getpid()}"
+    MlflowClient(tracking_uri=f"sqlite:///{building}").search_experiments(max_results=1)
+    os.replace(building, database)
+
+
 def _check_artifact_location(location: str | None, experiment: str) -> None:
     """Fails at once, in one line, when the experiment's local artifact folder cannot be written (an experiment
     keeps the location it was created with, so a folder made read-only later fails every run's upload)."""
@@ -196,6 +210,8 @@ class Tracker:
             _check_database(database, uri, create=create)
         try:
             with _fail_fast(), _store_lock(database):
+                if database is not None and not database.exists():
+                    _create_store(database)
                 self._client = MlflowClient(tracking_uri=uri)
                 found = self._client.get_experiment_by_name(experiment)
                 if found is None and not create:
@@ -269,6 +285,10 @@ class Tracker:
         for run_id in run_ids:
             self._client.delete_run(run_id)
 
+    def start_run(self, *, run_name: str, tags: Mapping[str, str]) -> str:
+        """Creates an empty RUNNING run (a claim, see ``bench.claims``); returns its id."""
+        return self._client.create_run(self.experiment_id, run_name=run_name, tags=dict(tags)).info.run_id
+
     # -- the parent run -----------------------------------------------------------------------------------------
 
     def open_parent(self, *, suite_hash: str, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any],
@@ -281,7 +301,7 @@ class Tracker:
         for run in self.runs(f"tags.suite_hash = '{suite_hash}'"):
             if run.tags.get("kind") != kind:
                 continue
-            if run.status == "RUNNING" and _alive_elsewhere(run.tags):
+            if run.status == "RUNNING" and owner_alive(run.tags):
                 raise TrackingError(f"this suite is already running (process {run.tags.get('pid')}, parent run "
                                     f"{run.run_id}); wait for it or stop it first")
             self._client.update_run(run.run_id, status="RUNNING")
@@ -422,8 +442,9 @@ def _param_value(value: Any) -> str:
     return text[:6000]
 
 
-def _alive_elsewhere(tags: Mapping[str, str]) -> bool:
-    """Whether the process recorded on a running parent is alive on this host (and is not us)."""
+def owner_alive(tags: Mapping[str, str]) -> bool:
+    """Whether the process recorded on a running parent or a claim (its host and pid tags) is alive on this host
+    (and is not us)."""
     if tags.get("host") != socket.gethostname():
         return False
     try:

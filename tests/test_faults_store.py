@@ -98,6 +98,28 @@ def test_invocations_on_a_brand_new_store_do_not_race_on_the_schema(tmp_path):
         assert con.execute("SELECT COUNT(*) FROM experiments WHERE name = 'race'").fetchone() == (1,)
 
 
+@pytest.mark.slow
+def test_a_kill_while_the_schema_is_built_leaves_no_half_built_store(tmp_path):
+    """MLflow builds a new store's tables one migration at a time, over seconds: SIGKILL in the middle, then the
+    next invocation still gets a working store."""
+    db = tmp_path / "new.db"
+    code = f"from bench.tracking import Tracker\nTracker('sqlite:///{db}', 'x')\n"
+    proc = subprocess.Popen([sys.executable, "-c", code], stderr=subprocess.DEVNULL)
+    building = tmp_path / ".new.db.new-*"
+    deadline = time.monotonic() + 60
+    while proc.poll() is None and not list(tmp_path.glob(building.name)) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.5)  # into the migrations
+    assert proc.poll() is None, "the schema was built before it could be killed"
+    proc.kill()
+    proc.wait()
+    assert not db.exists()  # nothing half-built where the store belongs
+    Tracker(f"sqlite:///{db}", "x")
+    assert not list(tmp_path.glob(building.name))  # the killed builder's file is cleared
+    with sqlite3.connect(db) as con:
+        assert con.execute("SELECT COUNT(*) FROM experiments WHERE name = 'x'").fetchone() == (1,)
+
+
 def test_the_store_path_may_not_be_a_folder(tmp_path):
     with pytest.raises(TrackingError, match="is a folder"):
         Tracker(f"sqlite:///{tmp_path}", "x")
