@@ -7,6 +7,7 @@ imported inside the commands that need them, so ``bench list`` stays fast.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 from collections.abc import Sequence
 
@@ -370,8 +371,13 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"suite {suite.name} ({suite.profile}): {len(suite.pairs)} pair(s) x {len(suite.seeds)} seed(s), "
           f"{len(specs)} runs; tracking {uri}, experiment {tracker.experiment_name!r}", file=sys.stderr)
     scope = "full" if suite == as_written else "partial"
-    outcome = run_suite(suite, tracker, device=args.device, data_dir=args.data_dir, download=args.download,
-                        progress=not args.no_progress, scope=scope)
+    # SIGTERM unwinds like Ctrl-C: the parent run is marked KILLED and this invocation's claims are released.
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)
+    try:
+        outcome = run_suite(suite, tracker, device=args.device, data_dir=args.data_dir, download=args.download,
+                            progress=not args.no_progress, scope=scope)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
     print(f"{outcome.finished} run(s) done, {outcome.skipped} already in the store, {len(outcome.failed)} failed, "
           f"in {outcome.seconds:.0f}s; parent run {outcome.parent_id}")
     for label, error in outcome.failed:
@@ -388,6 +394,10 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"report: {paths[-1]}")
     print(f"see it: {tracker.runs_page()}")
     return 1 if outcome.failed else 0
+
+
+def _exit_on_sigterm(signum: int, frame: object) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _report_dir(args: argparse.Namespace, suite: str):

@@ -21,6 +21,7 @@ import numpy as np
 import pandas as pd
 
 from bench import pipeline
+from bench.claims import Acquired, Claims
 from bench.plan import RunSpec, config_hash, plan
 from bench.streams import Stream, stream
 from bench.suite import Suite, SuiteError
@@ -92,7 +93,7 @@ def preflight_data(suite: Suite, *, data_dir: str | None, download: bool) -> Non
 
 def run_suite(suite: Suite, tracker: Tracker, *, device: str = "auto", data_dir: str | None = None,
               download: bool = False, progress: bool = True, scope: str = "full",
-              on_parent: Callable[[str], None] | None = None) -> SuiteOutcome:
+              on_parent: Callable[[str], None] | None = None, poll_seconds: float = 5.0) -> SuiteOutcome:
     """Runs what the store does not hold yet, then logs the suite's aggregates on the parent run.
 
     Args:
@@ -104,6 +105,7 @@ def run_suite(suite: Suite, tracker: Tracker, *, device: str = "auto", data_dir:
         scope: "full" when the suite runs as written, "partial" when filters, seeds or tuned parameters changed
             it (``bench report`` prefers the newest full invocation).
         on_parent: called with the parent run id once it exists.
+        poll_seconds: how often to look again at runs another process holds, once this one has nothing else to do.
 
     Returns:
         Counts of planned, skipped, finished and failed runs.
@@ -134,21 +136,30 @@ def run_suite(suite: Suite, tracker: Tracker, *, device: str = "auto", data_dir:
                                   "seed": s.seed} for s in specs]})
     if on_parent:
         on_parent(parent_id)
-    # Runs of this plan left unfinished by a killed or failed invocation are redone; drop them first so each
-    # run is present once.
-    tracker.delete_runs([r.run_id for s in todo for r in stored.get(s.config_hash, [])])
-
+    # Each run is claimed before it is computed (bench.claims), so another invocation on this store, with other
+    # filters or on another machine, never computes it too; the leftovers of a killed invocation are deleted when
+    # their run is claimed again.
+    claims = Claims(tracker, suite=suite.name, parent_id=parent_id)
     outcome = SuiteOutcome(parent_id, planned=len(specs), skipped=len(specs) - len(todo), finished=0)
     bar = tqdm(total=len(specs), initial=outcome.skipped, unit="run", disable=not progress, dynamic_ncols=True,
                desc=suite.name)
     try:
-        groups: dict[tuple[str, int], list[RunSpec]] = {}
-        for spec in todo:
-            groups.setdefault((spec.pair, spec.seed), []).append(spec)
-        for (pair_name, seed), group in groups.items():
-            method_hashes = [s.config_hash for s in specs if (s.pair, s.seed, s.kind) == (pair_name, seed, "method")]
-            _run_group(suite, tracker, parent_id, pair_name, seed, group, common_tags, outcome, bar,
-                       device=device, data_dir=data_dir, download=download, method_hashes=method_hashes)
+        while todo:
+            groups: dict[tuple[str, int], list[RunSpec]] = {}
+            for spec in todo:
+                groups.setdefault((spec.pair, spec.seed), []).append(spec)
+            held: list[tuple[RunSpec, str]] = []
+            for (pair_name, seed), group in groups.items():
+                method_hashes = [s.config_hash for s in specs
+                                 if (s.pair, s.seed, s.kind) == (pair_name, seed, "method")]
+                held += _run_group(suite, tracker, claims, parent_id, pair_name, seed, group, common_tags, outcome,
+                                   bar, device=device, data_dir=data_dir, download=download,
+                                   method_hashes=method_hashes)
+            todo = [spec for spec, _ in held]
+            if todo:  # runs another process is computing: wait for them, or take them over if it dies
+                holders = sorted({holder for _, holder in held})
+                bar.set_description(f"{suite.name}: waiting for {len(todo)} run(s) held by {', '.join(holders)}")
+                time.sleep(poll_seconds)
         bar.set_description(f"{suite.name}: aggregating")
         metrics, artifacts = aggregates(load_frames(tracker, [s.config_hash for s in specs]))
         outcome.seconds = time.perf_counter() - start
@@ -156,6 +167,7 @@ def run_suite(suite: Suite, tracker: Tracker, *, device: str = "auto", data_dir:
         tracker.close_parent(parent_id, status="FAILED" if outcome.failed else "FINISHED", metrics=metrics,
                              artifacts=artifacts)
     except BaseException:
+        claims.release_all()
         tracker.set_status(parent_id, "KILLED")
         raise
     finally:
@@ -171,12 +183,24 @@ def _device_name(device: Any) -> str:
     return str(device)
 
 
-def _run_group(suite: Suite, tracker: Tracker, parent_id: str, pair_name: str, seed: int, group: list[RunSpec],
-               common_tags: dict[str, str], outcome: SuiteOutcome, bar: Any, *, device: str, data_dir: str | None,
-               download: bool, method_hashes: list[str]) -> None:
-    """All outstanding runs of one trained model: train or load it, MCUE, each method, then the training run."""
+def _run_group(suite: Suite, tracker: Tracker, claims: Claims, parent_id: str, pair_name: str, seed: int,
+               group: list[RunSpec], common_tags: dict[str, str], outcome: SuiteOutcome, bar: Any, *, device: str,
+               data_dir: str | None, download: bool, method_hashes: list[str]) -> list[tuple[RunSpec, str]]:
+    """All outstanding runs of one trained model: train or load it, MCUE, each method, then the training run.
+
+    Returns:
+        The runs another live process holds, with who holds them, to come back to.
+    """
     from datasets.training import train_pair
 
+    held: list[tuple[RunSpec, str]] = []
+    states = {s.config_hash: claims.state(s.config_hash) for s in group}
+    finished_elsewhere = sum(state == "finished" for state in states.values())  # by another process meanwhile
+    outcome.skipped += finished_elsewhere
+    bar.update(finished_elsewhere)
+    group = [s for s in group if states[s.config_hash] != "finished"]
+    if all(states[s.config_hash] == "held" for s in group):
+        return [(s, "another process") for s in group]  # nothing to train for
     pair = suite.pair(pair_name)
     bar.set_description(f"{pair_name} seed {seed}: training")
     began = time.time()
@@ -194,14 +218,27 @@ def _run_group(suite: Suite, tracker: Tracker, parent_id: str, pair_name: str, s
             mcue_window = (mcue_began, time.time())
     except Exception as err:  # noqa: BLE001 - every run of this model fails with the same cause
         for spec in group:
+            got = claims.acquire(spec.config_hash, run_name(spec))
+            if got.state != "claimed":
+                _count(got, spec, outcome, held, bar)
+                continue
             _log_failure(tracker, parent_id, spec, common_tags, err, outcome)
+            claims.release(spec.config_hash)
             bar.update(1)
-        return
+        return held
     trained_metrics = {"trained_test_accuracy": trained.metrics["test_accuracy"],
                        "trained_val_accuracy": trained.metrics["val_accuracy"]}
     layers = {g.name: np.arange(g.players.start, g.players.stop) for g in problem.groups} if problem else {}
     latency_cache: dict = {}  # pruned-network shapes -> latency, shared by this trained network's runs
+    wants_scores = any(entry.analysis.wants_scores for entry in suite.analyses)
     for spec in sorted(group, key=lambda s: s.kind == "train"):  # the training run last: analyses read scores
+        if spec.kind == "train" and wants_scores and any(s.kind == "method" for s, _ in held):
+            held.append((spec, "the methods it reads"))  # its analyses wait for every method's scores
+            continue
+        got = claims.acquire(spec.config_hash, run_name(spec))
+        if got.state != "claimed":
+            _count(got, spec, outcome, held, bar)
+            continue
         bar.set_description(f"{pair_name} {spec.method} seed {seed}")
         tags = {**common_tags, **_spec_tags(spec), "mlflow.note.content": RUN_NOTES[spec.kind]}
         params = flatten(spec.config)
@@ -233,7 +270,18 @@ def _run_group(suite: Suite, tracker: Tracker, parent_id: str, pair_name: str, s
             outcome.finished += 1
         except Exception as err:  # noqa: BLE001 - one failed method must not stop the suite
             _log_failure(tracker, parent_id, spec, common_tags, err, outcome, started=started)
+        claims.release(spec.config_hash)
         bar.update(1)
+    return held
+
+
+def _count(got: Acquired, spec: RunSpec, outcome: SuiteOutcome, held: list[tuple[RunSpec, str]], bar: Any) -> None:
+    """Books a run this process did not claim: finished by another one meanwhile, or still held by it."""
+    if got.state == "finished":
+        outcome.skipped += 1
+        bar.update(1)
+    else:
+        held.append((spec, got.holder))
 
 
 def _train_run(suite: Suite, trained: Any, problem: Any, mcue_result: Any, tracker: Tracker,

@@ -228,3 +228,15 @@ def run_argv(tiny: dict, *extra: str) -> list[str]:
 
 # Python source that registers the tiny pair, for a test that runs the CLI in a child process.
 REGISTER_TINY_PAIR = f"from datasets.pairs import PAIRS, Pair, Recipe\nPAIRS.add({TINY_PAIR.name!r}, {TINY_PAIR!r})\n"
+
+
+def stored_runs(db: Path) -> list[tuple[str, str, dict[str, str]]]:
+    """(run_id, status, tags) of every active run of a sqlite tracking store, read straight from the database."""
+    import sqlite3
+
+    with sqlite3.connect(db) as con:
+        rows = con.execute("SELECT run_uuid, status FROM runs WHERE lifecycle_stage = 'active'").fetchall()
+        tags: dict[str, dict[str, str]] = {}
+        for run_id, key, value in con.execute("SELECT run_uuid, key, value FROM tags"):
+            tags.setdefault(run_id, {})[key] = value
+    return [(run_id, status, tags.get(run_id, {})) for run_id, status in rows]

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from helpers import REGISTER_TINY_PAIR, TINY_PAIR, run_argv
+from helpers import REGISTER_TINY_PAIR, TINY_PAIR, run_argv, stored_runs
 
 from bench.cli import main
 from bench.plan import plan
@@ -39,14 +39,7 @@ def tiny(tmp_path, monkeypatch, tiny_mnist):
             "db": tmp_path / "store.db"}
 
 
-def _runs(db: Path) -> list[tuple[str, str, dict[str, str]]]:
-    """(run_id, status, tags) of every active run, read straight from the sqlite store."""
-    with sqlite3.connect(db) as con:
-        rows = con.execute("SELECT run_uuid, status FROM runs WHERE lifecycle_stage = 'active'").fetchall()
-        tags = {}
-        for run_id, key, value in con.execute("SELECT run_uuid, key, value FROM tags"):
-            tags.setdefault(run_id, {})[key] = value
-    return [(run_id, status, tags.get(run_id, {})) for run_id, status in rows]
+_runs = stored_runs
 
 
 # -- suites -----------------------------------------------------------------------------------------------------
