@@ -1,8 +1,9 @@
 """``bench analyze ANALYSIS PAIR --seed N``: one registered analysis on one trained pair, outside any suite.
 
-It writes what a suite run logs for that analysis (``TABLE.csv`` per table, with pair and seed columns) plus the
-analysis's registered plots and a ``report.md`` / ``report.html`` of its tables, into one folder. Without a suite
-there are no method scores, so parts of an analysis that want them (e.g. correlations with power indices) are empty.
+It writes what a suite run logs for that analysis (``analysis_ANALYSIS_TABLE.csv`` per table, with pair and seed
+columns) plus the analysis's registered plots and a ``report.md`` / ``report.html`` of its tables, into one folder.
+Without a suite there are no method scores, so parts of an analysis that want them (e.g. correlations with power
+indices) are empty.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ def analyze(analysis: str, pair_name: str, *, seed: int, out_dir: Path, data_dir
     from datasets.training import initial_model, train_pair
     from methods.analyses.base import AnalysisInput, build_analysis
     from reports.data import SuiteData
-    from reports.render import analysis_blocks, render_html, render_markdown, write_analysis_plots
+    from reports.render import analysis_blocks, analysis_csv_name, render_html, render_markdown, write_analysis_plots
 
     runner = build_analysis(analysis, **(params or {}))  # a bad name or parameter fails before any work
     trained = train_pair(pair_name, seed=seed, data_dir=data_dir, device=device, download=download,
@@ -55,11 +56,11 @@ def analyze(analysis: str, pair_name: str, *, seed: int, out_dir: Path, data_dir
     staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", dir=out_dir.parent))
     try:
         for key, table in tables.items():
-            table.to_csv(staging / f"{key.split('/')[1]}.csv", index=False)
+            table.to_csv(staging / analysis_csv_name(key), index=False)  # the name the report links
         suite_data = SuiteData(suite=f"analyze {analysis}", profile="single", parent_run_id=None, fractions=[],
                                analyses=tables)
         images = write_analysis_plots(suite_data, staging)
-        blocks = analysis_blocks(suite_data, images)
+        blocks = analysis_blocks(suite_data, images, staging)
         from reports.render import Block
 
         header = [Block("h1", f"{analysis} on {pair_name}, seed {seed}"),

@@ -3,7 +3,10 @@
 Every analysis table is rendered by :func:`reports.tables.analysis_summary` whatever made it; an analysis that
 also wants a figure registers a function here under the analysis's name::
 
-    @ANALYSIS_PLOTS.register("microstructure")
+    FITS_PER_ROW = 3
+
+
+@ANALYSIS_PLOTS.register("microstructure")
     def plot_microstructure(tables: dict[str, pd.DataFrame], folder: Path) -> list[tuple[Path, str]]: ...
 
 It gets that analysis's tables ("TABLE" -> the table over every pair and seed) and returns (PNG path, caption)
@@ -38,6 +41,9 @@ def _density(distribution: str, x: np.ndarray, shape: float, scale: float) -> np
     return families[distribution]() if distribution in families else np.full_like(x, np.nan)
 
 
+FITS_PER_ROW = 3
+
+
 @ANALYSIS_PLOTS.register("microstructure")
 def plot_microstructure(tables: dict[str, pd.DataFrame], folder: Path) -> list[tuple[Path, str]]:
     """Per pair: histograms with fitted densities (log x), QQ plots against the lognormal, and mu and sigma of
@@ -56,11 +62,19 @@ def plot_microstructure(tables: dict[str, pd.DataFrame], folder: Path) -> list[t
         if columns == 0:
             continue
         keys = list(cases[["layer", "quantity"]].drop_duplicates().itertuples(index=False, name=None))
-        fig, axes = plt.subplots(2, columns, figsize=(3.4 * columns, 6.2), squeeze=False)
+        # At most FITS_PER_ROW cases side by side (a histogram over its QQ plot), so the figure is shown at the page's
+        # width without shrinking its text.
+        width = min(columns, FITS_PER_ROW)
+        bands = -(-columns // width)
+        fig, axes = plt.subplots(2 * bands, width, figsize=(3.4 * width, 6.2 * bands), squeeze=False)
+        for unused in range(columns, bands * width):
+            axes[2 * (unused // width)][unused % width].set_axis_off()
+            axes[2 * (unused // width) + 1][unused % width].set_axis_off()
         path = Path(folder) / f"microstructure_fits_{file_stem(pair)}.png"
         with save_figure(fig, path, bbox_inches="tight"):
             for column, (layer, quantity) in enumerate(keys):
-                hist_ax, qq_ax = axes[0][column], axes[1][column]
+                band, place = divmod(column, width)
+                hist_ax, qq_ax = axes[2 * band][place], axes[2 * band + 1][place]
                 for network, colour in (("trained", "tab:blue"), ("initial", "tab:gray")):
                     where = {"pair": pair, "seed": seed, "network": network, "layer": layer, "quantity": quantity}
                     h = _select(histograms, where)

@@ -26,9 +26,15 @@ th, td { border: 1px solid #ccc; padding: 0.25em 0.5em; text-align: left; vertic
 th { background: #f0f0f0; }
 td.num, th.num { text-align: right; }
 td.name { white-space: nowrap; }
+table[data-role="leaderboard"] { font-size: 0.8em; }
+table[data-role="leaderboard"] th, table[data-role="leaderboard"] td { padding: 0.2em 0.35em; }
 figure { margin: 1em 0; }
 img { display: block; max-width: 100%; height: auto; border: 1px solid #eee; }
 figcaption { color: #444; margin-top: 0.3em; }
+details { margin: 0.6em 0; }
+summary { cursor: pointer; color: #333; }
+p.csv { margin: 0.2em 0 0.8em; font-size: 0.85em; }
+ul.headline li { margin: 0.3em 0; }
 """
 
 
@@ -76,7 +82,11 @@ def column_classes(table: pd.DataFrame) -> list[str]:
     return classes
 
 
-def html_table(table: pd.DataFrame) -> str:
+def _folded(part: str, summary: str) -> str:
+    return f"<details><summary>{html.escape(summary)}</summary>{part}</details>" if summary else part
+
+
+def html_table(table: pd.DataFrame, *, role: str = "") -> str:
     """An HTML table with escaped cells, in a container that scrolls sideways if the table is wider than the page.
 
     Numeric columns are right-aligned (see :func:`column_classes`). A "mean ± sd" cell may wrap before its ± only,
@@ -85,22 +95,29 @@ def html_table(table: pd.DataFrame) -> str:
     Args:
         table: cells (converted to text).
 
+        role: the table's role (``Block.role``), written as its ``data-role``.
+
     Returns:
         The <div class="table-wrap"> holding the <table>.
     """
     classes = [f' class="{name}"' if name else "" for name in column_classes(table)]
 
-    def cell(value: object) -> str:
-        return html.escape(str(value)).replace("± ", "±&nbsp;")
+    def cell(value: object, kind: str) -> str:
+        text = html.escape(str(value)).replace("± ", "±&nbsp;")
+        # A name with a note in brackets ("wmp (uniform, best of 2)") puts the note on a second line.
+        return text.replace(" (", "<br>(", 1) if kind == ' class="name"' else text
 
     # A long column name (an analysis's "weight_norm_mean") may break after its underscores.
     header = "".join(f"<th{kind}>{html.escape(str(column)).replace('_', '_<wbr>')}</th>"
                      for column, kind in zip(table.columns, classes, strict=True))
     body = "".join(
-        "<tr>" + "".join(f"<td{kind}>{cell(value)}</td>" for value, kind in zip(row, classes, strict=True)) + "</tr>"
+        "<tr>" + "".join(f"<td{kind}>{cell(value, kind)}</td>" for value, kind in zip(row, classes, strict=True))
+        + "</tr>"
         for row in table.itertuples(index=False)
     )
-    return f'<div class="table-wrap"><table><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table></div>'
+    data = f' data-role="{html.escape(role, quote=True)}"' if role else ""
+    return (f'<div class="table-wrap"><table{data}><thead><tr>{header}</tr></thead><tbody>{body}</tbody></table>'
+            "</div>")
 
 
 def image_source(path: str, image_dir: Path | None) -> str:
@@ -137,11 +154,13 @@ def render_markdown(blocks: Sequence[Block]) -> str:
         elif block.kind == "p":
             parts.append(block.text)
         elif block.kind == "table":
-            parts.append(markdown_table(block.table))
+            text = markdown_table(block.table) + (f"\n\n[{block.csv}]({block.csv}) (CSV)" if block.csv else "")
+            parts.append(f"<details><summary>{block.fold}</summary>\n\n{text}\n\n</details>" if block.fold else text)
         elif block.kind == "list":
             parts.append("\n".join(f"- {item}" for item in block.items))
         elif block.kind == "image":
-            parts.append(f"![{block.text}]({block.path})\n\n*{block.text}*")
+            text = f"![{block.text}]({block.path})\n\n*{block.text}*"
+            parts.append(f"<details><summary>{block.fold}</summary>\n\n{text}\n\n</details>" if block.fold else text)
     return "\n\n".join(parts) + "\n"
 
 
@@ -164,15 +183,23 @@ def render_html(blocks: Sequence[Block], title: str, *, image_dir: Path | None =
         elif block.kind == "p":
             parts.append(f"<p>{html.escape(block.text)}</p>")
         elif block.kind == "table":
-            parts.append(html_table(block.table))
+            part = html_table(block.table, role=block.role)
+            if block.csv:
+                link = html.escape(block.csv, quote=True)
+                part += f'<p class="csv"><a href="{link}" target="_blank">{html.escape(block.csv)}</a> (CSV)</p>'
+            parts.append(_folded(part, block.fold))
         elif block.kind == "list":
             parts.append("<ul>" + "".join(f"<li>{html.escape(item)}</li>" for item in block.items) + "</ul>")
         elif block.kind == "image":
             caption = html.escape(block.text)
             link = html.escape(block.path, quote=True)
             source = html.escape(image_source(block.path, image_dir), quote=True)
-            parts.append(f'<figure><a href="{link}" title="full size"><img src="{source}" alt="{caption}"></a>'
-                         f"<figcaption>{caption}</figcaption></figure>")
+            # A new tab: inside MLflow's artifact preview, following the link in place blanks the pane.
+            data = (f' data-role="{html.escape(block.role, quote=True)}"' if block.role else "") + (
+                f' data-methods="{html.escape(" ".join(block.methods), quote=True)}"' if block.methods else "")
+            parts.append(_folded(f'<figure{data}><a href="{link}" target="_blank" title="full size">'
+                                 f'<img src="{source}" alt="{caption}"></a><figcaption>{caption}</figcaption>'
+                                 "</figure>", block.fold))
     body = "\n".join(parts)
     return (
         f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'

@@ -25,6 +25,12 @@ class Block:
         table: the cells of a table (all strings).
         path: an image's file name, relative to the report.
         items: the entries of a list.
+        fold: a table or image folded away under this one-line summary (HTML ``<details>``), for long material a
+            reader opens on demand.
+        csv: the file name of the table as CSV beside the report, linked under it.
+        role: what the block is, for the reader's tools and the report's checks: "leaderboard" for a ranking
+            table that must fit the page, "units" / "weights" for a figure that draws methods on that axis.
+        methods: the methods a figure draws.
     """
 
     kind: str
@@ -32,6 +38,10 @@ class Block:
     table: pd.DataFrame | None = None
     path: str = ""
     items: tuple[str, ...] = ()
+    fold: str = ""
+    csv: str = ""
+    role: str = ""
+    methods: tuple[str, ...] = ()
 
 
 def format_number(value: float, digits: int = 4) -> str:

@@ -134,8 +134,9 @@ def model_blocks(data: SuiteData, references: Sequence[dict], curves: dict[str, 
             blocks.append(Block("table", table=comparison_table(task_comparisons)))
         classes = class_summary(data, list(rows["pair"]))
         if len(classes):
-            blocks.append(Block("p", "Per-class test precision, recall and F1 (mean ± sd over seeds)."))
-            blocks.append(Block("table", table=class_table(classes)))
+            table = class_table(classes)
+            blocks.append(Block("table", table=table, fold=f"Per-class test precision, recall and F1 (mean ± sd over "
+                                                            f"seeds; {len(table)} rows)"))
         if task in curves:
             blocks.append(Block("image", text=f"{task}: validation loss and accuracy per epoch, mean ± 1 sd over "
                                               "seeds (training loss dashed).", path=curves[task]))

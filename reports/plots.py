@@ -16,7 +16,14 @@ The report (:func:`reports.render.write_plots`) looks its plot functions up here
 from __future__ import annotations
 
 from reports.figures import DPI, FIGURE_WIDTH, READABLE, file_stem, save_figure
-from reports.plots_curves import plot_cost_curves, plot_curves, plot_learning_curves, plot_task_learning_curves
+from reports.plots_curves import (
+    plot_cost_curves,
+    plot_curves,
+    plot_learning_curves,
+    plot_task_learning_curves,
+    plot_variant_curves,
+    plot_weight_curves,
+)
 from reports.plots_heatmaps import (
     ANNOTATE_UP_TO,
     P_LABEL,
@@ -48,5 +55,6 @@ __all__ = [
     "P_LABEL", "Q_LABEL", "READABLE", "STRATEGY_LINES", "STRATEGY_ORDER", "UNPRUNED_LINE", "colour_key", "file_stem",
     "mcue_description", "mcue_title", "method_palette", "method_styles", "plot_correlations", "plot_cost_curves",
     "plot_curves", "plot_glass_box", "plot_index_vs_magnitude", "plot_learning_curves", "plot_mcue",
-    "plot_mcue_grid", "plot_seed_variance", "plot_task_learning_curves", "save_figure", "strategy_panels",
+    "plot_mcue_grid", "plot_seed_variance", "plot_task_learning_curves", "plot_variant_curves", "plot_weight_curves",
+    "save_figure", "strategy_panels",
 ]

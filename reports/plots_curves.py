@@ -24,6 +24,7 @@ from reports.tables import (
     POWER_INDEX_FAMILY,
     cost_curve_summary,
     curve_summary,
+    drawn_methods,
     learning_curve_summary,
     mean_keep_prob,
     method_table,
@@ -32,86 +33,145 @@ from reports.tables import (
 
 @plt.rc_context(READABLE)
 def plot_curves(data: SuiteData, path_dir: Path) -> list[Path]:
-    """Compression curves, one PNG per pair: test accuracy against the kept fraction, one panel per strategy.
+    """Compression curves on kept units, one PNG per pair: test accuracy against the kept fraction of units, one
+    panel per strategy.
 
-    Each line is one method's mean over seeds with a +-1 sample-sd band, styled by :func:`method_styles` (colour:
-    family and index, line: strategy, marker: axis). Param-axis methods (unstructured weight pruning) have square
-    markers and their x is the kept fraction of parameters. Baselines (methods outside the power-index family) are
-    repeated, thin and without markers, in every panel for comparison. The grey vertical line is MCUE's d (mean over
-    seeds), the horizontal one the unpruned network's test accuracy (mean over seeds); crosses mark each method's
-    accuracy at d. The figure is ``FIGURE_WIDTH`` wide with its legend below the panels, so it is shown unscaled.
+    Only unit-axis methods are drawn (param-axis ones get :func:`plot_weight_curves`), and each baseline run in
+    several variants only at its best variant (all of them: :func:`plot_variant_curves`), as the leaderboard ranks
+    them. Each line is one method's mean over seeds with a +-1 sample-sd band, styled by :func:`method_styles`
+    (colour: family and index, line: strategy) from the pair's whole method list, so a method has one colour in
+    every figure; the legend is in the pair's method order in every figure. Baselines (methods outside the
+    power-index family) are repeated, thin and without markers, in every panel for comparison. The grey vertical
+    line is MCUE's d (mean over seeds), the horizontal one the unpruned network's test accuracy (mean over seeds);
+    crosses mark each method's accuracy at d.
 
     Args:
         data: the suite's results.
         path_dir: folder for the PNGs.
 
     Returns:
-        The written paths, one per pair with curve points.
+        The written paths, one per pair with unit-axis curve points.
     """
     written = []
     for pair in data.pairs:
         summary = curve_summary(data, pair)
-        if summary.empty:
+        drawn = drawn_methods(data, pair)
+        if summary.empty or drawn.empty:
             continue
-        methods = method_table(data, pair)
-        drawn = methods[["method", "family", "strategy", "axis"]]
-        styles = method_styles(methods)
-        panels = strategy_panels(methods)
-        keep_prob = mean_keep_prob(data, pair)
-        trained = pd.to_numeric(data.runs.loc[data.runs["pair"] == pair, "trained_test_accuracy"], errors="coerce")
-        legend_rows = int(np.ceil((len(drawn) + 3) / 4))
-        fig, axes = plt.subplots(1, len(panels), figsize=(FIGURE_WIDTH, 4.4 + 0.22 * legend_rows), sharey=True,
-                                 squeeze=False, layout="constrained")
-        with save_figure(fig, Path(path_dir) / f"curves_{file_stem(pair)}.png") as path:
-            handles = {}
-            for ax, strategy in zip(axes[0], panels, strict=True):
-                for method, family, method_strategy, axis in drawn.itertuples(index=False):
-                    own = method_strategy == strategy
-                    if not own and family == POWER_INDEX_FAMILY:
-                        continue
-                    style = styles[method]
-                    points = summary[(summary["method"] == method) & ~summary["is_mcue_point"]]
-                    label = f"{method} (params)" if axis == PARAM_AXIS else method
-                    (line,) = ax.plot(
-                        points["x"], points["accuracy_mean"], color=style["color"], linestyle=style["linestyle"],
-                        linewidth=2.0 if own else 1.0, alpha=1.0 if own else 0.5,
-                        marker=style["marker"] if own else None, markersize=4, label=label,
-                    )
-                    if own:
-                        handles[label] = line
-                        low = points["accuracy_mean"] - points["accuracy_sd"]
-                        high = points["accuracy_mean"] + points["accuracy_sd"]
-                        ax.fill_between(points["x"], low, high, color=style["color"], alpha=0.12, linewidth=0)
-                        at_d = summary[(summary["method"] == method) & summary["is_mcue_point"]]
-                        ax.plot(at_d["x"], at_d["accuracy_mean"], "x", color=style["color"], markersize=8,
-                                markeredgewidth=1.5)
-                if np.isfinite(keep_prob):
-                    ax.axvline(keep_prob, color="0.4", linestyle=":", linewidth=1.2)
-                if trained.notna().any():
-                    ax.axhline(trained.mean(), color="0.2", linestyle=UNPRUNED_LINE, linewidth=1.0)
-                ax.set_title(strategy)
-                ax.set_xlabel("kept fraction (of units; squares: of parameters)")
-                ax.set_xlim(0, 1.02)
-                ax.grid(alpha=0.3)
-            axes[0][0].set_ylabel("test accuracy (mean ± 1 sd over seeds)")
-            extras = [Line2D([], [], color="0.3", marker="x", linestyle="none", label="accuracy at d")]
-            if np.isfinite(keep_prob):
-                extras.append(Line2D([], [], color="0.4", linestyle=":", label=f"MCUE d = {keep_prob:.3f} (seed mean)"))
-            if trained.notna().any():
-                extras.append(Line2D([], [], color="0.2", linestyle=UNPRUNED_LINE,
-                                     label=f"unpruned = {trained.mean():.4f}"))
-            fig.legend(handles=[*handles.values(), *extras], loc="outside lower center", ncols=4, frameon=False)
-            fig.suptitle(f"{data.suite}: {pair} — compression curves (thin: baselines repeated from their panel)")
+        path = _curve_figure(data, pair, summary, drawn, Path(path_dir) / f"curves_{file_stem(pair)}.png",
+                             panels=strategy_panels(drawn), xlabel="kept fraction of units",
+                             title="compression curves on kept units (thin: baselines repeated from their panel)")
         written.append(path)
     return written
+
+
+@plt.rc_context(READABLE)
+def plot_weight_curves(data: SuiteData, path_dir: Path) -> list[Path]:
+    """Compression curves on kept weights (unstructured, param-axis methods), one PNG per pair that has any: their
+    AUC is over kept parameters, so they are ranked, and drawn, apart from the unit-level methods.
+
+    Returns:
+        The written paths.
+    """
+    written = []
+    for pair in data.pairs:
+        summary = curve_summary(data, pair)
+        drawn = drawn_methods(data, pair, axis=PARAM_AXIS)
+        if summary.empty or drawn.empty:
+            continue
+        written.append(_curve_figure(data, pair, summary, drawn,
+                                     Path(path_dir) / f"curves_weights_{file_stem(pair)}.png",
+                                     panels=[None], xlabel="kept fraction of parameters",
+                                     title="compression curves on kept weights", width=FIGURE_WIDTH / 2))
+    return written
+
+
+@plt.rc_context(READABLE)
+def plot_variant_curves(data: SuiteData, path_dir: Path) -> list[Path]:
+    """Every variant of each baseline run in several (global, uniform, normalized allocation), one panel per
+    baseline, one PNG per pair that has any: the figure behind the leaderboard's choice of best variant.
+
+    Returns:
+        The written paths.
+    """
+    written = []
+    for pair in data.pairs:
+        summary = curve_summary(data, pair)
+        drawn = drawn_methods(data, pair, variants=True)
+        if summary.empty or drawn.empty:
+            continue
+        groups = list(dict.fromkeys(drawn["variant_of"]))
+        written.append(_curve_figure(data, pair, summary, drawn, Path(path_dir) / f"variants_{file_stem(pair)}.png",
+                                     panels=groups, panel_column="variant_of", xlabel="kept fraction of units",
+                                     title="every variant of the baselines run in several"))
+    return written
+
+
+def _curve_figure(data: SuiteData, pair: str, summary: pd.DataFrame, drawn: pd.DataFrame, target: Path, *,
+                  panels: list, xlabel: str, title: str, panel_column: str = "strategy",
+                  width: float = FIGURE_WIDTH) -> Path:
+    """One figure of curves: a panel per value of ``panel_column`` (``[None]``: one panel with every method)."""
+    all_methods = method_table(data, pair)
+    styles = method_styles(all_methods)  # the pair's whole list: the same colour in every figure
+    order = list(all_methods["method"])
+    keep_prob = mean_keep_prob(data, pair)
+    trained = pd.to_numeric(data.runs.loc[data.runs["pair"] == pair, "trained_test_accuracy"], errors="coerce")
+    columns = 4 if width >= FIGURE_WIDTH else 2
+    legend_rows = int(np.ceil((len(drawn) + 3) / columns))
+    fig, axes = plt.subplots(1, len(panels), figsize=(width, 4.4 + 0.22 * legend_rows), sharey=True,
+                             squeeze=False, layout="constrained")
+    with save_figure(fig, target) as path:
+        handles = {}
+        for ax, panel in zip(axes[0], panels, strict=True):
+            for row in drawn.itertuples(index=False):
+                own = panel is None or getattr(row, panel_column) == panel
+                if not own and (panel_column != "strategy" or row.family == POWER_INDEX_FAMILY):
+                    continue
+                style = styles[row.method]
+                points = summary[(summary["method"] == row.method) & ~summary["is_mcue_point"]]
+                (line,) = ax.plot(
+                    points["x"], points["accuracy_mean"], color=style["color"], linestyle=style["linestyle"],
+                    linewidth=2.0 if own else 1.0, alpha=1.0 if own else 0.5,
+                    marker=style["marker"] if own else None, markersize=4, label=row.method,
+                )
+                if own:
+                    handles[row.method] = line
+                    low = points["accuracy_mean"] - points["accuracy_sd"]
+                    high = points["accuracy_mean"] + points["accuracy_sd"]
+                    ax.fill_between(points["x"], low, high, color=style["color"], alpha=0.12, linewidth=0)
+                    at_d = summary[(summary["method"] == row.method) & summary["is_mcue_point"]]
+                    ax.plot(at_d["x"], at_d["accuracy_mean"], "x", color=style["color"], markersize=8,
+                            markeredgewidth=1.5)
+            if np.isfinite(keep_prob):
+                ax.axvline(keep_prob, color="0.4", linestyle=":", linewidth=1.2)
+            if trained.notna().any():
+                ax.axhline(trained.mean(), color="0.2", linestyle=UNPRUNED_LINE, linewidth=1.0)
+            if panel is not None:
+                ax.set_title(str(panel))
+            ax.set_xlabel(xlabel)
+            ax.set_xlim(0, 1.02)
+            ax.grid(alpha=0.3)
+        axes[0][0].set_ylabel("test accuracy (mean ± 1 sd over seeds)")
+        extras = [Line2D([], [], color="0.3", marker="x", linestyle="none", label="accuracy at d")]
+        if np.isfinite(keep_prob):
+            extras.append(Line2D([], [], color="0.4", linestyle=":", label=f"MCUE d = {keep_prob:.3f} (seed mean)"))
+        if trained.notna().any():
+            extras.append(Line2D([], [], color="0.2", linestyle=UNPRUNED_LINE,
+                                 label=f"unpruned = {trained.mean():.4f}"))
+        ordered = [handles[m] for m in order if m in handles]
+        fig.legend(handles=[*ordered, *extras], loc="outside lower center", ncols=columns, frameon=False)
+        fig.suptitle(f"{data.suite}: {pair} — {title}")
+    return path
 
 
 def plot_cost_curves(data: SuiteData, path_dir: Path) -> list[Path]:
     """Compression curves against what the physically pruned networks cost, one PNG per pair that recorded it.
 
-    Three panels share the accuracy axis: MACs per example, whole-network parameters (both as a fraction of the
-    unpruned network's) and measured latency at batch 256. Each line is a unit-axis method's mean over seeds (band
-    +-1 sd of accuracy), styled as in :func:`plot_curves`.
+    Panels share the accuracy axis: MACs per example, whole-network parameters (both as a fraction of the unpruned
+    network's) and measured latency at batch 256, with its sd over seeds as error bars. The latency panel is left
+    out, and the title says so, when the latency's typical sd over seeds is larger than its whole range (the
+    machine's noise, not an effect). Each line is a unit-axis method (baselines at their best variant) as in
+    :func:`plot_curves`, in the same colours and legend order.
 
     Returns:
         The written paths.
@@ -121,21 +181,30 @@ def plot_cost_curves(data: SuiteData, path_dir: Path) -> list[Path]:
         summary = cost_curve_summary(data, pair)
         if summary.empty:
             continue
-        methods = method_table(data, pair)
-        methods = methods[methods["method"].isin(summary["method"])]
-        styles = method_styles(methods)
+        all_methods = method_table(data, pair)
+        styles = method_styles(all_methods)
+        drawn = drawn_methods(data, pair)
+        methods = [m for m in all_methods["method"] if m in set(drawn["method"]) & set(summary["method"])]
+        summary = summary[summary["method"].isin(methods)]
+        latency = summary["latency_b256_ms"]
+        spread, effect = float(summary["latency_b256_ms_sd"].median()), float(latency.max() - latency.min())
+        noisy = not (np.isfinite(spread) and spread < effect) if latency.notna().any() else True
+        axes_drawn = {k: v for k, v in COST_AXES.items() if not (noisy and k == "latency_b256_ms")}
         legend_rows = int(np.ceil(len(methods) / 4))
-        fig, axes = plt.subplots(1, len(COST_AXES), figsize=(FIGURE_WIDTH, 4.2 + 0.22 * legend_rows), sharey=True,
+        fig, axes = plt.subplots(1, len(axes_drawn), figsize=(FIGURE_WIDTH, 4.2 + 0.22 * legend_rows), sharey=True,
                                  squeeze=False, layout="constrained")
         with save_figure(fig, Path(path_dir) / f"cost_curves_{file_stem(pair)}.png") as path:
             handles = {}
-            for ax, (column, label) in zip(axes[0], COST_AXES.items(), strict=True):
-                for method in methods["method"]:
+            for ax, (column, label) in zip(axes[0], axes_drawn.items(), strict=True):
+                for method in methods:
                     points = summary[summary["method"] == method].sort_values(column)
                     style = styles[method]
                     (line,) = ax.plot(points[column], points["accuracy_mean"], color=style["color"],
                                       linestyle=style["linestyle"], marker=style["marker"], markersize=3,
                                       linewidth=1.5, label=method)
+                    if column == "latency_b256_ms":
+                        ax.errorbar(points[column], points["accuracy_mean"], xerr=points["latency_b256_ms_sd"],
+                                    fmt="none", ecolor=style["color"], elinewidth=0.8, alpha=0.7)
                     ax.fill_between(points[column], points["accuracy_mean"] - points["accuracy_sd"],
                                     points["accuracy_mean"] + points["accuracy_sd"], color=style["color"], alpha=0.1,
                                     linewidth=0)
@@ -143,12 +212,14 @@ def plot_cost_curves(data: SuiteData, path_dir: Path) -> list[Path]:
                 if column == "mac_fraction":
                     for reduction in (2, 4):
                         ax.axvline(1 / reduction, color="0.5", linestyle=":", linewidth=1.0)
-                ax.set_xlabel(label)
+                ax.set_xlabel(label + (" ± 1 sd over seeds" if column == "latency_b256_ms" else ""))
                 ax.grid(alpha=0.3)
             axes[0][0].set_ylabel("test accuracy (mean ± 1 sd over seeds)")
             fig.legend(handles=list(handles.values()), loc="outside lower center", ncols=4, frameon=False)
+            note = (f"; latency left out: its sd over seeds ({spread:.2g} ms) exceeds its range ({effect:.2g} ms)"
+                    if noisy and latency.notna().any() else "")
             fig.suptitle(f"{data.suite}: {pair} — accuracy against the pruned network's cost (dotted: 2x and 4x "
-                         "fewer MACs)")
+                         f"fewer MACs){note}")
         written.append(path)
     return written
 

@@ -15,11 +15,12 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import seaborn as sns
+from matplotlib import patheffects
 
 from reports.data import SuiteData
 from reports.figures import FIGURE_WIDTH, READABLE, file_stem, save_figure
 from reports.leaderboard import per_seed_runs
-from reports.tables import accuracy_sd_matrix, correlation_matrix, mcue_matrix
+from reports.tables import accuracy_sd_matrix, correlation_matrix, drawn_methods, mcue_matrix
 
 P_LABEL = "p (drop probability within S)"
 Q_LABEL = "q (1 - |S|/n)"
@@ -114,7 +115,9 @@ def plot_mcue(
         else:
             ax.text(0.5, 0.5, f"no {value_column} cells", ha="center", va="center", transform=ax.transAxes)
             low, high, diagonal_colour = 0.0, 1.0, "0.5"
-        ax.plot([low, high], [low, high], color=diagonal_colour, linestyle="--", linewidth=1.2, label="p = q")
+        # Outlined, so the line shows on the heatmap's light cells and its legend entry on the white page.
+        ax.plot([low, high], [low, high], color=diagonal_colour, linestyle="--", linewidth=1.2, label="p = q",
+                path_effects=[patheffects.Stroke(linewidth=2.6, foreground="0.15"), patheffects.Normal()])
         if np.isfinite(t_star):
             ax.plot(
                 [t_star], [t_star], marker="*", markersize=16, color="red", markeredgecolor="black", linestyle="none",
@@ -209,7 +212,8 @@ def plot_correlations(data: SuiteData, path_dir: Path, *, layer: str = "all") ->
 
 @plt.rc_context(READABLE)
 def plot_seed_variance(data: SuiteData, path_dir: Path) -> list[Path]:
-    """Spread over seeds, one PNG per pair: AUC per seed and method (box + points), and the sd of accuracy per fraction.
+    """Spread over seeds, one PNG per pair: AUC per seed and method (box + points), and the sd of accuracy per fraction,
+    for the unit-axis methods (baselines at their best variant), in one order: best mean AUC first.
 
     Args:
         data: the suite's results.
@@ -220,9 +224,15 @@ def plot_seed_variance(data: SuiteData, path_dir: Path) -> list[Path]:
     """
     written = []
     for pair in data.pairs:
-        runs = per_seed_runs(data.runs[data.runs["pair"] == pair])
+        # Kept units only (a param-axis AUC is over kept weights, another scale), baselines at their best variant,
+        # and the same order, best mean AUC first, in both panels.
+        drawn = set(drawn_methods(data, pair)["method"])
+        runs = per_seed_runs(data.runs[(data.runs["pair"] == pair) & data.runs["method"].isin(drawn)])
+        if runs.empty:
+            continue
         order = runs.groupby("method", sort=False)["auc"].mean().sort_values(ascending=False).index.tolist()
         sd_matrix = accuracy_sd_matrix(data, pair)
+        sd_matrix = sd_matrix.reindex([m for m in order if m in sd_matrix.index])
         height = max(3.5, 0.38 * len(order) + 1.8)
         fig, axes = plt.subplots(1, 2, figsize=(FIGURE_WIDTH, height), gridspec_kw={"width_ratios": [1, 1.2]},
                                  layout="constrained")

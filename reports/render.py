@@ -25,6 +25,7 @@ from reports.data import MCUE_READINGS, PARAM_AXIS, SuiteData, require_runs
 from reports.documents import CSS, column_classes, html_table, markdown_table, render_html, render_markdown
 from reports.figures import file_stem
 from reports.format import MISSING, Block, compact_count, format_count, format_mean_sd, format_number
+from reports.headline import ALPHA, TEST_NAME, headlines
 from reports.leaderboard import (
     best_variants,
     coverage,
@@ -35,7 +36,7 @@ from reports.leaderboard import (
     mcue_summary,
 )
 from reports.models import model_blocks, write_model_plots
-from reports.tables import analysis_summary
+from reports.tables import analysis_summary, drawn_methods
 
 # Re-exported: callers (bench/analyze.py, the estimator report, tests) render blocks through this module.
 __all__ = [
@@ -118,9 +119,11 @@ def leaderboard_cells(table: pd.DataFrame, fixed_fractions: Sequence[float]) -> 
 
     Returns:
         A DataFrame of strings with columns #, method, scorer, strategy, seeds, AUC, acc@d, d, acc@<f>...,
-        evaluations, seconds, paper (accuracies with ``DIGITS`` decimals). Columns that carry nothing are left out:
-        scorer when every method's name starts with its scorer, d when it is the same for every row (the MCUE line
-        above the table gives it), paper when the paper states nothing for these rows.
+        cost (coalition evaluations, seconds and the example passes a scorer declared), paper (accuracies with
+        ``DIGITS`` decimals). Columns that carry nothing are left out, so the table fits a 1,024 px window: scorer
+        when every method's name starts with its scorer, strategy when every name says it (Top-n unless the name
+        says iter-prune or iter-build), d when it is the same for every row (the MCUE line above the table gives
+        it), paper when the paper states nothing for these rows.
     """
     rows = []
     for _, row in table.iterrows():
@@ -144,9 +147,11 @@ def leaderboard_cells(table: pd.DataFrame, fixed_fractions: Sequence[float]) -> 
             if cell != MISSING and not pd.isna(reached) and int(reached) < int(row["n_seeds"]):
                 cell += f" ({int(reached)} of {int(row['n_seeds'])} seeds)"
             cells[f"acc@{reduction}x fewer MACs"] = cell
-        cells["evaluations"] = format_count(row["n_evaluations_mean"])
-        cells["passes fwd / bwd"] = passes_cell(row.get("n_forward_mean"), row.get("n_backward_mean"))
-        cells["seconds"] = format_number(row["seconds_mean"], 1)
+        passes = passes_cell(row.get("n_forward_mean"), row.get("n_backward_mean"))
+        # No-break spaces inside each quantity: a narrow column breaks between them, not before a unit.
+        cells["cost"] = (f"{format_count(row['n_evaluations_mean'])}\u00a0evals, "
+                         f"{format_number(row['seconds_mean'], 1)}\u00a0s"
+                         + (f", passes\u00a0{passes.replace(' ', chr(0xa0))}" if passes else ""))
         cells["paper"] = paper_cell(row)
         rows.append(cells)
     cells = pd.DataFrame(rows)
@@ -158,13 +163,22 @@ def leaderboard_cells(table: pd.DataFrame, fixed_fractions: Sequence[float]) -> 
         empty.append("d")
     if len(cells) and not (cells["paper"] != "").any():
         empty.append("paper")
-    if len(cells) and (cells["passes fwd / bwd"] == "").all():
-        empty.append("passes fwd / bwd")
+    if len(cells) and all(_strategy_in_name(m, st) for m, st in zip(table["method"], table["strategy"], strict=True)):
+        empty.append("strategy")  # the names say it (see the "How to read" line)
     for reduction in (2, 4):
         stem = f"acc_at_{reduction}x_macs_mean"
         if stem not in table or not pd.to_numeric(table[stem], errors="coerce").notna().any():
             empty.append(f"acc@{reduction}x fewer MACs")
     return cells.drop(columns=empty, errors="ignore")
+
+
+STRATEGY_IN_NAMES = {"top-n": "top-n", "iterated-pruning": "iter-prune", "iterated-building": "iter-build"}
+
+
+def _strategy_in_name(method: str, strategy: str) -> bool:
+    """Whether a method's name already says its strategy: Top-n, the default, unless the name says another."""
+    named = [name for short, name in ((v, k) for k, v in STRATEGY_IN_NAMES.items()) if short in str(method)]
+    return named == [strategy] or (not named and strategy == "top-n")
 
 
 def mcue_sentence(summary: pd.Series) -> str:
@@ -235,6 +249,7 @@ def report_blocks(
     generated_at: datetime,
     analysis_images: dict[str, list[tuple[str, str]]] | None = None,
     model_images: tuple[dict[str, str], dict[tuple[str, str], str]] = ({}, {}),
+    image_dir: Path | None = None,
 ) -> list[Block]:
     """The whole report as blocks: header, how to read, one section per pair, correlations, spread over seeds.
 
@@ -249,6 +264,7 @@ def report_blocks(
         generated_at: the time written in the header.
         analysis_images: analysis -> (image file name, caption) pairs of its registered plots.
         model_images: :func:`reports.models.write_model_plots`'s task curves and glass-box images.
+        image_dir: the folder holding the images now (tall analysis figures are folded).
 
     Returns:
         The blocks, in reading order.
@@ -260,7 +276,7 @@ def report_blocks(
                        f"{generated_at.isoformat(timespec='seconds')} · {len(data.models)} trained networks "
                        f"({data.models['pair'].nunique()} pairs)."),
             *model_blocks(data, references, *model_images),
-            *analysis_blocks(data, analysis_images or {}),
+            *analysis_blocks(data, analysis_images or {}, image_dir),
         ]
     grid = ", ".join(f"{fraction:g}" for fraction in data.fractions) or "not recorded"
     blocks = [
@@ -276,10 +292,13 @@ def report_blocks(
             f"How to read: AUC = mean test accuracy over the kept-fraction grid ({grid}); acc@d = test accuracy at "
             "MCUE's critical kept fraction d (given above each table), acc@f at kept fraction f. Unit scores and d "
             "are estimated on the validation split, accuracy on the test split. Values are mean ± sample sd over "
-            f"seeds; rows are ranked by mean AUC within each pair and axis. {PARAM_FOOTNOTE} 'paper' = the figure the "
-            "GTAP paper states for that pair and method (sources listed under each table).",
+            f"seeds; rows are ranked by mean AUC within each pair and axis. {PARAM_FOOTNOTE} A method's strategy is "
+            "in its name: Top-n unless it says iter-prune (Iterated Pruning) or iter-build (Iterated Building). "
+            "cost = coalition evaluations and seconds per run. 'paper' = the figure the GTAP paper states for that "
+            "pair and method (sources listed under each table).",
         ),
     ]
+    blocks.extend(headline_blocks(data, board))
     gaps = runs_coverage[runs_coverage["missing_seeds"] != ""]
     if len(gaps):
         missing = [
@@ -298,61 +317,87 @@ def report_blocks(
         if len(units):
             if len(weights):
                 blocks.append(Block("h3", "Ranked on kept units"))
-            blocks.append(Block("table", table=leaderboard_cells(units, fixed_fractions)))
+            blocks.append(Block("table", table=leaderboard_cells(units, fixed_fractions), role="leaderboard"))
         if (best["n_variants"] > 1).any():
             variants = rows[rows["variant_of"].isin(best.loc[best["n_variants"] > 1, "variant_of"])]
-            blocks.append(Block("p", "Baselines run in several variants are ranked at their best variant (highest "
-                                     "mean AUC), named in brackets: global = raw scores ranked network-wide, uniform = "
-                                     "the same kept fraction in every layer, normalized = scores divided by their "
-                                     "layer's mean before a network-wide ranking. Every variant:"))
+            blocks.append(Block("p", "Baselines run in several variants are ranked, and drawn, at their best variant "
+                                     "(highest mean AUC), named in brackets: global = raw scores ranked network-wide, "
+                                     "uniform = the same kept fraction in every layer, normalized = scores divided by "
+                                     "their layer's mean before a network-wide ranking."))
             blocks.append(Block("table", table=leaderboard_cells(variants.assign(rank=range(1, len(variants) + 1)),
-                                                                 fixed_fractions)))
+                                                                 fixed_fractions),
+                                fold=f"Every variant ({len(variants)} rows)", role="leaderboard"))
         if len(weights):
             blocks.append(Block("h3", "Ranked on kept weights"))
-            blocks.append(Block("table", table=leaderboard_cells(weights, fixed_fractions)))
+            blocks.append(Block("table", table=leaderboard_cells(weights, fixed_fractions), role="leaderboard"))
             blocks.append(Block("p", f"{PARAM_FOOTNOTE} Its AUC is over kept weights, so it is ranked apart from the "
                                      "unit-level methods."))
         paper_lines = reference_items(references, pair, rows["method"].tolist())
         if paper_lines:
             blocks.append(Block("p", "Paper figures for this pair (GTAP, arXiv 2311.10468):"))
             blocks.append(Block("list", items=paper_lines))
-        for kind, caption in (
-            ("curves", "Compression curves: mean over seeds, band ±1 sd; dotted vertical line: MCUE's d."),
-            ("cost_curves", "The same curves against the physically pruned network's MACs, parameters and measured "
-                            "latency (units removed with Torch-Pruning; unit-axis methods)."),
-            ("mcue", "MCUE variance over (p, q), first seed; the star is t* on the p = q diagonal."),
-            ("index_vs_magnitude", "Power index vs weight magnitude per layer (GTAP Fig. 8), Top-n GTAP entries."),
-            ("learning_curves", "Learning curves of the trained networks: train and validation split per epoch."),
+        for kind, caption, fold in (
+            ("curves", "Compression curves on kept units: mean over seeds, band ±1 sd; dotted vertical line: MCUE's "
+                       "d. Baselines at their best variant.", ""),
+            ("curves_weights", f"Compression curves on kept weights ({PARAM_MARK} methods), apart from the units.", ""),
+            ("cost_curves", "The unit curves against the physically pruned network's MACs, parameters and measured "
+                            "latency (units removed with Torch-Pruning).", ""),
+            ("variants", "Every variant of the baselines run in several.", "Figure: every variant of the baselines"),
+            ("mcue", "MCUE variance over (p, q), first seed; the star is t* on the p = q diagonal.",
+             "Figure: MCUE's variance over (p, q)"),
+            ("index_vs_magnitude", "Power index vs weight magnitude per layer (GTAP Fig. 8), Top-n GTAP entries.",
+             "Figure: power index against weight magnitude"),
+            ("learning_curves", "Learning curves of the trained networks: train and validation split per epoch.",
+             "Figure: learning curves"),
         ):
             if (kind, pair) in images:
-                blocks.append(Block("image", text=f"{pair}: {caption}", path=images[(kind, pair)]))
+                blocks.append(Block("image", text=f"{pair}: {caption}", path=images[(kind, pair)], fold=fold,
+                                    **_drawn(data, pair, kind)))
     blocks.append(Block("h2", "Rank correlations between methods"))
     blocks.append(Block("p", "Spearman and Kendall correlations of two methods' unit scores (all units), seed mean."))
     correlation_pairs = [pair for pair in data.pairs if ("correlations", pair) in images]
     if not correlation_pairs:
         blocks.append(Block("p", "No correlations stored."))
     for pair in correlation_pairs:
-        blocks.append(Block("image", text=f"{pair}: rank correlations", path=images[("correlations", pair)]))
+        blocks.append(Block("image", text=f"{pair}: rank correlations", path=images[("correlations", pair)],
+                            fold=f"Figure: rank correlations, {pair}"))
     blocks.append(Block("h2", "Spread over seeds"))
     spread = runs_coverage.rename(columns={"missing_seeds": "missing seeds"})
     if not (spread["missing seeds"] != "").any():
         spread = spread.drop(columns="missing seeds")
-    blocks.append(Block("table", table=spread))
+    if spread[["n_runs", "seeds"]].drop_duplicates().shape[0] == 1:  # the usual case: say it once
+        row = spread.iloc[0]
+        blocks.append(Block("p", f"Every method of every pair has {row['n_runs']} runs, seeds {row['seeds']}."))
+    else:
+        blocks.append(Block("table", table=spread, fold=f"Runs and seeds of each method ({len(spread)} rows)"))
     for pair in data.pairs:
         if ("seed_variance", pair) in images:
-            caption = f"{pair}: AUC per seed and sd of accuracy over seeds"
-            blocks.append(Block("image", text=caption, path=images[("seed_variance", pair)]))
+            caption = f"{pair}: AUC per seed and sd of accuracy over seeds (methods on kept units)"
+            blocks.append(Block("image", text=caption, path=images[("seed_variance", pair)],
+                                **_drawn(data, pair, "seed_variance")))
     blocks.extend(model_blocks(data, references, *model_images))
-    blocks.extend(analysis_blocks(data, analysis_images or {}))
+    blocks.extend(analysis_blocks(data, analysis_images or {}, image_dir))
     return blocks
 
 
-def analysis_blocks(data: SuiteData, images: dict[str, list[tuple[str, str]]]) -> list[Block]:
+TALL_FIGURE = 1000  # px: an analysis figure taller than a screen is folded away
+
+
+def _height(path: Path) -> int:
+    from PIL import Image
+
+    with Image.open(path) as image:
+        return image.size[1]
+
+
+def analysis_blocks(data: SuiteData, images: dict[str, list[tuple[str, str]]],
+                    image_dir: Path | None = None) -> list[Block]:
     """A section per analysis: each of its tables summarised over seeds, then its registered plots, if any.
 
     Args:
         data: the suite's results (``data.analyses``: "ANALYSIS/TABLE" -> table).
         images: analysis -> (image file name, caption) pairs from its registered plot.
+        image_dir: the folder holding those images now; given, a figure taller than ``TALL_FIGURE`` is folded.
 
     Returns:
         The blocks (none when the suite ran no analysis).
@@ -367,11 +412,45 @@ def analysis_blocks(data: SuiteData, images: dict[str, list[tuple[str, str]]]) -
                                  "over seeds (and over the rows of a seed), with the sample sd over seeds."))
         for key in keys:
             summary = analysis_summary(data.analyses[key])
-            blocks.append(Block("h3", key.split("/")[1]))
-            blocks.append(Block("table", table=summary.map(_cell)))
+            blocks.append(Block("table", table=summary.map(_cell), csv=analysis_csv_name(key),
+                                fold=f"{key.split('/')[1]}: summary over seeds ({len(summary)} rows; every row of "
+                                     "every seed in the CSV)"))
         for name, caption in images.get(analysis, []):
-            blocks.append(Block("image", text=caption, path=name))
+            tall = image_dir is not None and _height(Path(image_dir) / name) > TALL_FIGURE
+            blocks.append(Block("image", text=caption, path=name, fold=f"Figure: {caption}" if tall else ""))
     return blocks
+
+
+def _drawn(data: SuiteData, pair: str, kind: str) -> dict[str, object]:
+    """A method figure's axis and the methods it draws (``Block.role`` and ``Block.methods``), from the same
+    selection the plot made (:func:`reports.tables.drawn_methods`)."""
+    if kind in ("curves", "cost_curves", "seed_variance"):
+        return {"role": "units", "methods": tuple(drawn_methods(data, pair)["method"])}
+    if kind == "variants":
+        return {"role": "units", "methods": tuple(drawn_methods(data, pair, variants=True)["method"])}
+    if kind == "curves_weights":
+        return {"role": "weights", "methods": tuple(drawn_methods(data, pair, axis=PARAM_AXIS)["method"])}
+    return {}
+
+
+def analysis_csv_name(key: str) -> str:
+    """The CSV beside the report that holds an analysis table ("ANALYSIS/TABLE") for every pair and seed."""
+    return f"analysis_{file_stem(key.replace('/', '_'))}.csv"
+
+
+def headline_blocks(data: SuiteData, board: pd.DataFrame) -> list[Block]:
+    """The headline: per pair and axis, the best method and whether it beats the runner-up and the best method
+    of the other kind beyond seed noise (see :mod:`reports.headline`)."""
+    found = headlines(data, board)
+    if not found:
+        return []
+    return [
+        Block("h2", "Headline"),
+        Block("list", items=tuple(h.sentence() for h in found)),
+        Block("p", f"Differences are in AUC. Test: {TEST_NAME} of the per-seed AUCs on the seeds both methods have "
+                   f"(beyond seed noise: p < {ALPHA:g}; two tests per line, no correction for multiple comparisons). "
+                   "Baselines are compared at their best variant."),
+    ]
 
 
 def _cell(value: object) -> str:
@@ -383,6 +462,8 @@ def _cell(value: object) -> str:
 # plot kind -> function name on reports.plots, looked up at call time (so tests can patch one to fail).
 PLOT_FUNCTIONS = {
     "curves": "plot_curves",
+    "curves_weights": "plot_weight_curves",
+    "variants": "plot_variant_curves",
     "cost_curves": "plot_cost_curves",
     "learning_curves": "plot_learning_curves",
     "mcue": "plot_mcue_grid",
@@ -450,7 +531,7 @@ def build_report(
         generated_at: the time written in the header (now, UTC, if None).
 
     Returns:
-        The written paths (PNGs, then report.md and report.html).
+        The written paths (PNGs, the analyses' tables as CSV, then report.md and report.html).
 
     Raises:
         ReportError: the suite has no finished runs; nothing is written.
@@ -468,14 +549,18 @@ def build_report(
         board = leaderboard(data, fixed_fractions=fixed_fractions, references=references)
         blocks = report_blocks(
             data, board, mcue_summary(data, references), coverage(data), images, references, fixed_fractions,
-            generated_at, analysis_images, model_images,
+            generated_at, analysis_images, model_images, staging,
         )
+        tables = []
+        for key, table in data.analyses.items():
+            tables.append(analysis_csv_name(key))
+            table.to_csv(staging / tables[-1], index=False)
         (staging / "report.md").write_text(render_markdown(blocks), encoding="utf-8")
         title = f"coalition-bench: {data.suite} ({data.profile})"
         (staging / "report.html").write_text(render_html(blocks, title, image_dir=staging), encoding="utf-8")
         extra = [name for pictures in analysis_images.values() for name, _ in pictures]
         extra += [*model_images[0].values(), *model_images[1].values()]
-        names = [*sorted(set(images.values()) | set(extra)), "report.md", "report.html"]
+        names = [*sorted(set(images.values()) | set(extra)), *tables, "report.md", "report.html"]
         out_dir.mkdir(parents=True, exist_ok=True)
         written = []
         for name in names:

@@ -61,6 +61,34 @@ def method_table(data: SuiteData, pair: str) -> pd.DataFrame:
     return runs.drop_duplicates("method")[["method", "scorer", "family", "strategy", "axis"]].reset_index(drop=True)
 
 
+def drawn_methods(data: SuiteData, pair: str, *, axis: str | None = None, variants: bool = False) -> pd.DataFrame:
+    """The methods a figure of one pair draws: :func:`method_table`'s rows on one axis, each baseline run in several
+    variants at its best variant only (highest mean AUC, as the leaderboard ranks it), unless ``variants``.
+
+    Args:
+        data: the suite's results.
+        pair: the pair.
+        axis: keep only methods on this axis ("unit_fraction", or ``PARAM_AXIS``); None: "not PARAM_AXIS".
+        variants: keep every variant instead, of the baselines that have several (for the variants figure).
+
+    Returns:
+        The rows, in :func:`method_table`'s order, with a ``variant_of`` column.
+    """
+    runs = data.runs[data.runs["pair"] == pair]
+    table = method_table(data, pair)
+    of = runs.drop_duplicates("method").set_index("method")["variant_of"] if "variant_of" in runs else None
+    table = table.assign(variant_of=[of.get(m, m) if of is not None and isinstance(of.get(m), str) else m
+                                     for m in table["method"]])
+    table = table[table["axis"] == axis] if axis is not None else table[table["axis"] != PARAM_AXIS]
+    auc = pd.to_numeric(runs["auc"], errors="coerce").groupby(runs["method"]).mean()
+    sizes = table.groupby("variant_of")["method"].transform("size")
+    if variants:
+        return table[sizes > 1].reset_index(drop=True)
+    best = (table.assign(_auc=table["method"].map(auc).fillna(-np.inf))
+            .sort_values("_auc", ascending=False, kind="stable").drop_duplicates("variant_of"))
+    return table[table["method"].isin(best["method"])].reset_index(drop=True)
+
+
 def mean_keep_prob(data: SuiteData, pair: str) -> float:
     """MCUE's d for a pair, averaged over seeds (from mcue_runs, else from the runs' keep_prob_d).
 
@@ -127,19 +155,19 @@ def cost_curve_summary(data: SuiteData, pair: str) -> pd.DataFrame:
     ``physical: true``).
 
     Returns:
-        Columns method, target_fraction, accuracy_mean, accuracy_sd, one column per cost axis, n_seeds; empty when no
-        curve of the pair has MAC counts.
+        Columns method, target_fraction, accuracy_mean, accuracy_sd, one column per cost axis, n_seeds and
+        latency_b256_ms_sd (the latency's sample sd over seeds); empty when no curve of the pair has MAC counts.
     """
     columns = ["method", "target_fraction", "accuracy_mean", "accuracy_sd", *COST_AXES, "n_seeds"]
     if "mac_fraction" not in data.curves:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=[*columns, "latency_b256_ms_sd"])
     curves = data.curves[data.curves["pair"] == pair]
     curves = curves[~curves["is_mcue_point"].fillna(False).astype(bool)]
     curves = curves.assign(**{name: pd.to_numeric(curves[name], errors="coerce")
                               for name in ("mac_fraction", "params", "latency_b256", "accuracy")})
     curves = curves[curves["mac_fraction"].notna()]
     if curves.empty:
-        return pd.DataFrame(columns=columns)
+        return pd.DataFrame(columns=[*columns, "latency_b256_ms_sd"])
     full = curves.groupby("run_id")["params"].transform("max")  # every curve ends at the unpruned network
     curves = curves.assign(param_share=curves["params"] / full, latency_b256_ms=curves["latency_b256"] * 1000)
     per_seed = curves.groupby(["method", "target_fraction", "seed"], as_index=False, sort=False)[
@@ -149,7 +177,9 @@ def cost_curve_summary(data: SuiteData, pair: str) -> pd.DataFrame:
     summary["accuracy_mean"] = grouped["accuracy"].mean()
     summary["accuracy_sd"] = grouped["accuracy"].agg(sample_sd)
     summary["n_seeds"] = grouped["seed"].nunique()
-    return summary.reset_index()[columns].sort_values(["method", "target_fraction"]).reset_index(drop=True)
+    summary["latency_b256_ms_sd"] = grouped["latency_b256_ms"].agg(sample_sd)
+    return summary.reset_index()[[*columns, "latency_b256_ms_sd"]].sort_values(
+        ["method", "target_fraction"]).reset_index(drop=True)
 
 
 def accuracy_sd_matrix(data: SuiteData, pair: str) -> pd.DataFrame:

@@ -4,10 +4,12 @@
     python tests/browser_check.py [--out DIR] [--shots DIR]
 
 Checks, at each width: the page does not scroll sideways (every table fits or scrolls inside its own container),
-every image is embedded as a data: URI (so it shows in MLflow's artifact preview too), has loaded, and links to its
-full-size PNG beside the report. Screenshots of the whole page go to ``--shots`` (report-1024.png, report-1400.png).
-Exits 0 when every check passes, 1 listing the problems, 2 when no Chromium is installed (Debian: ``apt-get install
-chromium``). ``tests/test_report_browser.py`` runs the same checks under pytest and skips without Chromium.
+no leaderboard scrolls sideways even inside its container, no figure is wider than the page's text column, no
+kept-units figure draws a method ranked on kept weights, and every image is embedded as a data: URI (so it shows in
+MLflow's artifact preview too), has loaded, and links to its full-size PNG beside the report. Screenshots of the
+whole page go to ``--shots`` (report-1024.png, report-1400.png). Exits 0 when every check passes, 1 listing the
+problems, 2 when no Chromium is installed (Debian: ``apt-get install chromium``). ``tests/test_report_browser.py``
+runs the same checks under pytest and skips without Chromium.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ WIDTHS = (1024, 1400)
 CHROMIUM_NAMES = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable")
 # Chromium's screenshots of taller windows fail or come back blank; a longer report is cut there.
 MAX_SHOT_HEIGHT = 16000
+MAX_FIGURE_WIDTH = 1400  # px: the report's widest text column
 RESULT_ID = "browser-check-result"
 # Runs after every image has loaded; reads the layout and writes it into the DOM that --dump-dom prints.
 MEASURE_SCRIPT = """
@@ -49,6 +52,15 @@ window.addEventListener("load", () => {
       width: table.getBoundingClientRect().width,
       container_width: table.parentElement.clientWidth,
       scrolls: getComputedStyle(table.parentElement).overflowX === "auto",
+      role: table.dataset.role || "",
+      folded: table.closest("details") !== null,
+      weight_methods: [...table.querySelectorAll("td")].map((td) => td.textContent.trim())
+        .filter((text) => text.endsWith("\u2020")).map((text) => text.slice(0, -1).replace(/ ?\\(.*\\)$/, "")),
+    })),
+    figures: [...document.querySelectorAll("figure")].map((figure) => ({
+      role: figure.dataset.role || "",
+      methods: (figure.dataset.methods || "").split(" ").filter(Boolean),
+      caption: figure.querySelector("figcaption") ? figure.querySelector("figcaption").textContent.slice(0, 60) : "",
     })),
   };
   const out = document.createElement("script");
@@ -160,6 +172,21 @@ def problems(layout: dict, width: int, report_dir: Path) -> list[str]:
         if table["width"] > table["container_width"] + 1 and not table["scrolls"]:
             found.append(f"{width} px: table {number} is {table['width']:.0f} px wide in {table['container_width']} "
                          "px and its container does not scroll")
+        elif table.get("role") == "leaderboard" and not table.get("folded") \
+                and table["width"] > table["container_width"] + 1:
+            found.append(f"{width} px: leaderboard {number} scrolls sideways ({table['width']:.0f} px in "
+                         f"{table['container_width']} px): its last columns are hidden")
+    for image in layout["images"]:
+        if image["natural_width"] > MAX_FIGURE_WIDTH:
+            found.append(f"{width} px: image '{image['alt'][:60]}' is {image['natural_width']} px wide, wider than "
+                         f"the page ({MAX_FIGURE_WIDTH} px), so its text is always shrunk")
+    weights = {m for table in layout["tables"] for m in table.get("weight_methods", [])}
+    weights |= {m for figure in layout.get("figures", []) if figure["role"] == "weights" for m in figure["methods"]}
+    for figure in layout.get("figures", []):
+        mixed = sorted(weights & set(figure["methods"])) if figure["role"] == "units" else []
+        if mixed:
+            found.append(f"{width} px: figure '{figure['caption']}' draws methods ranked on kept weights ({mixed}) "
+                         "on a kept-units figure")
     return found
 
 

@@ -118,8 +118,10 @@ def test_bench_analyze_writes_the_tables_and_plots(tmp_path, tiny_mnist, capsys)
             "--out", str(out), "--no-progress", "--param", "ks_samples=9", "--param", "bootstrap=20"]
     assert main(argv) == 0
     names = {p.name for p in out.iterdir()}
-    assert {"summary.csv", "fits.csv", "layer_equality.csv", "report.html", "report.md",
-            f"microstructure_fits_{TINY_PAIR.name}.png"} <= names
-    assert "Analysis: microstructure" in (out / "report.md").read_text()
+    tables = {f"analysis_microstructure_{name}.csv" for name in ("summary", "fits", "layer_equality")}
+    assert tables | {"report.html", "report.md", f"microstructure_fits_{TINY_PAIR.name}.png"} <= names
+    report = (out / "report.md").read_text()
+    assert "Analysis: microstructure" in report
+    assert all(f"]({name})" in report for name in tables)  # each folded table links its CSV, which is there
     assert main([*argv[:-4], "--param", "direction=sideways"]) == 2
     assert "unknown direction 'sideways'" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import dataclasses
 import zlib
+from datetime import UTC, datetime
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 import reports.plots as plots
 from reports import ReportError, SuiteData, build_report, load_references, plot_mcue
 from reports.leaderboard import best_variants, coverage, leaderboard, mcue_summary
-from reports.render import CSS, column_classes, leaderboard_cells
+from reports.render import CSS, column_classes, leaderboard_cells, report_blocks
 from reports.tables import index_vs_magnitude_table, mean_seed_spearman, method_families, method_table
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -384,9 +385,15 @@ def test_curves_repeat_only_non_power_index_methods_in_other_panels(suite, tmp_p
     panels = {ax.get_title(): {line.get_label() for line in ax.lines} for ax in figures[0].axes}
     assert set(panels) == {"top-n", "iterated-building"}
     # iterated-building's own GTAP entry, plus every baseline thin; the other GTAP entries stay in their own panel.
-    assert panels["iterated-building"] >= {"gtap-beta-iter-build", "wmp", "wmp-weights (params)", "random"}
+    assert panels["iterated-building"] >= {"gtap-beta-iter-build", "wmp", "random"}
     assert not panels["iterated-building"] & {"gtap-beta-top-n", "gtap-shapley-top-n"}
     assert "gtap-beta-iter-build" not in panels["top-n"]
+    # One axis per figure: the param-axis method is drawn on its own figure, never among the unit curves.
+    assert not any("wmp-weights" in labels for labels in panels.values())
+    figures.clear()
+    assert [path.name for path in plots.plot_weight_curves(lenet, tmp_path)] == ["curves_weights_lenet5-mnist.png"]
+    drawn = {line.get_label() for ax in figures[0].axes for line in ax.lines if not line.get_label().startswith("_")}
+    assert drawn == {"wmp-weights"}
 
 
 def test_curve_styles_tell_families_indices_strategies_and_axes_apart():
@@ -528,7 +535,7 @@ def test_html_tables_scroll_in_their_own_box_and_align_by_content(report):
     classes = {name: kind for table in parts.tables for name, kind in zip(table["names"], table["headers"],
                                                                            strict=True)}
     assert classes["pair"] == classes["method"] == "name"  # the spread table's first column reads like the board's
-    assert classes["AUC"] == classes["n_seeds"] == classes["evaluations"] == "num"
+    assert classes["AUC"] == classes["n_seeds"] == classes["cost"] == "num"
     assert "<th class=\"num\">n_<wbr>seeds</th>" in (out_dir / "report.html").read_text(encoding="utf-8")
     assert column_classes(pd.DataFrame({"a": ["x", "1"], "b": ["1", "–"], "c": ["0.9 ± 0.1", ""]})) == ["", "num",
                                                                                                       "num"]
@@ -648,3 +655,72 @@ def test_mcue_sentence_gives_t_star_per_reading():
     sentence = mcue_sentence(summary)
     assert "t* per reading: correct 0.475" in sentence and "entropy 0.675 ± 0.050" in sentence
     assert "onehot" not in sentence  # a reading an old store lacks is left out, not shown as nan
+
+
+def test_the_headline_says_which_differences_are_beyond_seed_noise():
+    """beta beats wmp by 0.1 on every seed (beyond noise); beta and banzhaf swap places across seeds (within)."""
+    from reports.headline import headlines
+
+    methods = {
+        "gtap-beta-top-n": ("gtap", "power-index", "top-n", "unit_fraction", (0.90, 0.92, 0.91)),
+        "gtap-banzhaf-top-n": ("gtap", "power-index", "top-n", "unit_fraction", (0.905, 0.91, 0.90)),
+        "wmp": ("wmp", "magnitude", "top-n", "unit_fraction", (0.80, 0.815, 0.81)),
+        "wmp-unstructured": ("wmp", "magnitude", "top-n", "param_fraction", (0.95, 0.95, 0.95)),
+    }
+    data = synthetic_suite(methods, {"lenet300-mnist": 0.825})
+    found = headlines(data, leaderboard(data, references=[]))
+    assert [(h.pair, h.axis, h.method) for h in found] == [("lenet300-mnist", "unit_fraction", "gtap-beta-top-n"),
+                                                           ("lenet300-mnist", "param_fraction", "wmp-unstructured")]
+    units = found[0]
+    assert [(c.role, c.method, c.verdict) for c in units.comparisons] == [
+        ("the runner-up", "gtap-banzhaf-top-n", "within seed noise"),
+        ("the best baseline", "wmp", "beyond seed noise"),
+    ]
+    assert units.comparisons[1].p < 0.05 < units.comparisons[0].p
+    assert units.sentence() == (
+        f"lenet300-mnist, kept units: gtap-beta-top-n, AUC 0.910 ± 0.010 (3 seeds); +0.005 over the runner-up "
+        f"gtap-banzhaf-top-n (0.905 ± 0.005), within seed noise (p = {units.comparisons[0].p:.2g}); +0.102 over the "
+        f"best baseline wmp (0.808 ± 0.008), beyond seed noise (p < 0.001).")
+    assert found[1].sentence().endswith("the only method on this axis.")  # the weight axis is never mixed in
+    blocks = report_blocks(data, leaderboard(data, references=[]), mcue_summary(data, []), coverage(data), {}, [],
+                           (0.1,), datetime(2026, 1, 1, tzinfo=UTC))
+    assert [b.kind for b in blocks[3:6]] == ["h2", "list", "p"] and blocks[3].text == "Headline"
+
+
+def test_a_baseline_is_drawn_at_its_best_variant_and_every_variant_on_its_own(tmp_path, monkeypatch):
+    methods = {
+        "gtap-beta-top-n": ("gtap", "power-index", "top-n", "unit_fraction", (0.90, 0.92, 0.91)),
+        "wmp-global": ("wmp", "magnitude", "top-n", "unit_fraction", (0.70, 0.71, 0.72)),
+        "wmp-uniform": ("wmp", "magnitude", "top-n", "unit_fraction", (0.80, 0.81, 0.82)),
+    }
+    data = synthetic_suite(methods, {"lenet300-mnist": 0.825})
+    data = with_runs(data, data.runs.assign(variant_of=data.runs["method"].str.replace(r"-(global|uniform)$", "",
+                                                                                       regex=True)))
+    figures = []
+    real_close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: (figures.append(fig), real_close(fig)))
+
+    def labels(figure):
+        return {line.get_label() for ax in figure.axes for line in ax.lines if not line.get_label().startswith("_")}
+
+    plots.plot_curves(data, tmp_path)
+    assert labels(figures[-1]) == {"gtap-beta-top-n", "wmp-uniform"}
+    plots.plot_variant_curves(data, tmp_path)
+    assert labels(figures[-1]) >= {"wmp-global", "wmp-uniform"} and "gtap-beta-top-n" not in labels(figures[-1])
+    plots.plot_seed_variance(data, tmp_path)
+    ticks = {tick.get_text() for tick in figures[-1].axes[0].get_yticklabels()}
+    assert ticks == {"gtap-beta-top-n", "wmp-uniform"}
+    heatmap_rows = [tick.get_text() for tick in figures[-1].axes[1].get_yticklabels()]
+    assert heatmap_rows == [tick.get_text() for tick in figures[-1].axes[0].get_yticklabels()]  # one order
+
+
+def test_long_tables_fold_and_link_their_csv(tmp_path):
+    from browser_check import build_synthetic_report
+
+    report = build_synthetic_report(tmp_path / "report")
+    page = report.read_text(encoding="utf-8")
+    assert '<details><summary>layers: summary over seeds' in page
+    assert '<a href="analysis_microstructure_layers.csv" target="_blank">' in page
+    stored = pd.read_csv(report.parent / "analysis_microstructure_layers.csv")
+    assert len(stored) == 12 and {"pair", "seed", "layer"} <= set(stored.columns)  # every row of every seed
+    assert "Every method of every pair has" in page or "<summary>Runs and seeds" in page
