@@ -333,11 +333,12 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bench.naming import suite_view
     from bench.plan import plan
     from bench.runner import preflight_data, run_suite
     from bench.selection import check_plan_size, parse_seeds, select
     from bench.suite import load_suite
-    from bench.tracking import Tracker
+    from bench.tracking import RunsView, Tracker
 
     suite = load_suite(args.suite, profile=args.profile)
     as_written = suite
@@ -349,7 +350,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.tuned:
         import dataclasses
 
-        from bench.tracking import load_tuned
+        from bench.frames import load_tuned
 
         studies = Tracker(uri, args.tune_experiment or f"{suite.name}-tune", create=False)
         models = sorted({suite.pair(name).model for name in suite.pairs})
@@ -392,7 +393,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"no report: {err}", file=sys.stderr)
         else:
             print(f"report: {paths[-1]}")
-    print(f"see it: {tracker.runs_page()}")
+    print(f"see it: {tracker.runs_page(RunsView(**suite_view(as_written)))}")
     return 1 if outcome.failed else 0
 
 

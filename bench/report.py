@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from bench.frames import load_frames
 from bench.runner import aggregates
-from bench.tracking import Tracker, load_frames
+from bench.tracking import Tracker
 from reports.data import CORRELATION_COLUMNS, ReportError, SuiteData
 
 

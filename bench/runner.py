@@ -22,10 +22,12 @@ import pandas as pd
 
 from bench import pipeline
 from bench.claims import Acquired, Claims
+from bench.frames import load_frames
+from bench.naming import LATENCY_BATCHES, auc_metric, latency_metric, run_name
 from bench.plan import RunSpec, config_hash, plan
 from bench.streams import Stream, stream
 from bench.suite import Suite, SuiteError
-from bench.tracking import Tracker, flatten, git_commit, load_frames
+from bench.tracking import DataSplit, Tracker, flatten, git_commit, source_tags
 from datasets.errors import one_line
 from methods.analyses.base import AnalysisInput, rank_correlations, seed_spread
 from methods.pruning.curves import MAC_REDUCTIONS, accuracy_at_mac_fraction, area_under_curve
@@ -35,28 +37,16 @@ from methods.scorers import UNIT_AXIS
 # which the UI's charts label only "Step".
 RUN_NOTES = {
     "method": "curve/* metrics: step = kept fraction in per mille (step 200 = 20 % of units kept, of parameters for "
-              "param-axis methods); a step off the grid is MCUE's d. auc = test accuracy averaged over the "
-              "kept-fraction grid.",
+              "param-axis methods); a step off the grid is MCUE's d; curve/latency_ms_* in milliseconds. auc_units "
+              "(unit-axis methods) or auc_weights (param-axis methods) = test accuracy averaged over the "
+              "kept-fraction grid; the two are not comparable.",
     "mcue": ("mcue/diagonal_variance: step = p = q in per mille; t_star is its argmax, keep_prob = d = 1 - t_star; "
              "t_star_READING is the argmax for each reading (correct, confidence, entropy, onehot)."),
     "train": "train/* and val/* metrics: step = epoch.",
 }
-PARENT_NOTE = ("One nested run per (pair, method, seed), named METHOD sN (tag 'pair' says which pair). AUC mean and "
-               "sd over seeds per pair and method: seed_variance.csv; the leaderboard: report/report.html.")
-
-
-def run_name(spec: RunSpec) -> str:
-    """A run's name in the MLflow UI, short enough for its Run Name column: the method without the "gtap-" that
-    every GTAP entry shares, and the seed ("beta-iter-prune s0"; "train s0" and "mcue s0" for the other kinds). The
-    pair is the run's tag, not part of its name.
-
-    Args:
-        spec: the planned run.
-
-    Returns:
-        The name.
-    """
-    return f"{spec.method.removeprefix('gtap-')} s{spec.seed}"
+PARENT_NOTE = ("One nested run per (pair, method, seed), named PAIR METHOD sN in abbreviations (the tags 'pair' and "
+               "'method' say them in full; docs/tracking.md has the table). AUC mean and sd over seeds per pair and "
+               "method: seed_variance.csv; the leaderboard: report/report.html.")
 
 
 @dataclass
@@ -122,7 +112,7 @@ def run_suite(suite: Suite, tracker: Tracker, *, device: str = "auto", data_dir:
     todo = [s for s in specs if s.config_hash not in done]
     commit = git_commit()
     common_tags = {"suite": suite.name, "profile": suite.profile, "git_commit": commit,
-                   "device": _device_name(torch_device)}
+                   "device": _device_name(torch_device), **source_tags("bench run", commit)}
     label = suite.profile if scope == "full" else f"{suite.profile}, {scope}"
     parent_id = tracker.open_parent(
         suite_hash=suite_hash(suite, specs), run_name=f"{suite.name} ({label})",
@@ -228,6 +218,11 @@ def _run_group(suite: Suite, tracker: Tracker, claims: Claims, parent_id: str, p
         return held
     trained_metrics = {"trained_test_accuracy": trained.metrics["test_accuracy"],
                        "trained_val_accuracy": trained.metrics["val_accuracy"]}
+    splits = _data_splits(pair, trained.splits, data_dir)
+    # What each kind of run read: training all three splits, MCUE the validation split, a method the validation
+    # split (its scores) and the test split (its curve); the split its headline numbers come from first.
+    inputs = {"train": [splits["train"], splits["validation"], splits["test"]], "mcue": [splits["validation"]],
+              "method": [splits["test"], splits["validation"]]}
     layers = {g.name: np.arange(g.players.start, g.players.stop) for g in problem.groups} if problem else {}
     latency_cache: dict = {}  # pruned-network shapes -> latency, shared by this trained network's runs
     wants_scores = any(entry.analysis.wants_scores for entry in suite.analyses)
@@ -266,13 +261,28 @@ def _run_group(suite: Suite, tracker: Tracker, claims: Claims, parent_id: str, p
                 params.update({f"resolved.{k}": v for k, v in metrics.pop("_params").items()})
             ended = mcue_window[1] if spec.kind == "mcue" else time.time()
             tracker.log_run(parent_id=parent_id, run_name=run_name(spec), tags=tags, params=params, metrics=metrics,
-                            step_metrics=steps, artifacts=artifacts, started=started, ended=ended)
+                            step_metrics=steps, artifacts=artifacts, datasets=inputs[spec.kind], started=started,
+                            ended=ended)
             outcome.finished += 1
         except Exception as err:  # noqa: BLE001 - one failed method must not stop the suite
             _log_failure(tracker, parent_id, spec, common_tags, err, outcome, started=started)
         claims.release(spec.config_hash)
         bar.update(1)
     return held
+
+
+def _data_splits(pair: Any, splits: Any, data_dir: str | None) -> dict[str, DataSplit]:
+    """The pair's train, validation and test splits as the runs' dataset inputs; a split's digest hashes what
+    determines its examples (the dataset, its options, the split and its size)."""
+    from datasets.paths import resolve_data_root
+
+    root = str(resolve_data_root(data_dir))
+    out = {}
+    for split, data in (("train", splits.train), ("validation", splits.val), ("test", splits.test)):
+        identity = {"dataset": pair.dataset, "options": pair.dataset_options, "split": split, "rows": len(data)}
+        out[split] = DataSplit(dataset=pair.dataset, split=split, digest=config_hash(identity)[:8], source=root,
+                               rows=len(data))
+    return out
 
 
 def _count(got: Acquired, spec: RunSpec, outcome: SuiteOutcome, held: list[tuple[RunSpec, str]], bar: Any) -> None:
@@ -450,7 +460,7 @@ def _method_run(suite: Suite, spec: RunSpec, trained: Any, problem: Any, test_ga
     on_grid = [p for p in experiment.points if any(math.isclose(p.target_fraction, g) for g in grid)]
     at_d = [p.accuracy for p in experiment.points if d is not None and on_units and math.isclose(p.target_fraction, d)]
     metrics: dict[str, Any] = {
-        "auc": area_under_curve(on_grid, axis=entry.axis),
+        auc_metric(entry.axis): area_under_curve(on_grid, axis=entry.axis),
         "accuracy_at_d": at_d[0] if at_d else math.nan,
         "keep_prob_d": d if d is not None else math.nan,
         "n_evaluations": max(p.n_evaluations for p in experiment.points),
@@ -461,11 +471,15 @@ def _method_run(suite: Suite, spec: RunSpec, trained: Any, problem: Any, test_ga
         "seconds": experiment.seconds,
         "_params": {k: v for k, v in experiment.params.items() if k not in entry.params},
     }
+    physical = bool(spec.config.get("physical"))
     steps = {
         f"curve/{name}": [(round(1000 * p.target_fraction), getattr(p, name)) for p in experiment.points]
         for name in ("accuracy", "unit_fraction", "param_fraction", "n_evaluations", "seconds",
-                     *(("mac_fraction", "latency_b1", "latency_b256") if spec.config.get("physical") else ()))
+                     *(("mac_fraction",) if physical else ()))
     }
+    for batch in LATENCY_BATCHES if physical else ():  # seconds in curve.csv, milliseconds as metrics
+        steps[latency_metric(batch)] = [(round(1000 * p.target_fraction), 1000 * getattr(p, f"latency_b{batch}"))
+                                        for p in experiment.points]
     artifacts: dict[str, Any] = {"curve.csv": curve}
     if experiment.path is not None and experiment.path.first_scores is not None:
         unit_layer = np.empty(problem.n_units, dtype=object)
@@ -485,7 +499,7 @@ def aggregates(frames: dict[str, pd.DataFrame]) -> tuple[dict[str, float], dict[
     """Seed variance of the AUC and of each point, and rank correlations between methods, from stored results.
 
     Args:
-        frames: ``bench.tracking.load_frames`` of the suite's runs.
+        frames: ``bench.frames.load_frames`` of the suite's runs.
 
     Returns:
         Metrics for the parent run (``n_method_runs``, the finished method runs these aggregates are computed from;

@@ -12,6 +12,10 @@ Layout of a suite in the store (one experiment, by default named after the suite
   times of that work, so a killed process leaves at most one unfinished run, which the next invocation deletes and
   redoes.
 * while a run is computed, a **claim** on its config hash (``tags.kind = claim``, see ``bench.claims``).
+* on the experiment, the saved view of the runs table that ``bench run``'s "see it" address opens
+  (``Tracker.runs_page``).
+
+Reading the runs back into DataFrames is ``bench.frames``; run and metric names are ``bench.naming``.
 """
 
 from __future__ import annotations
@@ -34,19 +38,6 @@ import pandas as pd
 
 from bench.errors import TrackingError
 from datasets.errors import one_line
-from reports.data import (
-    ANALYSIS_KEY_COLUMNS,
-    CLASS_COLUMNS,
-    CURVE_COLUMNS,
-    HISTORY_COLUMNS,
-    MCUE_COLUMNS,
-    MCUE_READINGS,
-    MCUE_RUN_COLUMNS,
-    MODEL_COLUMNS,
-    PREDICTION_COLUMNS,
-    RUN_COLUMNS,
-    SCORE_COLUMNS,
-)
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 DEFAULT_UI = "http://127.0.0.1:5000"  # where `mlflow ui` serves by default
@@ -176,12 +167,82 @@ def git_commit() -> str:
     return head + ("+dirty" if dirty else "")
 
 
+def source_tags(entry_point: str, commit: str) -> dict[str, str]:
+    """The tags the MLflow UI's Source and Version columns show: what ran (e.g. "bench run") and the project's
+    commit (``git_commit()``; its "+dirty" stays in the run's own ``git_commit`` tag)."""
+    tags = {"mlflow.source.type": "LOCAL", "mlflow.source.name": entry_point}
+    if commit != "unknown":
+        tags["mlflow.source.git.commit"] = commit.removesuffix("+dirty")
+    return tags
+
+
 @dataclass(frozen=True)
 class StoredRun:
     run_id: str
     status: str
     start_time: int
     tags: dict[str, str]
+
+
+@dataclass(frozen=True)
+class DataSplit:
+    """A split of a dataset that a run read, logged as one of the run's dataset inputs.
+
+    Args:
+        dataset: the dataset's registry name (the input's name).
+        split: "train", "validation" or "test" (the input's context).
+        digest: identifies the split's examples (MLflow keeps one input per name and digest, so it differs by split).
+        source: where the data was read from.
+        rows: how many examples the split has.
+    """
+
+    dataset: str
+    split: str
+    digest: str
+    source: str
+    rows: int
+
+    def as_input(self) -> Any:
+        from mlflow.entities import Dataset, DatasetInput, InputTag
+
+        dataset = Dataset(name=self.dataset, digest=self.digest, source_type="local",
+                          source=json.dumps({"uri": self.source}), profile=json.dumps({"num_rows": self.rows}))
+        return DatasetInput(dataset, tags=[InputTag("mlflow.data.context", self.split)])
+
+
+SHARED_VIEW_TAG = "mlflow.sharedViewState."  # experiment tags that hold the MLflow UI's saved runs-table views
+
+
+@dataclass(frozen=True)
+class RunsView:
+    """A saved view of the MLflow UI's runs table: which runs, in which order, with which columns.
+
+    Args:
+        key: the view's id in the experiment, and the ``viewStateShareKey`` of the address that opens it.
+        name: what the UI's "Views" menu calls it.
+        search_filter: an MLflow search filter ("tags.kind = 'method'").
+        order_by: the metric the rows are sorted by, highest first (runs without it come last).
+        metrics, tags: the columns shown besides the run name, in this order.
+    """
+
+    key: str
+    name: str
+    search_filter: str
+    order_by: str
+    metrics: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+
+    @property
+    def order_key(self) -> str:
+        """The sort key as the UI writes it (its ``orderByKey``)."""
+        return f"metrics.`{self.order_by}`"
+
+    def saved(self, now_ms: int) -> str:
+        """The experiment tag's value: the UI's saved-view envelope around the table's state (as JSON text)."""
+        columns = [*(f"tags.`{name}`" for name in self.tags), *(f"metrics.`{name}`" for name in self.metrics)]
+        state = {"searchFilter": self.search_filter, "orderByKey": self.order_key, "orderByAsc": False,
+                 "selectedColumns": columns}
+        return json.dumps({"name": self.name, "createdAt": now_ms, "updatedAt": now_ms, "state": json.dumps(state)})
 
 
 class Tracker:
@@ -239,20 +300,35 @@ class Tracker:
         if create:  # a run will write artifacts: find out now, not after its work is done
             _check_artifact_location(self.artifact_location, experiment)
 
-    def runs_page(self, ui: str = DEFAULT_UI) -> str:
+    def runs_page(self, view: RunsView | None = None, ui: str = DEFAULT_UI) -> str:
         """How to see the experiment's runs table in the MLflow UI: the command to start the UI on this store, and
         the page that opens straight on the runs, with the UI in its "Model training" mode (a fresh browser that
         clicks the experiment lands on MLflow 3's GenAI overview instead, which shows none of our runs).
 
         Args:
+            view: the runs, order and columns the page opens with. It is saved in the experiment as one of the
+                UI's saved views (the experiment tag ``mlflow.sharedViewState.KEY``, listed under "Views"), which
+                the page opens by its key. Where the store refuses the tag, the page filters and sorts by its
+                address alone, with the UI's default columns.
             ui: the address ``mlflow ui`` serves on, for a store that is not a server itself.
 
         Returns:
             e.g. "mlflow ui --backend-store-uri sqlite:///mlflow.db, then open
-            http://127.0.0.1:5000/#/experiments/1/runs?workflowType=machine_learning", or "open URI/#/experiments/..."
-            for a tracking server.
+            http://127.0.0.1:5000/#/experiments/1/runs?viewStateShareKey=bench-lenet&workflowType=machine_learning",
+            or "open URI/#/experiments/..." for a tracking server.
         """
-        page = f"#/experiments/{self.experiment_id}/runs?workflowType=machine_learning"
+        from urllib.parse import quote, urlencode
+
+        query: dict[str, str] = {}
+        if view is not None:
+            try:
+                self._client.set_experiment_tag(self.experiment_id, f"{SHARED_VIEW_TAG}{view.key}",
+                                                view.saved(_ms(time.time())))
+                query["viewStateShareKey"] = view.key
+            except Exception:  # noqa: BLE001 - the page still works without the saved view
+                query.update(searchFilter=view.search_filter, orderByKey=view.order_key, orderByAsc="false")
+        query["workflowType"] = "machine_learning"
+        page = f"#/experiments/{self.experiment_id}/runs?{urlencode(query, quote_via=quote)}"
         if self.uri.startswith(("http://", "https://")):
             return f"open {self.uri.rstrip('/')}/{page}"
         return f"mlflow ui --backend-store-uri {self.uri}, then open {ui}/{page}"
@@ -345,14 +421,15 @@ class Tracker:
 
     def log_run(self, *, parent_id: str, run_name: str, tags: Mapping[str, str], params: Mapping[str, Any],
                 metrics: Mapping[str, float], step_metrics: Mapping[str, Sequence[tuple[int, float]]] = (),
-                artifacts: Mapping[str, Any] = (), status: str = "FINISHED", started: float | None = None,
-                ended: float | None = None) -> str:
+                artifacts: Mapping[str, Any] = (), datasets: Sequence[DataSplit] = (), status: str = "FINISHED",
+                started: float | None = None, ended: float | None = None) -> str:
         """Writes one finished (or failed) nested run in one go; returns its id.
 
         Args:
             artifacts: file name (may contain '/') -> a DataFrame (written as CSV), a dict or list (JSON), bytes,
                 or a Path to copy.
             step_metrics: metric name -> (step, value) pairs, e.g. a compression curve.
+            datasets: the data splits the run read, logged as its dataset inputs (the UI's Dataset column).
             started, ended: when the run's work began and ended (``time.time()`` seconds), so the MLflow UI's
                 duration is the real cost; default: now.
         """
@@ -362,6 +439,8 @@ class Tracker:
         try:
             self._log(run.info.run_id, params=params, metrics=metrics, step_metrics=step_metrics or {},
                       artifacts=artifacts or {}, timestamp=_ms(ended or now))
+            if datasets:
+                self._client.log_inputs(run.info.run_id, datasets=[split.as_input() for split in datasets])
             self._client.set_terminated(run.info.run_id, status=status, end_time=_ms(ended or time.time()))
         except BaseException:
             with contextlib.suppress(Exception):
@@ -484,109 +563,3 @@ def finished_runs(tracker: Tracker, hashes: Sequence[str]) -> list[Any]:
         if h in wanted and h not in newest and run.data.tags.get("kind") in NESTED_KINDS:
             newest[h] = run
     return [newest[h] for h in hashes if h in newest]
-
-
-def load_frames(tracker: Tracker, hashes: Sequence[str]) -> dict[str, Any]:
-    """The stored results of a plan's finished runs as DataFrames: runs, curves, scores, mcue, mcue_runs,
-    histories (per-epoch learning curves), and analyses ("ANALYSIS/TABLE" -> the table over every pair and seed)."""
-    runs, curves, scores, mcue, mcue_runs, histories = [], [], [], [], [], []
-    models, classes, predictions = [], [], []
-    glass_box: dict[tuple[str, int, str], bytes] = {}
-    analyses: dict[str, list[pd.DataFrame]] = {}
-    for run in finished_runs(tracker, hashes):
-        tags, metrics, run_id = run.data.tags, run.data.metrics, run.info.run_id
-        key = {"pair": tags["pair"], "seed": int(tags["seed"])}
-        if tags["kind"] == "train":
-            history = tracker.read_csv(run_id, "history.csv")
-            if history is not None:
-                histories.append(history.assign(**key))
-            row = {"run_id": run_id, **key, "model": tags.get("model", ""), "task": tags.get("task", "")}
-            for name in MODEL_COLUMNS[5:]:
-                row[name] = metrics.get(name, math.nan)
-            if math.isnan(row["test_accuracy"]):  # training runs logged before the classification report
-                row["test_accuracy"] = metrics.get("trained_test_accuracy", math.nan)
-            row.update({name: value for name, value in metrics.items() if name.startswith("neurogame/")})
-            models.append(row)
-            for name, into in (("classes.csv", classes), ("predictions.csv", predictions)):
-                frame = tracker.read_csv(run_id, name)
-                if frame is not None:
-                    into.append(frame.assign(**key))
-            for artifact in tracker.list_artifacts(run_id, "glass_box"):
-                image = tracker.read_bytes(run_id, artifact)
-                if image is not None:
-                    glass_box[(key["pair"], key["seed"], Path(artifact).stem)] = image
-            for name, tables in (tracker.read_json(run_id, "analyses.json") or {}).items():
-                for table in tables:
-                    frame = tracker.read_csv(run_id, f"analyses/{name}/{table}.csv")
-                    if frame is not None:
-                        analyses.setdefault(f"{name}/{table}", []).append(frame.assign(**key))
-            continue
-        if tags["kind"] == "mcue":
-            output = run.data.params.get("mcue.output", "correct")
-            # Every reading's t*; runs logged before the per-reading metrics still give the one that chose d.
-            per_reading = {f"t_star_{name}": metrics.get(f"t_star_{name}", math.nan) for name in MCUE_READINGS}
-            if f"t_star_{output}" not in metrics:
-                per_reading[f"t_star_{output}"] = metrics.get("t_star", math.nan)
-            mcue_runs.append({**key, "t_star": metrics.get("t_star"), "keep_prob": metrics.get("keep_prob"),
-                              "output": output, "n_evaluations": metrics.get("n_evaluations"),
-                              "seconds": metrics.get("seconds"), **per_reading})
-            cells = tracker.read_csv(run_id, "mcue.csv")
-            if cells is not None:
-                mcue.append(cells.assign(**key))
-            continue
-        row = {"run_id": run_id, **key, "method": tags["method"], "scorer": tags.get("scorer", ""),
-               "family": tags.get("family", ""),
-               "strategy": tags.get("strategy", ""), "axis": tags.get("axis", "unit_fraction"),
-               "allocation": tags.get("allocation", "global"), "variant_of": tags.get("variant_of", tags["method"])}
-        for name in ("auc", "accuracy_at_d", "keep_prob_d", "acc_at_2x_macs", "acc_at_4x_macs", "n_evaluations",
-                     "n_forward", "n_backward", "seconds", "trained_test_accuracy"):
-            row[name] = metrics.get(name, math.nan)
-        runs.append(row)
-        curve = tracker.read_csv(run_id, "curve.csv")
-        if curve is not None:
-            curves.append(curve.assign(run_id=run_id, pair=key["pair"], method=row["method"], seed=key["seed"]))
-        unit_scores = tracker.read_csv(run_id, "scores.csv")
-        if unit_scores is not None:
-            scores.append(unit_scores.assign(run_id=run_id, pair=key["pair"], method=row["method"],
-                                             scorer=row["scorer"], seed=key["seed"]))
-    frames = {
-        "runs": pd.DataFrame(runs, columns=list(RUN_COLUMNS)),
-        "curves": _concat(curves, CURVE_COLUMNS),
-        "scores": _concat(scores, SCORE_COLUMNS),
-        "mcue": _concat(mcue, MCUE_COLUMNS),
-        "mcue_runs": pd.DataFrame(mcue_runs, columns=list(MCUE_RUN_COLUMNS)),
-        "histories": _concat(histories, HISTORY_COLUMNS),
-        "models": _concat([pd.DataFrame(models)] if models else [], MODEL_COLUMNS),
-        "classes": _concat(classes, CLASS_COLUMNS),
-        "predictions": _concat(predictions, PREDICTION_COLUMNS),
-        "glass_box": glass_box,
-        "analyses": {name: _concat(parts, ANALYSIS_KEY_COLUMNS) for name, parts in analyses.items()},
-    }
-    frames["runs"]["n_evaluations"] = frames["runs"]["n_evaluations"].astype(float)
-    frames["curves"]["is_mcue_point"] = frames["curves"]["is_mcue_point"].astype(bool)
-    return frames
-
-
-def _concat(frames: list[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:
-    if not frames:
-        return pd.DataFrame(columns=list(columns))
-    out = pd.concat(frames, ignore_index=True)
-    return out[[c for c in columns if c in out.columns] + [c for c in out.columns if c not in columns]]
-
-
-def load_tuned(tracker: Tracker, suite: str, profile: str, pairs: Sequence[str],
-               methods: Sequence[str]) -> dict[str, dict[str, Any]]:
-    """The best parameters of the newest finished study of each (pair, method) of a suite and profile:
-    pair -> method -> params.
-
-    ``bench tune`` logs them as ``best_params.json`` on the study's parent run.
-    """
-    tuned: dict[str, dict[str, Any]] = {}
-    for run in tracker.runs(f"tags.kind = 'study' AND tags.suite = '{suite}' AND tags.profile = '{profile}'"):
-        pair, method = run.tags.get("pair"), run.tags.get("method")
-        if run.status != "FINISHED" or pair not in pairs or method not in methods or method in tuned.get(pair, {}):
-            continue
-        best = tracker.read_json(run.run_id, "best_params.json")
-        if best and best.get("params"):
-            tuned.setdefault(pair, {})[method] = best["params"]
-    return tuned

@@ -15,10 +15,11 @@ import yaml
 from helpers import REGISTER_TINY_PAIR, TINY_PAIR, run_argv, stored_runs
 
 from bench.cli import main
+from bench.frames import load_frames
 from bench.plan import plan
 from bench.selection import parse_seeds, select
 from bench.suite import SUITES_DIR, SuiteError, load_suite, suite_registry
-from bench.tracking import Tracker, load_frames
+from bench.tracking import Tracker
 from methods.games.mcue import OUTPUTS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -160,11 +161,11 @@ def test_run_logs_every_run_and_a_rerun_skips_them(tiny, capsys):
     assert all(r[1] == "FINISHED" and r[2]["mlflow.parentRunId"] == parents[0][0] for r in children)
     for key in ("suite", "pair", "method", "seed", "git_commit", "device", "config_hash"):
         assert all(key in r[2] for r in children), key
-    # Short run names that fit the UI's column; the pair is a tag.
+    # Short run names that fit the UI's column: pair, method and seed abbreviated; the tags say them in full.
     names = {(r[2]["kind"], r[2]["method"], r[2]["seed"]): r[2]["mlflow.runName"] for r in children}
-    assert names[("method", "gtap-beta-iter-build", "0")] == "beta-iter-build s0"
-    assert names[("method", "wmp", "1")] == "wmp s1"
-    assert names[("train", "train", "0")] == "train s0" and names[("mcue", "mcue", "1")] == "mcue s1"
+    assert names[("method", "gtap-beta-iter-build", "0")] == "tiny-L300 bd-ib s0"
+    assert names[("method", "wmp", "1")] == "tiny-L300 wmp s1"
+    assert names[("train", "train", "0")] == "tiny-L300 fit s0" and names[("mcue", "mcue", "1")] == "tiny-L300 mcue s1"
     assert all("curve/* metrics: step = kept fraction in per mille" in r[2]["mlflow.note.content"]
                for r in children if r[2]["kind"] == "method")
 
@@ -174,9 +175,9 @@ def test_run_logs_every_run_and_a_rerun_skips_them(tiny, capsys):
     client = MlflowClient(tiny["uri"])
     beta = next(r for r in children if r[2]["method"] == "gtap-beta-iter-build" and r[2]["seed"] == "0")
     run = client.get_run(beta[0])
-    assert {"auc", "accuracy_at_d", "keep_prob_d", "n_evaluations", "seconds", "trained_test_accuracy",
+    assert {"auc_units", "accuracy_at_d", "keep_prob_d", "n_evaluations", "seconds", "trained_test_accuracy",
             "acc_at_2x_macs", "acc_at_4x_macs", "n_forward", "n_backward"} <= set(run.data.metrics)
-    assert {"curve/mac_fraction", "curve/latency_b256"} <= set(run.data.metrics)
+    assert {"curve/mac_fraction", "curve/latency_ms_b256"} <= set(run.data.metrics) and "auc" not in run.data.metrics
     assert run.data.params["scorer"] == "gtap" and run.data.params["params.budget"] == "40"
     assert float(run.data.params["resolved.keep_prob"]) == run.data.metrics["keep_prob_d"]
     history = client.get_metric_history(beta[0], "curve/accuracy")
@@ -202,12 +203,15 @@ def test_run_logs_every_run_and_a_rerun_skips_them(tiny, capsys):
     assert parent_metrics["n_method_runs"] == 10
     assert parent_metrics["n_train_runs"] == sum(r[2]["kind"] == "train" for r in children)
     assert "models.csv" in parent_artifacts
-    page = f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs?workflowType=machine_learning"
+    page = (f"http://127.0.0.1:5000/#/experiments/{experiment.experiment_id}/runs?viewStateShareKey=bench-tiny"
+            "&workflowType=machine_learning")
     assert printed[-1] == f"see it: mlflow ui --backend-store-uri {tiny['uri']}, then open {page}"
+    assert "mlflow.sharedViewState.bench-tiny" in experiment.tags  # the saved view that address opens
     variance = pd.read_csv(mlflow.artifacts.download_artifacts(run_id=parents[0][0], artifact_path="seed_variance.csv",
                                                                tracking_uri=tiny["uri"]))
     auc = variance[(variance["method"] == "gtap-beta-iter-build") & (variance["fraction"] == "auc")]
-    seeds = [client.get_run(r[0]).data.metrics["auc"] for r in children if r[2]["method"] == "gtap-beta-iter-build"]
+    seeds = [client.get_run(r[0]).data.metrics["auc_units"] for r in children
+             if r[2]["method"] == "gtap-beta-iter-build"]
     assert len(seeds) == 2 and auc["mean"].iloc[0] == pytest.approx(sum(seeds) / 2)
     path = mlflow.artifacts.download_artifacts(run_id=parents[0][0], artifact_path="rank_correlations.csv",
                                                tracking_uri=tiny["uri"])
@@ -231,7 +235,7 @@ def test_same_seed_gives_the_same_numbers(tiny):
     for name in ("a", "b"):
         experiment = client.get_experiment_by_name(name)
         runs = client.search_runs([experiment.experiment_id], "tags.kind = 'method'")
-        results.append({r.data.tags["config_hash"]: (r.data.metrics["auc"], r.data.metrics["accuracy_at_d"])
+        results.append({r.data.tags["config_hash"]: (r.data.metrics["auc_units"], r.data.metrics["accuracy_at_d"])
                         for r in runs})
     assert results[0] == results[1] and len(results[0]) == 10
 
@@ -374,7 +378,7 @@ def test_run_builds_a_report_from_the_store_and_bench_report_rebuilds_it(tiny, c
     out = tmp_path / "again"
     assert main(["report", "--suite", "tiny", "--tracking-uri", tiny["uri"], "--out", str(out)]) == 0
     runs = client.search_runs([experiment.experiment_id], "tags.method = 'wmp' AND attributes.status = 'FINISHED'")
-    mean_auc = sum(r.data.metrics["auc"] for r in runs) / len(runs)
+    mean_auc = sum(r.data.metrics["auc_units"] for r in runs) / len(runs)
     markdown = (out / "report.md").read_text()
     row = next(line for line in markdown.splitlines() if line.startswith("|") and "| wmp |" in line)
     assert f"| {mean_auc:.3f}" in row and "gtap-beta-iter-build" in markdown
