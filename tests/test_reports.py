@@ -724,3 +724,21 @@ def test_long_tables_fold_and_link_their_csv(tmp_path):
     stored = pd.read_csv(report.parent / "analysis_microstructure_layers.csv")
     assert len(stored) == 12 and {"pair", "seed", "layer"} <= set(stored.columns)  # every row of every seed
     assert "Every method of every pair has" in page or "<summary>Runs and seeds" in page
+
+
+def test_a_latency_panel_that_is_only_noise_is_left_out(suite, tmp_path, monkeypatch):
+    figures = []
+    real_close = plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: (figures.append(fig), real_close(fig)))
+    rng = np.random.default_rng(0)
+    kept = suite.curves["unit_fraction"]
+    curves = suite.curves.assign(mac_fraction=kept, params=1000 * kept)
+
+    def panels(latency):
+        figures.clear()
+        plots.plot_cost_curves(dataclasses.replace(suite, curves=curves.assign(latency_b256=latency)), tmp_path)
+        return len([ax for ax in figures[0].axes if ax.get_xlabel()])
+
+    assert panels(0.001 * (1 + 9 * curves["unit_fraction"])) == 3  # 1 to 10 ms as units are kept: an effect
+    assert panels(0.008 + 0.002 * rng.random(len(curves))) == 2  # 8 to 10 ms whatever is kept: noise
+    assert "latency left out" in figures[0].texts[0].get_text()
