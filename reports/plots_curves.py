@@ -52,17 +52,10 @@ def plot_curves(data: SuiteData, path_dir: Path) -> list[Path]:
     Returns:
         The written paths, one per pair with unit-axis curve points.
     """
-    written = []
-    for pair in data.pairs:
-        summary = curve_summary(data, pair)
-        drawn = drawn_methods(data, pair)
-        if summary.empty or drawn.empty:
-            continue
-        path = _curve_figure(data, pair, summary, drawn, Path(path_dir) / f"curves_{file_stem(pair)}.png",
-                             panels=strategy_panels(drawn), xlabel="kept fraction of units",
-                             title="compression curves on kept units (thin: baselines repeated from their panel)")
-        written.append(path)
-    return written
+    return [_curve_figure(data, pair, summary, drawn, Path(path_dir) / f"curves_{file_stem(pair)}.png",
+                          panels=strategy_panels(drawn), xlabel="kept fraction of units",
+                          title="compression curves on kept units (thin: baselines repeated from their panel)")
+            for pair, summary, drawn in _pairs_drawing(data)]
 
 
 @plt.rc_context(READABLE)
@@ -73,17 +66,10 @@ def plot_weight_curves(data: SuiteData, path_dir: Path) -> list[Path]:
     Returns:
         The written paths.
     """
-    written = []
-    for pair in data.pairs:
-        summary = curve_summary(data, pair)
-        drawn = drawn_methods(data, pair, axis=PARAM_AXIS)
-        if summary.empty or drawn.empty:
-            continue
-        written.append(_curve_figure(data, pair, summary, drawn,
-                                     Path(path_dir) / f"curves_weights_{file_stem(pair)}.png",
-                                     panels=[None], xlabel="kept fraction of parameters",
-                                     title="compression curves on kept weights", width=FIGURE_WIDTH / 2))
-    return written
+    return [_curve_figure(data, pair, summary, drawn, Path(path_dir) / f"curves_weights_{file_stem(pair)}.png",
+                          panels=[None], xlabel="kept fraction of parameters",
+                          title="compression curves on kept weights", width=FIGURE_WIDTH / 2)
+            for pair, summary, drawn in _pairs_drawing(data, axis=PARAM_AXIS)]
 
 
 @plt.rc_context(READABLE)
@@ -94,17 +80,21 @@ def plot_variant_curves(data: SuiteData, path_dir: Path) -> list[Path]:
     Returns:
         The written paths.
     """
-    written = []
+    return [_curve_figure(data, pair, summary, drawn, Path(path_dir) / f"variants_{file_stem(pair)}.png",
+                          panels=list(dict.fromkeys(drawn["variant_of"])), panel_column="variant_of",
+                          xlabel="kept fraction of units", title="every variant of the baselines run in several")
+            for pair, summary, drawn in _pairs_drawing(data, variants=True)]
+
+
+def _pairs_drawing(data: SuiteData, **selection: object) -> list[tuple[str, pd.DataFrame, pd.DataFrame]]:
+    """(pair, curve summary, methods to draw) for each pair with curve points and methods of the selection
+    (:func:`reports.tables.drawn_methods`'s keywords)."""
+    out = []
     for pair in data.pairs:
-        summary = curve_summary(data, pair)
-        drawn = drawn_methods(data, pair, variants=True)
-        if summary.empty or drawn.empty:
-            continue
-        groups = list(dict.fromkeys(drawn["variant_of"]))
-        written.append(_curve_figure(data, pair, summary, drawn, Path(path_dir) / f"variants_{file_stem(pair)}.png",
-                                     panels=groups, panel_column="variant_of", xlabel="kept fraction of units",
-                                     title="every variant of the baselines run in several"))
-    return written
+        summary, drawn = curve_summary(data, pair), drawn_methods(data, pair, **selection)
+        if not summary.empty and not drawn.empty:
+            out.append((pair, summary, drawn))
+    return out
 
 
 def _curve_figure(data: SuiteData, pair: str, summary: pd.DataFrame, drawn: pd.DataFrame, target: Path, *,

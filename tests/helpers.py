@@ -240,3 +240,33 @@ def stored_runs(db: Path) -> list[tuple[str, str, dict[str, str]]]:
         for run_id, key, value in con.execute("SELECT run_uuid, key, value FROM tags"):
             tags.setdefault(run_id, {})[key] = value
     return [(run_id, status, tags.get(run_id, {})) for run_id, status in rows]
+
+
+def tiny_suite(folder: Path, data: Path, *, fractions: tuple[float, ...] = (0.5, 1.0),
+               methods: tuple[str, ...] | None = None, store: Path | None = None) -> dict:
+    """The smoke suite pointed at the tiny pair (4 MCUE samples, GTAP budget 40), written as ``folder/tiny.yaml``.
+
+    Args:
+        folder: where the suite file goes.
+        data: the fake data root (the ``tiny_mnist`` fixture).
+        fractions: the suite's kept-fraction grid.
+        methods: keep only these entries (all of the smoke suite's by default).
+        store: the sqlite database (default ``folder/store.db``).
+
+    Returns:
+        A test's ``tiny`` dict: suite, data, uri and db.
+    """
+    import yaml
+
+    from bench.suite import SUITES_DIR
+
+    suite = yaml.safe_load((SUITES_DIR / "smoke.yaml").read_text())
+    suite.update(name="tiny", pairs=[TINY_PAIR.name], fractions=list(fractions))
+    suite["mcue"]["samples"] = 4
+    suite["defaults"]["gtap"]["budget"] = 40
+    if methods is not None:
+        suite["methods"] = [m for m in suite["methods"] if m["name"] in methods]
+    path = folder / "tiny.yaml"
+    path.write_text(yaml.safe_dump(suite))
+    db = store or folder / "store.db"
+    return {"suite": path, "data": data, "uri": f"sqlite:///{db}", "db": db}

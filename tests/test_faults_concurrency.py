@@ -14,15 +14,14 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
-from helpers import REGISTER_TINY_PAIR, TINY_PAIR, run_argv, stored_runs
+from helpers import REGISTER_TINY_PAIR, run_argv, stored_runs, tiny_suite
 
 import bench.runner
 from bench.claims import CLAIM_KIND
 from bench.cli import main
 from bench.plan import plan
 from bench.selection import parse_seeds, select
-from bench.suite import SUITES_DIR, load_suite
+from bench.suite import load_suite
 
 pytestmark = pytest.mark.usefixtures("private_cache", "quiet_mlflow")
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,15 +31,8 @@ TIMING = ("second", "latency")  # metrics that measure the machine, not the meth
 
 @pytest.fixture()
 def tiny(tmp_path, monkeypatch, tiny_mnist):
-    suite = yaml.safe_load((SUITES_DIR / "smoke.yaml").read_text())
-    suite.update(name="tiny", pairs=[TINY_PAIR.name], fractions=[0.5, 1.0])
-    suite["mcue"]["samples"] = 4
-    suite["defaults"]["gtap"]["budget"] = 40
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(suite))
     monkeypatch.chdir(tmp_path)
-    return {"suite": path, "data": tiny_mnist, "uri": f"sqlite:///{tmp_path / 'store.db'}",
-            "db": tmp_path / "store.db"}
+    return tiny_suite(tmp_path, tiny_mnist)
 
 
 def _check_once_finished(db: Path, expected: int) -> list[tuple[str, str, dict[str, str]]]:

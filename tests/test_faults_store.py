@@ -10,12 +10,10 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
-from helpers import TINY_PAIR, run_argv
+from helpers import run_argv, tiny_suite
 
 from bench.cli import main
 from bench.errors import TrackingError
-from bench.suite import SUITES_DIR
 from bench.tracking import Tracker
 
 pytestmark = pytest.mark.usefixtures("private_cache", "quiet_mlflow")
@@ -23,16 +21,9 @@ pytestmark = pytest.mark.usefixtures("private_cache", "quiet_mlflow")
 
 @pytest.fixture()
 def tiny(tmp_path, monkeypatch, tiny_mnist):
-    suite = yaml.safe_load((SUITES_DIR / "smoke.yaml").read_text())
-    suite.update(name="tiny", pairs=[TINY_PAIR.name], fractions=[0.5, 1.0])
-    suite["mcue"]["samples"] = 4
-    suite["defaults"]["gtap"]["budget"] = 40
-    suite["methods"] = [m for m in suite["methods"] if m["name"] in ("wmp", "random")]
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(suite))
     store = tmp_path / "store"
     store.mkdir()
-    return {"suite": path, "data": tiny_mnist, "uri": f"sqlite:///{store / 'mlflow.db'}", "db": store / "mlflow.db"}
+    return tiny_suite(tmp_path, tiny_mnist, methods=("wmp", "random"), store=store / "mlflow.db")
 
 
 def _one_error_line(capsys) -> str:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 import yaml
-from helpers import REGISTER_TINY_PAIR, TINY_PAIR, run_argv, stored_runs
+from helpers import REGISTER_TINY_PAIR, run_argv, stored_runs, tiny_suite
 
 from bench.cli import main
 from bench.frames import load_frames
@@ -29,15 +29,8 @@ pytestmark = pytest.mark.usefixtures("private_cache", "quiet_mlflow")
 @pytest.fixture()
 def tiny(tmp_path, monkeypatch, tiny_mnist):
     """Fake MNIST, the tiny pair registered, a private store, and the smoke suite pointed at the tiny pair."""
-    suite = yaml.safe_load((SUITES_DIR / "smoke.yaml").read_text())
-    suite.update(name="tiny", pairs=[TINY_PAIR.name], fractions=[0.25, 0.5, 1.0])
-    suite["mcue"]["samples"] = 4
-    suite["defaults"]["gtap"]["budget"] = 40
-    path = tmp_path / "tiny.yaml"
-    path.write_text(yaml.safe_dump(suite))
     monkeypatch.chdir(tmp_path)
-    return {"suite": path, "data": tiny_mnist, "uri": f"sqlite:///{tmp_path / 'store.db'}",
-            "db": tmp_path / "store.db"}
+    return tiny_suite(tmp_path, tiny_mnist, fractions=(0.25, 0.5, 1.0))
 
 
 _runs = stored_runs
