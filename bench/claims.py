@@ -20,9 +20,11 @@ earlier claim can see its claim alone. This holds on any store whose writes are 
 sqlite file, a tracking server over one database), and needs no lock, so the same code serves two invocations on
 one machine and the workers of a cluster.
 
-A claim is live while its owner is: on the same host, while the process with its pid runs; on another host, for
-``REMOTE_CLAIM_HOURS`` after it was written (a process cannot see another machine's processes). A claim of a
-process killed with ``kill -9`` is therefore taken over by the next invocation on that host.
+A claim is live while its owner is: on the same host, while the process with its pid runs (and is that process:
+not a zombie, and not a later process that got the pid, told by its start time); on another host, or in another pid
+namespace of this one (a container sharing the host name), for ``REMOTE_CLAIM_HOURS`` after it was written, since
+a process cannot see those processes. A claim of a process killed with ``kill -9`` is therefore taken over by the
+next invocation on that host.
 """
 
 from __future__ import annotations
@@ -36,7 +38,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
-from bench.tracking import NESTED_KINDS, StoredRun, Tracker, owner_alive
+from bench.processes import owner_alive, process_identity
+from bench.tracking import NESTED_KINDS, StoredRun, Tracker
 
 CLAIM_KIND = "claim"
 REMOTE_CLAIM_HOURS = 24.0
@@ -100,16 +103,16 @@ class Claims:
                 run_name=f"{run_name} (running)",
                 tags={"kind": CLAIM_KIND, "config_hash": config_hash, "suite": self.suite,
                       "claim_owner": self.owner, "pid": str(os.getpid()), "host": socket.gethostname(),
-                      "mlflow.parentRunId": self.parent_id})
+                      "proc": process_identity(), "mlflow.parentRunId": self.parent_id})
+            self._held[config_hash] = mine  # at once: an interruption from here on still releases it
             runs = self._runs(config_hash)
             if [r.run_id for r in runs if _is_claim(r)] == [mine]:
                 if any(_is_result(r) and r.status == "FINISHED" for r in runs):  # finished while we claimed
-                    self.tracker.delete_runs([mine])
+                    self.release(config_hash)
                     return Acquired("finished")
                 self.tracker.delete_runs([r.run_id for r in runs if _is_result(r)])  # a dead owner's leftovers
-                self._held[config_hash] = mine
                 return Acquired("claimed", run_id=mine)
-            self.tracker.delete_runs([mine])
+            self.release(config_hash)
             time.sleep(self._random.uniform(0, min(2.0, self.backoff * 2 ** attempt)))
         return Acquired("held", holder="another process claiming at the same moment")
 
@@ -140,8 +143,10 @@ def _is_result(run: StoredRun) -> bool:
 
 
 def _live(claim: StoredRun) -> bool:
-    if claim.tags.get("host") == socket.gethostname():
-        return owner_alive(claim.tags)
+    alive = owner_alive(claim.tags)
+    if alive is not None:
+        return alive
+    # Another host, or another pid namespace of this one: its process cannot be checked from here.
     return time.time() * 1000 - claim.start_time < REMOTE_CLAIM_HOURS * 3600 * 1000
 
 

@@ -11,6 +11,7 @@ finished by an earlier, interrupted invocation count too.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -157,8 +158,12 @@ def run_suite(suite: Suite, tracker: Tracker, *, device: str = "auto", data_dir:
         tracker.close_parent(parent_id, status="FAILED" if outcome.failed else "FINISHED", metrics=metrics,
                              artifacts=artifacts)
     except BaseException:
-        claims.release_all()
-        tracker.set_status(parent_id, "KILLED")
+        # Each clean-up on its own: the store error (or second signal) that brought us here must not leave the
+        # parent RUNNING because releasing the claims failed first.
+        with contextlib.suppress(Exception):
+            claims.release_all()
+        with contextlib.suppress(Exception):
+            tracker.set_status(parent_id, "KILLED")
         raise
     finally:
         bar.close()
@@ -189,8 +194,12 @@ def _run_group(suite: Suite, tracker: Tracker, claims: Claims, parent_id: str, p
     outcome.skipped += finished_elsewhere
     bar.update(finished_elsewhere)
     group = [s for s in group if states[s.config_hash] != "finished"]
-    if all(states[s.config_hash] == "held" for s in group):
-        return [(s, "another process") for s in group]  # nothing to train for
+    wants_scores = any(entry.analysis.wants_scores for entry in suite.analyses)
+    waiting = {s.config_hash for s in group if states[s.config_hash] == "held"}
+    if wants_scores and any(s.kind == "method" and s.config_hash in waiting for s in group):
+        waiting |= {s.config_hash for s in group if s.kind == "train"}  # its analyses wait for those scores
+    if all(s.config_hash in waiting for s in group):
+        return [(s, "another process") for s in group]  # nothing to train (or run MCUE) for in this pass
     pair = suite.pair(pair_name)
     bar.set_description(f"{pair_name} seed {seed}: training")
     began = time.time()
@@ -225,7 +234,6 @@ def _run_group(suite: Suite, tracker: Tracker, claims: Claims, parent_id: str, p
               "method": [splits["test"], splits["validation"]]}
     layers = {g.name: np.arange(g.players.start, g.players.stop) for g in problem.groups} if problem else {}
     latency_cache: dict = {}  # pruned-network shapes -> latency, shared by this trained network's runs
-    wants_scores = any(entry.analysis.wants_scores for entry in suite.analyses)
     for spec in sorted(group, key=lambda s: s.kind == "train"):  # the training run last: analyses read scores
         if spec.kind == "train" and wants_scores and any(s.kind == "method" for s, _ in held):
             held.append((spec, "the methods it reads"))  # its analyses wait for every method's scores

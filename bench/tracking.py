@@ -37,6 +37,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import TrackingError
+from bench.processes import owner_alive, process_identity
 from datasets.errors import one_line
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -377,19 +378,20 @@ class Tracker:
         for run in self.runs(f"tags.suite_hash = '{suite_hash}'"):
             if run.tags.get("kind") != kind:
                 continue
-            if run.status == "RUNNING" and owner_alive(run.tags):
+            if run.status == "RUNNING" and owner_alive(run.tags):  # another host's (None): taken as gone
                 raise TrackingError(f"this suite is already running (process {run.tags.get('pid')}, parent run "
                                     f"{run.run_id}); wait for it or stop it first")
             self._client.update_run(run.run_id, status="RUNNING")
             self._client.set_tag(run.run_id, "pid", str(os.getpid()))
             self._client.set_tag(run.run_id, "host", socket.gethostname())
+            self._client.set_tag(run.run_id, "proc", process_identity())
             logged = {a.path for a in self._client.list_artifacts(run.run_id)}
             missing = {k: v for k, v in artifacts.items() if k not in logged}
             if missing:  # a kill between creating the parent and logging its plan
                 self._log(run.run_id, artifacts=missing)
             return run.run_id
         all_tags = {**tags, "kind": kind, "suite_hash": suite_hash, "pid": str(os.getpid()),
-                    "host": socket.gethostname()}
+                    "host": socket.gethostname(), "proc": process_identity()}
         run = self._client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
         self._log(run.info.run_id, params=params, artifacts=artifacts)
         return run.info.run_id
@@ -519,26 +521,6 @@ def _finite(value: Any) -> bool:
 def _param_value(value: Any) -> str:
     text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=str)
     return text[:6000]
-
-
-def owner_alive(tags: Mapping[str, str]) -> bool:
-    """Whether the process recorded on a running parent or a claim (its host and pid tags) is alive on this host
-    (and is not us)."""
-    if tags.get("host") != socket.gethostname():
-        return False
-    try:
-        pid = int(tags.get("pid", ""))
-    except ValueError:
-        return False
-    if pid == os.getpid():
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

@@ -154,3 +154,24 @@ def test_release_all_leaves_no_claim(tracker):
     claims.release("b")
     claims.release_all()
     assert not [r for r in tracker.runs() if r.tags.get("kind") == CLAIM_KIND]
+
+
+def test_a_zombie_or_a_reused_pid_is_not_a_live_owner(tracker):
+    from bench.processes import owner_alive, process_identity
+
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while owner_alive({"host": socket.gethostname(), "pid": str(zombie.pid)}) and time.monotonic() < deadline:
+        time.sleep(0.05)  # exited but not reaped: os.kill(pid, 0) still succeeds
+    assert owner_alive({"host": socket.gethostname(), "pid": str(zombie.pid)}) is False
+    zombie.wait()
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
+    try:
+        tags = {"host": socket.gethostname(), "pid": str(live.pid), "proc": process_identity(live.pid)}
+        assert owner_alive(tags) is True
+        namespace, start = tags["proc"].rsplit(":", 1)
+        assert owner_alive({**tags, "proc": f"{namespace}:{int(start) - 1}"}) is False  # the pid's former owner
+        assert owner_alive({**tags, "proc": f"pid:[1]:{start}"}) is None  # another pid namespace: cannot tell
+    finally:
+        live.kill()
+        live.wait()

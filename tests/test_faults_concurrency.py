@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import random
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -163,3 +164,33 @@ def test_the_smoke_suite_killed_at_random_points_ends_as_if_undisturbed(tmp_path
     _check_once_finished(store, expected)
     assert _metrics(store) == reference
     assert all(status == "FINISHED" for _, status, t in stored_runs(store) if t.get("kind") == "suite")
+
+
+def test_waiting_for_another_process_does_not_redo_the_models_work(tiny, tmp_path, monkeypatch):
+    """While a method is held elsewhere, the training run (whose analysis reads every method's scores) waits too;
+    each poll must not retrain, rebuild the games or rerun MCUE. The holder dies; its run is taken over."""
+    import yaml
+
+    from bench import pipeline
+    from bench.runner import run_suite
+    from bench.tracking import Tracker
+
+    spec = yaml.safe_load(tiny["suite"].read_text())
+    spec.update(seeds=[0], methods=[m for m in spec["methods"] if m["name"] in ("wmp", "random")],
+                analyses=[{"name": "microstructure", "params": {"ks_samples": 9, "bootstrap": 20}}])
+    tiny["suite"].write_text(yaml.safe_dump(spec))
+    suite = load_suite(tiny["suite"])
+    held = next(s for s in plan(suite) if s.method == "wmp")
+    tracker = Tracker(tiny["uri"], "tiny")
+    rival = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(4)"])
+    tracker.start_run(run_name="rival", tags={"kind": CLAIM_KIND, "config_hash": held.config_hash,
+                                              "pid": str(rival.pid), "host": socket.gethostname(),
+                                              "claim_owner": "rival"})
+    calls = []
+    real = pipeline.run_mcue
+    monkeypatch.setattr(pipeline, "run_mcue", lambda *a, **k: (calls.append(1), real(*a, **k))[1])
+    outcome = run_suite(suite, tracker, data_dir=str(tiny["data"]), progress=False, poll_seconds=0.3)
+    rival.wait()
+    assert outcome.finished == len(plan(suite)) and not outcome.failed
+    assert len(calls) == 2  # the first pass, and the pass that took the dead holder's run over
+    _check_once_finished(tiny["db"], len(plan(suite)))

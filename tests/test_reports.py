@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import math
 import zlib
 from datetime import UTC, datetime
 from html.parser import HTMLParser
@@ -742,3 +743,12 @@ def test_a_latency_panel_that_is_only_noise_is_left_out(suite, tmp_path, monkeyp
     assert panels(0.001 * (1 + 9 * curves["unit_fraction"])) == 3  # 1 to 10 ms as units are kept: an effect
     assert panels(0.008 + 0.002 * rng.random(len(curves))) == 2  # 8 to 10 ms whatever is kept: noise
     assert "latency left out" in figures[0].texts[0].get_text()
+
+
+def test_a_missing_seed_auc_is_not_a_shared_seed():
+    from reports.headline import paired_p
+
+    p, shared = paired_p(pd.Series([np.nan, 0.75, 0.5]), pd.Series([0.7, 0.5, 0.25]))
+    assert shared == 2 and p == 0.0  # two equal non-zero differences; the NaN seed is left out
+    assert paired_p(pd.Series([0.5, 0.6]), pd.Series([0.5, 0.6])) == (1.0, 2)
+    assert math.isnan(paired_p(pd.Series([0.5, np.nan]), pd.Series([0.4, 0.3]))[0])
