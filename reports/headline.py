@@ -82,12 +82,13 @@ def paired_p(a: pd.Series, b: pd.Series) -> tuple[float, int]:
     """
     from scipy import stats
 
+    a, b = a.dropna(), b.dropna()  # a seed whose AUC is missing is not shared
     shared = a.index.intersection(b.index)
     if len(shared) < 2:
         return float("nan"), len(shared)
     diff = (a[shared] - b[shared]).astype(float)
     if diff.std(ddof=1) == 0:
-        return (0.0 if diff.iloc[0] != 0 else 1.0), len(shared)
+        return (1.0 if (diff == 0).all() else 0.0), len(shared)
     return float(stats.ttest_rel(a[shared], b[shared]).pvalue), len(shared)
 
 
