@@ -321,9 +321,9 @@ def report_blocks(
         if (best["n_variants"] > 1).any():
             variants = rows[rows["variant_of"].isin(best.loc[best["n_variants"] > 1, "variant_of"])]
             blocks.append(Block("p", "Baselines run in several variants are ranked, and drawn, at their best variant "
-                                     "(highest mean AUC), named in brackets: global = raw scores ranked network-wide, "
-                                     "uniform = the same kept fraction in every layer, normalized = scores divided by "
-                                     "their layer's mean before a network-wide ranking."))
+                                     "(highest mean AUC), named under the baseline: global = raw scores ranked "
+                                     "network-wide, uniform = the same kept fraction in every layer, normalized = "
+                                     "scores divided by their layer's mean before a network-wide ranking."))
             blocks.append(Block("table", table=leaderboard_cells(variants.assign(rank=range(1, len(variants) + 1)),
                                                                  fixed_fractions),
                                 fold=f"Every variant ({len(variants)} rows)", role="leaderboard"))
