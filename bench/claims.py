@@ -34,7 +34,6 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal
 
@@ -126,9 +125,6 @@ class Claims:
         """Deletes every claim this invocation still holds (on the way out of an interrupted suite)."""
         for config_hash in list(self._held):
             self.release(config_hash)
-
-    def holding(self) -> Iterator[str]:
-        return iter(list(self._held))
 
     def _runs(self, config_hash: str) -> list[StoredRun]:
         return self.tracker.runs(f"tags.config_hash = '{config_hash}'")
