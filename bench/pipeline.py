@@ -18,6 +18,7 @@ from bench.streams import Stream, stream
 from datasets.data import as_tensors
 from datasets.training import TrainedPair
 from methods.games.mcue import MCUEResult, mcue
+from methods.games.graph import GraphGame, neuron_game
 from methods.games.neuron import NeuronGame
 from methods.pruning.curves import (
     CurvePoint,
@@ -58,10 +59,10 @@ def problem_for(trained: TrainedPair, *, val_samples: int | None = None, **game_
     return PruningProblem.build(trained.model, trained.pair.units, x_val.to(device), y_val.to(device), **game_options)
 
 
-def test_game_for(trained: TrainedPair, **game_options: Any) -> NeuronGame:
+def test_game_for(trained: TrainedPair, **game_options: Any) -> NeuronGame | GraphGame:
     x_test, y_test = as_tensors(trained.splits.test)
     device = trained.device
-    return NeuronGame(trained.model, trained.pair.units, x_test.to(device), y_test.to(device), **game_options)
+    return neuron_game(trained.model, trained.pair.units, x_test.to(device), y_test.to(device), **game_options)
 
 
 def run_mcue(problem: PruningProblem, *, seed: int, **options: Any) -> MCUEResult:
@@ -70,7 +71,7 @@ def run_mcue(problem: PruningProblem, *, seed: int, **options: Any) -> MCUEResul
 
 def run_experiment(trained: TrainedPair, *, method: str, params: dict[str, Any], strategy: str,
                    fractions: Sequence[float], seed: int, step: int | float = 0.05,
-                   problem: PruningProblem | None = None, test_game: NeuronGame | None = None,
+                   problem: PruningProblem | None = None, test_game: NeuronGame | GraphGame | None = None,
                    mcue_result: MCUEResult | None = None, mcue_options: dict[str, Any] | None = None,
                    fine_tune_epochs: int = 0, allocation: str = "global", physical: bool = False,
                    latency_cache: dict | None = None) -> Experiment:

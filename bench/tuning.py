@@ -151,7 +151,7 @@ def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, stora
 
     from bench.pipeline import problem_for, run_mcue
     from datasets.training import train_pair
-    from methods.games.neuron import NeuronGame
+    from methods.games.graph import neuron_game
     from methods.pruning.curves import area_under_curve, evaluate_path, kept_counts
     from methods.pruning.strategies import STRATEGIES
     from methods.scorers import build_scorer
@@ -171,7 +171,7 @@ def tune(suite: Suite, entry: MethodEntry, pair_name: str, *, trials: int, stora
         if not hasattr(local, "problem"):
             local.problem = problem if threading.current_thread() is threading.main_thread() else problem_for(
                 trained, val_samples=suite.val_samples)
-            local.curve_game = NeuronGame(trained.model, trained.pair.units, local.problem.x, local.problem.y)
+            local.curve_game = neuron_game(trained.model, trained.pair.units, local.problem.x, local.problem.y)
         return local.problem, local.curve_game
 
     space = search_space(suite, entry, problem.n_units)

@@ -47,7 +47,7 @@ from torch import nn
 
 from datasets.errors import UsageError
 from methods.analyses.base import ANALYSES, AnalysisInput, AnalysisResult
-from methods.network.structure import UnitGroup
+from methods.network.structure import Submodules, UnitGroup
 
 # name -> (scipy distribution, free parameters with loc fixed at 0)
 DISTRIBUTIONS: dict[str, tuple[Any, int]] = {
@@ -174,7 +174,7 @@ def _incoming_rows(model: nn.Sequential, group: UnitGroup, kept_units: np.ndarra
     """|w| of each unit's incoming connections (its row of the producing layer), zeros left out."""
     if group.producer is None:
         return None
-    weight = dict(model.named_children())[group.producer].weight.detach().double().cpu()
+    weight = Submodules(model)[group.producer].weight.detach().double().cpu()
     weight = weight.reshape(group.size, weight.shape[1], -1)  # (units, inputs, kernel positions)
     if kept_inputs is not None:
         weight = weight[:, torch.as_tensor(kept_inputs, dtype=torch.bool)]
@@ -187,7 +187,7 @@ def _outgoing_rows(model: nn.Sequential, group: UnitGroup) -> list[np.ndarray] |
     """|w| of each unit's outgoing connections (its columns of the consuming layer), zeros left out."""
     if group.consumer is None:
         return None
-    weight = dict(model.named_children())[group.consumer].weight.detach().double().cpu()
+    weight = Submodules(model)[group.consumer].weight.detach().double().cpu()
     columns = weight.transpose(0, 1).reshape(weight.shape[1], -1)  # (inputs, outputs x kernel)
     columns = columns.reshape(group.size, group.fan * columns.shape[1])
     rows = [columns[u].abs().numpy() for u in range(group.size)]
@@ -197,14 +197,15 @@ def _outgoing_rows(model: nn.Sequential, group: UnitGroup) -> list[np.ndarray] |
 def _activations(model: nn.Sequential, groups: Sequence[UnitGroup], x: torch.Tensor,
                  batch_size: int = 1024) -> dict[str, torch.Tensor]:
     """Each group's outputs on x, as (examples, units, positions) float64 on the CPU."""
-    stages = dict(model.named_children())
+    stages = Submodules(model)
     outputs: dict[str, list[torch.Tensor]] = {g.name: [] for g in groups}
     handles = []
     for group in groups:
-        def hook(_module, _inputs, output, name=group.name):
-            outputs[name].append(output.detach().double().cpu().reshape(output.shape[0], output.shape[1], -1))
+        def hook(_module, _inputs, output, name=group.name, dim=group.dim):
+            output = output.detach().movedim(dim, 1)
+            outputs[name].append(output.double().cpu().reshape(output.shape[0], output.shape[1], -1))
 
-        handles.append(stages[group.name].register_forward_hook(hook))
+        handles.append(stages[group.path].register_forward_hook(hook))
     try:
         with torch.no_grad():
             for xb in x.split(batch_size):
@@ -286,7 +287,7 @@ class Microstructure:
             if self.direction in ("in", "both"):
                 # An input is kept when it is a unit of the previous group that the pruned network keeps.
                 inputs = previous_keep if previous_keep is not None and group.producer is not None and \
-                    dict(model.named_children())[group.producer].weight.shape[1] == len(previous_keep) else None
+                    Submodules(model)[group.producer].weight.shape[1] == len(previous_keep) else None
                 rows = _incoming_rows(model, group, unit_keep, inputs)
                 if rows is not None:
                     out.append((group, "weights_in", rows, math.nan))

@@ -125,14 +125,15 @@ def _out_channels_fn(layer: nn.Module):
     raise NotImplementedError(f"cannot prune the output channels of {type(layer).__name__}")
 
 
-def prune_network(model: nn.Sequential, groups: Sequence[UnitGroup], mask: np.ndarray,
-                  input_shape: Sequence[int]) -> nn.Sequential:
+def prune_network(model: nn.Module, groups: Sequence[UnitGroup], mask: np.ndarray,
+                  input_shape: Sequence[int]) -> nn.Module:
     """A copy of ``model`` with the units outside ``mask`` physically removed and the layers around them shrunk.
 
     Its logits equal those of the masked network (``naive_logits`` with the same mask) up to float rounding.
 
     Args:
-        model: a flat ``nn.Sequential`` (left unchanged).
+        model: the network (left unchanged): a flat ``nn.Sequential`` whose unit groups are its stages, or any
+            module tree (see :func:`_prune_graph`).
         groups: its unit groups (``methods.network.structure.unit_groups``).
         mask: bool, one entry per unit in group order; True keeps the unit.
         input_shape: one example's shape, without the batch axis.
@@ -145,6 +146,9 @@ def prune_network(model: nn.Sequential, groups: Sequence[UnitGroup], mask: np.nd
     n_units = sum(g.size for g in groups)
     if mask.shape != (n_units,):
         raise ValueError(f"mask has shape {mask.shape}, the groups have {n_units} units")
+    stage_names = dict(model.named_children()) if isinstance(model, nn.Sequential) else {}
+    if any(group.name not in stage_names or group.dim != 1 for group in groups):
+        return _prune_graph(model, groups, mask, input_shape)
     pruned = copy.deepcopy(model)
     was_training = model.training
     pruned.eval()  # tracing must not update BatchNorm statistics
@@ -223,6 +227,50 @@ def prune_network(model: nn.Sequential, groups: Sequence[UnitGroup], mask: np.nd
             rebuilt.append(inserted[name])
         rebuilt.append((name, stage))
     return nn.Sequential(OrderedDict(rebuilt)).train(was_training)
+
+
+def _prune_graph(model: nn.Module, groups: Sequence[UnitGroup], mask: np.ndarray,
+                 input_shape: Sequence[int]) -> nn.Module:
+    """:func:`prune_network` for a model that is not a flat ``nn.Sequential`` of its unit stages (a residual net, a
+    module tree): the same module tree with every group's producer channels removed through Torch-Pruning's
+    dependency graph, which shrinks whatever is coupled to them (the BatchNorm after the producer, the consumer's
+    input channels, and, for a producer inside a residual stream, every layer tied to it).
+
+    Every group needs a producer and a path to its consumer on which zero stays zero (``UnitGroup.zero_safe``).
+    A group with no unit kept keeps its first channel, whose outgoing weights are zeroed (torch runs no
+    convolution with 0 channels), as the flat version does.
+    """
+    for group in groups:
+        if group.producer is None or not group.zero_safe:
+            why = "no producer layer" if group.producer is None else "a module between it and its consumer that " \
+                "does not keep zero at zero"
+            raise NotImplementedError(f"units of {group.name!r} have {why}; they cannot be removed physically")
+    pruned = copy.deepcopy(model)
+    was_training = model.training
+    pruned.eval()
+    param = next(pruned.parameters())
+    import torch_pruning as tp
+
+    graph = tp.DependencyGraph().build_dependency(
+        pruned, example_inputs=torch.zeros(1, *input_shape, device=param.device, dtype=param.dtype), verbose=False)
+    layers = {name: pruned.get_submodule(name) for name in {g.producer for g in groups} | {
+        g.consumer for g in groups if g.consumer is not None}}
+    zero_inputs: list[str] = []
+    for group in groups:
+        keep = mask[group.players]
+        drop = np.flatnonzero(~keep).tolist()
+        if not keep.any():
+            drop = drop[1:]  # keep channel 0, unread
+            if group.consumer is None:
+                raise NotImplementedError(f"every unit of {group.name!r} is removed and it has no single consumer")
+            zero_inputs.append(group.consumer)
+        if drop:
+            layer = layers[group.producer]
+            graph.get_pruning_group(layer, _out_channels_fn(layer), drop).prune()
+    for consumer in zero_inputs:
+        with torch.no_grad():
+            layers[consumer].weight[:, :1] = 0
+    return pruned.train(was_training)
 
 
 def network_cost(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:

@@ -7,7 +7,7 @@ after a Flatten a channel owns one column per spatial position).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -31,12 +31,17 @@ class UnitGroup:
     """One prunable layer of units.
 
     Attributes:
-        name: the stage whose output holds the units.
+        name: the unit site as the pair names it (``methods.network.sites``): a module path, for a flat model the
+            stage whose output holds the units, optionally with ``:axis``.
         size: number of units.
         players: slice of the group's players in the game's player order.
-        producer: the stage whose output channels are these units (None, e.g. for flattened conv features).
-        consumer: the Linear/Conv stage that reads the units.
+        producer: the module path of the layer whose output channels are these units (None, e.g. for flattened
+            conv features).
+        consumer: the module path of the Linear/Conv layer that reads the units (None when several read them).
         fan: columns of the consumer that one unit feeds (spatial positions after a Flatten, else 1).
+        dim: the unit axis of the site's output, batch axis included.
+        zero_safe: whether every module between the site and the consumer keeps a zero at zero (so zeroing a unit
+            is removing it); a BatchNorm there would not.
     """
 
     name: str
@@ -45,10 +50,56 @@ class UnitGroup:
     producer: str | None
     consumer: str | None
     fan: int
+    dim: int = 1
+    zero_safe: bool = True
+
+    @property
+    def path(self) -> str:
+        """The site's module path (the name without its axis)."""
+        return self.name.partition(":")[0]
 
 
-def unit_groups(model: nn.Sequential, units: Sequence[str], input_shape: Sequence[int]) -> list[UnitGroup]:
-    """Finds the producer and consumer layer of every unit group by tracing one sample through the model."""
+class Submodules(Mapping):
+    """A model's modules by path (``model.get_submodule``): what ``dict(model.named_children())`` is to a flat
+    model, for a module tree."""
+
+    def __init__(self, model: nn.Module) -> None:
+        self._model = model
+
+    def __getitem__(self, path: str) -> nn.Module:
+        try:
+            return self._model.get_submodule(path)
+        except AttributeError as error:
+            raise KeyError(path) from error
+
+    def __iter__(self) -> Iterator[str]:
+        return (name for name, _ in self._model.named_modules() if name)
+
+    def __len__(self) -> int:
+        return sum(1 for _ in self)
+
+
+def unit_shape(group: UnitGroup, output: torch.Tensor) -> list[int]:
+    """The shape that broadcasts a (units,) mask over ``output`` (batch axis included) along the group's axis."""
+    shape = [1] * output.dim()
+    shape[group.dim] = group.size
+    return shape
+
+
+def unit_groups(model: nn.Module, units: Sequence[str], input_shape: Sequence[int]) -> list[UnitGroup]:
+    """Finds the producer and consumer layer of every unit group by tracing one sample through the model.
+
+    A flat ``nn.Sequential`` whose units are its stages is read stage by stage; any other model through its
+    ``torch.fx`` graph (``methods.network.graph_structure``).
+    """
+    from methods.network.sites import is_flat, resolve_sites
+
+    sites = resolve_sites(model, units, input_shape)
+    if not is_flat(model, sites):
+        from methods.network.graph_structure import graph_unit_groups
+
+        return graph_unit_groups(model, sites)
+    units = [site.path for site in sites]
     stages = list(model.named_children())
     names = [n for n, _ in stages]
     shapes = []
@@ -94,7 +145,7 @@ def attached_parameters(model: nn.Sequential, groups: Sequence[UnitGroup]) -> li
         for name in (group.producer, group.consumer):
             if name is not None and name not in seen:
                 seen.append(name)
-    order = [n for n, _ in model.named_children()]
+    order = [n for n, _ in model.named_modules()]
     return sorted(seen, key=order.index)
 
 
@@ -113,7 +164,7 @@ def _unit_masks_per_layer(model, groups, mask):
 
 def parameter_counts(model: nn.Sequential, groups: Sequence[UnitGroup], mask: np.ndarray) -> tuple[int, int]:
     """(kept, total) parameters of the attached layers when only the units in ``mask`` are kept (structured)."""
-    stages = dict(model.named_children())
+    stages = Submodules(model)
     kept = total = 0
     for name, (in_keep, out_keep, fan) in _unit_masks_per_layer(model, groups, mask).items():
         stage = stages[name]

@@ -19,7 +19,7 @@ from datasets import training
 from datasets.errors import UsageError
 from datasets.pairs import Recipe
 from methods.games.neuron import NeuronGame
-from methods.network.structure import UnitGroup, attached_parameters, parameter_counts
+from methods.network.structure import Submodules, UnitGroup, attached_parameters, parameter_counts, unit_shape
 from methods.pruning.strategies import PruningPath
 
 
@@ -203,7 +203,7 @@ def weight_pruning_curve(model: nn.Sequential, groups: Sequence[UnitGroup], frac
         threshold = torch.topk(weights, k).values.min() if k > 0 else torch.tensor(math.inf)
         pruned = copy.deepcopy(model)
         alive_units = 0
-        pruned_stages = dict(pruned.named_children())
+        pruned_stages = Submodules(pruned)
         for name in names:
             w = pruned_stages[name].weight
             keep = weight_scores[name].detach() >= threshold
@@ -235,15 +235,15 @@ def fine_tune(model: nn.Sequential, groups: Sequence[UnitGroup], mask: np.ndarra
         The fine-tuned copy, with forward hooks that keep the pruned units at zero, in eval mode.
     """
     tuned = copy.deepcopy(model)
-    stages = dict(tuned.named_children())
+    stages = Submodules(tuned)
     device = next(tuned.parameters()).device
     for group in groups:
         keep = torch.as_tensor(mask[group.players], dtype=torch.float32, device=device)
 
-        def hook(_module, _inputs, output, keep=keep):
-            return output * keep.view(1, -1, *([1] * (output.dim() - 2)))
+        def hook(_module, _inputs, output, keep=keep, group=group):
+            return output * keep.view(unit_shape(group, output))
 
-        stages[group.name].register_forward_hook(hook)
+        stages[group.path].register_forward_hook(hook)
     recipe = Recipe(epochs=epochs, batch_size=batch_size, lr=lr, optimizer="adam", schedule="constant")
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed)  # dropout draws from the global generator; fork it so the caller's stays put

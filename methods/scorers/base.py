@@ -22,8 +22,9 @@ from torch import nn
 
 from datasets.errors import UsageError
 from datasets.registry import Registry
+from methods.games.graph import GraphGame, neuron_game
 from methods.games.neuron import NeuronGame
-from methods.network.structure import UnitGroup, unit_groups
+from methods.network.structure import Submodules, UnitGroup, unit_groups, unit_shape
 
 
 @dataclass
@@ -31,26 +32,26 @@ class PruningProblem:
     """What a scorer may look at.
 
     Attributes:
-        model: the trained flat ``nn.Sequential`` (never modified).
-        units: the unit-group stage names.
+        model: the trained network (never modified).
+        units: the unit sites (``methods.network.sites``; a flat model's stage names).
         x: validation inputs; y: validation labels (index estimation and tuning never see the test split).
         game: the neuron game on (x, y).
         groups: the unit groups with their producer/consumer layers.
     """
 
-    model: nn.Sequential
+    model: nn.Module
     units: tuple[str, ...]
     x: torch.Tensor
     y: torch.Tensor
-    game: NeuronGame
+    game: NeuronGame | GraphGame
     groups: list[UnitGroup] = field(default_factory=list)
 
     @classmethod
-    def build(cls, model: nn.Sequential, units: Sequence[str], x: torch.Tensor, y: torch.Tensor,
+    def build(cls, model: nn.Module, units: Sequence[str], x: torch.Tensor, y: torch.Tensor,
               **game_options: Any) -> PruningProblem:
-        """Builds the game and the unit layout; ``game_options`` go to :class:`NeuronGame`."""
+        """Builds the game and the unit layout; ``game_options`` go to the game (``methods.games.neuron_game``)."""
         units = tuple(units)
-        game = NeuronGame(model, units, x, y, **game_options)
+        game = neuron_game(model, units, x, y, **game_options)
         groups = unit_groups(model, units, tuple(x.shape[1:]))
         return cls(model=model, units=units, x=x, y=y, game=game, groups=groups)
 
@@ -203,31 +204,30 @@ def _per_unit_max(groups: Sequence[UnitGroup], values: dict[str, torch.Tensor]) 
 
 
 @contextlib.contextmanager
-def _unit_masks(model: nn.Sequential, groups: Sequence[UnitGroup], keep: np.ndarray, *,
+def _unit_masks(model: nn.Module, groups: Sequence[UnitGroup], keep: np.ndarray, *,
                 record: list[torch.Tensor] | None = None) -> Iterator[None]:
     """Zeroes the units outside ``keep`` during forward passes; optionally adds sum |a| per unit to ``record``.
 
     The hooks return the masked output, so hooks registered after them (Captum's, in
     ``methods.scorers.captum``) see the masked activations.
     """
-    stages = dict(model.named_children())
+    stages = Submodules(model)
     handles = []
     for g, group in enumerate(groups):
         mask = torch.as_tensor(keep[group.players], dtype=torch.float32, device=next(model.parameters()).device)
 
-        def hook(_module, _inputs, output, mask=mask, g=g):
-            shape = (1, -1, *([1] * (output.dim() - 2)))
-            output = output * mask.view(shape)
+        def hook(_module, _inputs, output, mask=mask, g=g, group=group):
+            output = output * mask.view(unit_shape(group, output))
             if record is not None:
-                # Statistics are means over a unit's positions (a conv channel's feature map), so channels and
-                # neurons stay comparable in a global ranking, summed over the batch.
-                spatial = list(range(2, output.dim()))
-                per_example = output.detach().abs()
+                # Statistics are means over a unit's positions (a conv channel's feature map, a token sequence),
+                # so channels and neurons stay comparable in a global ranking, summed over the batch.
+                per_example = output.detach().abs().movedim(group.dim, 1)
+                spatial = list(range(2, per_example.dim()))
                 per_example = per_example.mean(spatial) if spatial else per_example
                 record[g] += per_example.sum(0).double().cpu()
             return output
 
-        handles.append(stages[group.name].register_forward_hook(hook))
+        handles.append(stages[group.path].register_forward_hook(hook))
     try:
         yield
     finally:

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from datasets.errors import UsageError
+from methods.network.structure import Submodules
 from methods.scorers.base import (
     SCORERS,
     PruningProblem,
@@ -26,9 +27,10 @@ from methods.scorers.library import _check_choice, _check_count, _library, priva
 REDUCES = ("abs", "signed")
 
 
-def _per_unit(attribution: torch.Tensor, reduce: str) -> torch.Tensor:
-    """(batch, units, *positions) -> (batch, units): the mean over a conv channel's positions, then |.| if "abs"."""
-    values = attribution.detach()
+def _per_unit(attribution: torch.Tensor, reduce: str, dim: int = 1) -> torch.Tensor:
+    """(batch, ..., units at ``dim``, ...) -> (batch, units): the mean over a unit's positions (a conv channel's
+    map, a token sequence), then |.| if "abs"."""
+    values = attribution.detach().movedim(dim, 1)
     if values.dim() > 2:
         values = values.mean(tuple(range(2, values.dim())))
     return values.abs() if reduce == "abs" else values
@@ -62,8 +64,8 @@ def captum_layer_scores(problem: PruningProblem, exclude: np.ndarray, *, method:
     _check_choice("output", output, ("logit", "log_prob"))
     attr = _library("captum.attr", "captum")
     model = private_copy(problem.model)
-    stages = dict(model.named_children())
-    layers = [stages[g.name] for g in problem.groups]
+    stages = Submodules(model)
+    layers = [stages[g.path] for g in problem.groups]
     forward: Callable[[torch.Tensor], torch.Tensor] = model
     if output == "log_prob":
         if method == "deeplift":
@@ -105,7 +107,7 @@ def captum_layer_scores(problem: PruningProblem, exclude: np.ndarray, *, method:
                         raise ValueError(f"unknown Captum method {method!r}")
                     attributions.append(a)
             for g, attribution in enumerate(attributions):
-                sums[g] += _per_unit(attribution, reduce).sum(0).double().cpu()
+                sums[g] += _per_unit(attribution, reduce, problem.groups[g].dim).sum(0).double().cpu()
     values = torch.cat(sums).numpy() / len(problem.y)
     return values, n_forward, n_backward
 

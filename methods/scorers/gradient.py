@@ -7,7 +7,7 @@ from typing import ClassVar
 
 import torch.nn.functional as F
 
-from methods.network.structure import per_unit_weight_statistic
+from methods.network.structure import Submodules, per_unit_weight_statistic
 from methods.scorers.base import (
     SCORERS,
     ScorerBase,
@@ -36,7 +36,7 @@ class WeightGradientMagnitude(ScorerBase):
     def __call__(self, problem, *, rng, include=None, exclude=None, target=None) -> Scores:
         include, exclude = _fixed(problem, include, exclude)
         model = problem.model
-        stages = dict(model.named_children())
+        stages = Submodules(model)
         names = _attached(problem)
         model.zero_grad(set_to_none=True)
         with _unit_masks(model, problem.groups, ~exclude):

@@ -8,7 +8,7 @@ from typing import ClassVar
 import torch
 
 from datasets.errors import UsageError
-from methods.network.structure import per_unit_weight_statistic
+from methods.network.structure import Submodules, per_unit_weight_statistic
 from methods.scorers.base import (
     PARAM_AXIS,
     SCORERS,
@@ -48,12 +48,12 @@ class WeightMagnitude(ScorerBase):
 
     def weight_scores(self, problem: PruningProblem) -> dict[str, torch.Tensor]:
         """|w| of each weighted layer attached to the units (the parameter-axis protocol)."""
-        stages = dict(problem.model.named_children())
+        stages = Submodules(problem.model)
         return {name: stages[name].weight.detach().abs() for name in _attached(problem)}
 
     def __call__(self, problem, *, rng, include=None, exclude=None, target=None) -> Scores:
         include, exclude = _fixed(problem, include, exclude)
-        stages = dict(problem.model.named_children())
+        stages = Submodules(problem.model)
         magnitudes = {name: stages[name].weight.abs() for name in _attached(problem)}
         if self.form == "neuron":
             values = per_unit_weight_statistic(problem.model, problem.groups, magnitudes)

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from datasets.errors import UsageError
-from methods.network.structure import UnitGroup
+from methods.network.structure import Submodules, UnitGroup
 from methods.scorers.base import (
     SCORERS,
     PruningProblem,
@@ -136,7 +136,7 @@ def tp_scores(problem: PruningProblem, exclude: np.ndarray, *, kind: str, p: int
     """
     tp = _library("torch_pruning", "torch-pruning")
     model = private_copy(problem.model)
-    stages = dict(model.named_children())
+    stages = Submodules(model)
     n_forward = n_backward = 0
     owned = [g for g in problem.groups if g.producer is not None]
     tp_groups: dict[str, Any] = {}

@@ -1,0 +1,294 @@
+"""The neuron game on any ``nn.Module``: players live at unit sites (``methods.network.sites``) anywhere in a graph.
+
+Masking is a forward hook on every site module that multiplies its output by the coalition's mask along the unit
+axis. A chunk of k coalitions is one pass over k x N samples, each coalition's mask broadcast over its own N samples
+(``mask_units``), so a residual net, an AlexNet or a model tree is evaluated k coalitions at a time.
+
+What no mask can change is computed once. ``torch.fx`` traces the model, with the site modules kept as leaves; a
+node that depends on no site is coalition-free. The coalition-free nodes that feed the rest (the boundary: for a
+ResNet whose first site is ``layer1.0.bn1``, the stem's output and ``layer1.0.conv1``'s output) are evaluated once
+over the N samples and cached; every coalition runs only the nodes downstream of a site. A model that ``torch.fx``
+cannot trace (data-dependent control flow, say) is evaluated whole, batched and hooked the same way, without the
+cache; :attr:`GraphGame.traced` says which happened, and a warning says why.
+
+A flat ``nn.Sequential`` whose sites are its stages keeps the faster flat engines of ``methods.games.neuron``;
+:func:`neuron_game` picks.
+"""
+
+from __future__ import annotations
+
+import copy
+import operator
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import fx, nn
+
+from methods.games.base import check_coalitions
+from methods.games.neuron import DEFAULT_MEMORY_CAP, METRICS, NeuronGame
+from methods.network.sites import Site, is_flat, mask_units, resolve_sites
+
+GRAPH_STRATEGIES = ("auto", "dense")
+
+
+class _SiteTracer(fx.Tracer):
+    """Keeps the site modules (and torch's own modules, fx's default) as single nodes."""
+
+    def __init__(self, leaves: set[str]) -> None:
+        super().__init__()
+        self._leaves = leaves
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return qualified_name in self._leaves or super().is_leaf_module(module, qualified_name)
+
+
+def split_at_sites(model: nn.Module, paths: Sequence[str]) -> tuple[fx.GraphModule, fx.GraphModule, int]:
+    """Splits ``model`` into a coalition-free prefix and the suffix that depends on the sites.
+
+    Returns:
+        (prefix, suffix, n_boundary): ``prefix(x)`` returns the tuple of boundary values; ``suffix(*boundary)``
+        returns the logits and calls every site module as a submodule (so hooks on them fire).
+
+    Raises:
+        torch.fx's errors when the model cannot be traced, or ValueError when a site is not a node of the trace.
+    """
+    leaves = set(paths)
+    graph = _SiteTracer(leaves).trace(model)
+    nodes = list(graph.nodes)
+    site_nodes = [n for n in nodes if n.op == "call_module" and n.target in leaves]
+    if sorted(n.target for n in site_nodes) != sorted(leaves):
+        raise ValueError("some unit sites are not single calls in the traced graph")
+    tainted: set[fx.Node] = set(site_nodes)
+    per_sample: set[fx.Node] = set()
+    for node in nodes:
+        inputs = node.all_input_nodes
+        if node.op == "placeholder" or any(i in per_sample for i in inputs):
+            per_sample.add(node)
+        if any(i in tainted for i in inputs):
+            tainted.add(node)
+    output = next(n for n in nodes if n.op == "output")
+    if output not in tainted:
+        raise ValueError("the model's output depends on no unit site")
+    boundary = [n for n in nodes if n not in tainted and n in per_sample and n.op != "output"
+                and any(user in tainted for user in n.users)]
+
+    prefix_graph = fx.Graph()
+    env: dict[fx.Node, fx.Node] = {}
+    for node in nodes:
+        if node.op == "output":
+            break
+        if node not in tainted:
+            env[node] = prefix_graph.node_copy(node, lambda n: env[n])
+    prefix_graph.output(tuple(env[n] for n in boundary))
+
+    suffix_graph = fx.Graph()
+    env = {n: suffix_graph.placeholder(f"boundary_{i}") for i, n in enumerate(boundary)}
+    for node in nodes:
+        if node in env:
+            continue
+        if node in tainted or node not in per_sample:  # constants (parameters read directly) come along
+            env[node] = suffix_graph.node_copy(node, lambda n: env[n])
+    parts = []
+    for part_graph in (prefix_graph, suffix_graph):
+        part = fx.GraphModule(model, part_graph)
+        part.graph.eliminate_dead_code()
+        part.recompile()
+        parts.append(part)
+    return parts[0], parts[1], len(boundary)
+
+
+class GraphGame:
+    """GTAP's neuron game over unit sites of any network; the interface of :class:`~methods.games.neuron.NeuronGame`.
+
+    Args:
+        model: any ``nn.Module`` in eval mode's semantics (the game works on its own copy, in eval mode).
+        units: site specs (``"path"`` or ``"path:axis"``), in the player order wanted.
+        x, y: evaluation inputs and labels (the validation split when estimating indices).
+        metric: "accuracy" or "neg_loss".
+        strategy: "auto" or "dense" (both: the batched hooked pass).
+        memory_cap: bytes of activations one chunk of coalitions may use.
+        device: where to evaluate (default: the model's device).
+
+    Attributes:
+        sites: the resolved sites, in player order.
+        traced: whether ``torch.fx`` split off the coalition-free part (else the whole model runs per chunk).
+        n_players, group_names, group_sizes, group_slices, n_evaluations, n_samples: as NeuronGame's.
+    """
+
+    def __init__(self, model: nn.Module, units: Sequence[str], x: torch.Tensor, y: torch.Tensor, *,
+                 metric: str = "accuracy", strategy: str = "auto", memory_cap: int = DEFAULT_MEMORY_CAP,
+                 device: torch.device | str | None = None) -> None:
+        if metric not in METRICS:
+            raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
+        if strategy not in GRAPH_STRATEGIES:
+            raise ValueError(f"the {strategy!r} strategy needs a flat nn.Sequential whose units are its stages; "
+                             f"valid here: {', '.join(GRAPH_STRATEGIES)}")
+        self.device = torch.device(device) if device is not None else next(model.parameters()).device
+        self.metric, self.strategy, self.memory_cap = metric, "dense", int(memory_cap)
+        self.n_evaluations = 0
+        self.gemm_flops = 0  # not counted on this path
+        net = copy.deepcopy(model).to(self.device).eval()
+        self.sites = resolve_sites(net, units, tuple(x.shape[1:]))
+        self.group_names = tuple(units)
+        self.group_sizes = tuple(site.size for site in self.sites)
+        bounds = np.cumsum([0, *self.group_sizes])
+        self.group_slices = tuple(slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True))
+        self.n_players = int(bounds[-1])
+        try:
+            prefix, self._suffix, _ = split_at_sites(net, [site.path for site in self.sites])
+            self.traced = True
+        except Exception as error:  # noqa: BLE001  (fx raises many kinds; every one means: run the model whole)
+            warnings.warn(f"torch.fx cannot trace {type(model).__name__} ({type(error).__name__}: "
+                          f"{str(error).splitlines()[0] if str(error) else ''}); every coalition runs the whole "
+                          "model, with nothing cached", stacklevel=2)
+            prefix, self._suffix, self.traced = None, net, False
+        self._masks: list[torch.Tensor] | None = None
+        for g, site in enumerate(self.sites):
+            self._suffix.get_submodule(site.path).register_forward_hook(self._hook(g, site.dim))
+        self.y = y.to(self.device)
+        self.n_samples = len(self.y)
+        with torch.no_grad():
+            parts = [prefix(c.to(self.device)) if prefix is not None else (c.to(self.device),)
+                     for c in x.split(4096)]
+        self._cached = [torch.cat([p[i] for p in parts]) for i in range(len(parts[0]))] if parts else []
+        self._per_sample_bytes = self._activation_bytes()
+
+    def _hook(self, g: int, dim: int):
+        def hook(_module, _inputs, output):
+            return output if self._masks is None else mask_units(output, self._masks[g], dim)
+        return hook
+
+    def _activation_bytes(self) -> int:
+        """Bytes of every module output of the suffix for one sample of one coalition (the chunking's estimate)."""
+        total = 0
+
+        def count(_module, _inputs, output):
+            nonlocal total
+            if isinstance(output, torch.Tensor):
+                total += output.numel() * output.element_size()
+
+        handles = [m.register_forward_hook(count) for m in self._suffix.modules() if not list(m.children())]
+        try:
+            with torch.no_grad():
+                self._suffix(*(c[:1] for c in self._cached))
+        finally:
+            for handle in handles:
+                handle.remove()
+        return 2 * total + sum(c[:1].numel() * c.element_size() for c in self._cached)
+
+    # ------------------------------------------------------------------ the Game protocol
+    def __call__(self, coalitions: np.ndarray) -> np.ndarray:
+        """v(C) for each row of a bool (k, n_players) coalition matrix."""
+        coalitions = check_coalitions(coalitions, self.n_players)
+        self.n_evaluations += len(coalitions)
+        out = []
+        with torch.no_grad():
+            for rows, samples in self._chunks(len(coalitions), self.n_samples):
+                total = torch.zeros(rows.stop - rows.start, device=self.device, dtype=torch.float64)
+                for part in samples:
+                    logits = self._logits(coalitions[rows], [c[part] for c in self._cached], shared=True)
+                    total += self._metric_sum(logits, self.y[part])
+                out.append(total / self.n_samples)
+        return torch.cat(out).cpu().numpy() if out else np.zeros(0)
+
+    def grand_value(self) -> float:
+        return float(self(np.ones((1, self.n_players), dtype=bool))[0])
+
+    def predictions(self, coalitions: np.ndarray, sample_index: np.ndarray | torch.Tensor) -> tuple[
+            torch.Tensor, torch.Tensor]:
+        correct, confidence, _ = self.predicted(coalitions, sample_index)
+        return correct, confidence
+
+    def predicted(self, coalitions: np.ndarray, sample_index: np.ndarray | torch.Tensor) -> tuple[
+            torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(correct, confidence, label), each (k, m): row j of ``coalitions`` on its own m samples (MCUE)."""
+        coalitions = check_coalitions(coalitions, self.n_players)
+        sample_index = torch.as_tensor(np.asarray(sample_index), device=self.device, dtype=torch.long)
+        if sample_index.dim() != 2 or sample_index.shape[0] != len(coalitions):
+            raise ValueError(f"sample_index must have shape ({len(coalitions)}, m), got {tuple(sample_index.shape)}")
+        if len(coalitions) == 0:
+            empty = torch.zeros(0, sample_index.shape[1])
+            return empty.bool(), empty, empty.long()
+        self.n_evaluations += len(coalitions)
+        correct, confidence, label = [], [], []
+        with torch.no_grad():
+            for rows, _ in self._chunks(len(coalitions), sample_index.shape[1]):
+                idx = sample_index[rows]
+                logits = self._logits(coalitions[rows], [c[idx.flatten()] for c in self._cached], shared=False)
+                prob = logits.softmax(-1)
+                confidence.append(prob.max(-1).values)
+                label.append(logits.argmax(-1))
+                correct.append(label[-1] == self.y[idx])
+        return torch.cat(correct).cpu(), torch.cat(confidence).cpu(), torch.cat(label).cpu()
+
+    # ------------------------------------------------------------------ evaluation
+    def _chunks(self, k: int, n_samples: int) -> list[tuple[slice, list[slice]]]:
+        """Coalition chunks that fit ``memory_cap``; a single coalition too big for it splits its samples too."""
+        per_coalition = max(self._per_sample_bytes * n_samples, 1)
+        step = int(max(1, min(k, self.memory_cap // per_coalition)))
+        sample_step = n_samples
+        if step == 1:
+            sample_step = int(max(1, min(n_samples, self.memory_cap // max(self._per_sample_bytes, 1))))
+        samples = [slice(s, s + sample_step) for s in range(0, n_samples, sample_step)]
+        return [(slice(i, min(i + step, k)), samples) for i in range(0, k, step)]
+
+    def _logits(self, coalitions: np.ndarray, inputs: list[torch.Tensor], *, shared: bool) -> torch.Tensor:
+        """Logits (k, n, C); ``inputs`` are the cached values of n samples shared by all k coalitions, or (k * n)
+        rows coalition-major when not ``shared``."""
+        k = len(coalitions)
+        full = torch.as_tensor(coalitions, device=self.device, dtype=torch.float32)
+        if shared:
+            inputs = [c.unsqueeze(0).expand(k, *c.shape).flatten(0, 1) for c in inputs]
+        self._masks = [full[:, s] for s in self.group_slices]
+        try:
+            logits = self._suffix(*inputs)
+        finally:
+            self._masks = None
+        return logits.unflatten(0, (k, -1))
+
+    def _metric_sum(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        y = y.expand(logits.shape[:2])
+        if self.metric == "accuracy":
+            return (logits.argmax(-1) == y).sum(-1, dtype=torch.float64)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
+        return -loss.sum(-1, dtype=torch.float64)
+
+
+def neuron_game(model: nn.Module, units: Sequence[str], x: torch.Tensor, y: torch.Tensor,
+                **options: Any) -> NeuronGame | GraphGame:
+    """The neuron game of ``model``'s units: the flat engines for a flat ``nn.Sequential`` whose units are its
+    stages (bit for bit what they have always computed), the graph engine for anything else."""
+    sites = resolve_sites(model, units, tuple(x.shape[1:]))
+    if is_flat(model, sites):
+        return NeuronGame(model, [site.path for site in sites], x, y, **options)
+    return GraphGame(model, units, x, y, **options)
+
+
+def naive_site_logits(model: nn.Module, units: Sequence[str], x: torch.Tensor,
+                      coalition: np.ndarray) -> torch.Tensor:
+    """Logits of the whole network with the units outside ``coalition`` zeroed by forward hooks at their sites.
+
+    The oracle of the graph engine: one full forward per coalition, nothing cached, nothing traced.
+    """
+    sites = resolve_sites(model, units, tuple(x.shape[1:]))
+    bounds = np.cumsum([0, *(s.size for s in sites)])
+    handles = []
+    for g, site in enumerate(sites):
+        keep = torch.as_tensor(np.asarray(coalition[bounds[g]:bounds[g + 1]]), dtype=x.dtype, device=x.device)
+        shape = [1] * site.ndim
+        shape[site.dim] = site.size
+
+        def hook(_module, _inputs, output, keep=keep.view(shape)):
+            return operator.mul(output, keep)
+
+        handles.append(model.get_submodule(site.path).register_forward_hook(hook))
+    try:
+        with torch.no_grad():
+            return model(x)
+    finally:
+        for handle in handles:
+            handle.remove()
