@@ -40,6 +40,7 @@ from datasets.models import build_model
 from datasets.pairs import Pair, Recipe, get_pair
 from datasets.paths import cache_dir
 from datasets.registry import Registry
+from datasets.sites import resolve_sites
 
 # Bump when training code changes in a way that changes the weights or what a checkpoint holds, so stale
 # checkpoints are not reused. 2: checkpoints hold the per-epoch learning curves. 3: decoded-image splits (UTKFace)
@@ -215,6 +216,7 @@ def train_pair(
     path = checkpoint_path(pair, key)
     model = build_model(pair.model, input_shape=splits.input_shape, num_classes=splits.num_classes,
                         **pair.model_options)
+    resolve_sites(model, pair.units, splits.input_shape, owner=f"pair {pair.name!r}")  # a bad unit site stops here
 
     damaged = False
     if path.exists() and not force:

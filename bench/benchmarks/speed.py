@@ -1,9 +1,11 @@
 """Coalition-evaluation throughput of the neuron game: ``python -m bench.benchmarks.speed [--pair lenet300-mnist]``.
 
 Times, in one process and on the same evaluation images, the naive evaluation (one hooked forward pass of the whole
-network per coalition) against the game's strategies, on random coalitions (R_1/2 and R_0.2) and on the structured
-batches the estimators emit (permutation prefixes, paired coalitions). It also measures the machine's fp32 GEMM
-throughput, so the game's executed GEMM FLOP/s can be quoted as a fraction of it, and the peak memory.
+network per coalition) against the game's strategies (for a model that is not a flat ``nn.Sequential``, such as a
+residual net, the one batched hooked pass of ``methods.games.graph``), on random coalitions (R_1/2 and R_0.2) and
+on the structured batches the estimators emit (permutation prefixes, paired coalitions). It also measures the
+machine's fp32 GEMM throughput, so the game's executed GEMM FLOP/s can be quoted as a fraction of it, and the peak
+memory.
 """
 
 from __future__ import annotations
@@ -50,9 +52,13 @@ def time_game(game, coalitions: np.ndarray, device: torch.device) -> dict[str, f
             "gemm_flops_per_second": game.gemm_flops / seconds, "mean_value": float(values.mean())}
 
 
-def time_naive(model, units, x, y, coalitions: np.ndarray, device: torch.device) -> dict[str, float]:
+def time_naive(model, units, x, y, coalitions: np.ndarray, device: torch.device, *,
+               graph: bool = False) -> dict[str, float]:
+    from methods.games.graph import naive_site_logits
     from methods.games.neuron import naive_logits
 
+    if graph:
+        naive_logits = naive_site_logits  # noqa: N806  (the oracle of the graph engine)
     naive_logits(model, units, x, coalitions[0])
     _sync(device)
     start = time.perf_counter()
@@ -95,7 +101,8 @@ def main(argv: list[str] | None = None) -> int:
 
     from datasets.data import as_tensors
     from datasets.training import resolve_device, train_pair
-    from methods.games.neuron import DEFAULT_MEMORY_CAP, NeuronGame
+    from methods.games.graph import GraphGame, neuron_game
+    from methods.games.neuron import DEFAULT_MEMORY_CAP
 
     device = resolve_device(args.device)
     trained = train_pair(args.pair, seed=args.seed, data_dir=args.data_dir, device=device, progress=False)
@@ -111,15 +118,18 @@ def main(argv: list[str] | None = None) -> int:
         "threads": torch.get_num_threads(), "memory_cap": cap,
         "gemm_peak_flops": gemm_peak(device),
     }
-    probe = NeuronGame(model, units, x, y, strategy="dense", memory_cap=cap, device=device)
+    probe = neuron_game(model, units, x, y, strategy="dense", memory_cap=cap, device=device)
+    graph = isinstance(probe, GraphGame)
+    results["engine"] = "graph (hooked, batched)" if graph else "flat"
     n = probe.n_players
     batches = {"random-R0.5": rng.random((args.coalitions, n)) < 0.5,
                "random-R0.2": rng.random((args.coalitions, n)) < 0.2}
     batches.update(structured_batches(n, rng, args.coalitions))
-    results["naive"] = time_naive(model, units, x, y, batches["random-R0.5"][: args.naive_coalitions], device)
-    strategies = ["dense"] + (["sparse"] if device.type == "cpu" else [])
+    results["naive"] = time_naive(model, units, x, y, batches["random-R0.5"][: args.naive_coalitions], device,
+                                  graph=graph)
+    strategies = ["dense"] + (["sparse"] if device.type == "cpu" and not graph else [])
     for strategy in strategies:
-        game = NeuronGame(model, units, x, y, strategy=strategy, memory_cap=cap, device=device)
+        game = neuron_game(model, units, x, y, strategy=strategy, memory_cap=cap, device=device)
         for name, coalitions in batches.items():
             results[f"{strategy}/{name}"] = time_game(game, coalitions, device)
     results["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -129,14 +139,14 @@ def main(argv: list[str] | None = None) -> int:
     naive = results["naive"]["per_second"]
     peak = results["gemm_peak_flops"]
     print(f"{args.pair}: {n} players, {len(y)} images, {device}, {torch.get_num_threads()} threads, "
-          f"GEMM peak {peak / 1e9:.0f} GFLOP/s")
+          f"{results['engine']} engine, GEMM peak {peak / 1e9:.0f} GFLOP/s")
     print(f"{'evaluation':34s} {'coalitions/s':>13s} {'x naive':>8s} {'GEMM GFLOP/s':>13s} {'of peak':>8s}")
     print(f"{'naive (hooked full forward)':34s} {naive:13.1f} {1.0:8.1f}")
     for key, r in results.items():
         if isinstance(r, dict) and "gemm_flops_per_second" in r:
             share = r["gemm_flops_per_second"] / peak
-            print(f"{key:34s} {r['per_second']:13.1f} {r['per_second'] / naive:8.1f} "
-                  f"{r['gemm_flops_per_second'] / 1e9:13.1f} {share:8.0%}")
+            flops = f"{r['gemm_flops_per_second'] / 1e9:13.1f} {share:8.0%}" if share else f"{'(not counted)':>22s}"
+            print(f"{key:34s} {r['per_second']:13.1f} {r['per_second'] / naive:8.1f} {flops}")
     print(f"peak RSS {results['peak_rss_bytes'] / 2**20:.0f} MiB"
           + (f", peak GPU {results['peak_gpu_bytes'] / 2**20:.0f} MiB" if "peak_gpu_bytes" in results else ""))
     if args.out:

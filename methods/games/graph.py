@@ -1,4 +1,4 @@
-"""The neuron game on any ``nn.Module``: players live at unit sites (``methods.network.sites``) anywhere in a graph.
+"""The neuron game on any ``nn.Module``: players live at unit sites (``datasets.sites``) anywhere in a graph.
 
 Masking is a forward hook on every site module that multiplies its output by the coalition's mask along the unit
 axis. A chunk of k coalitions is one pass over k x N samples, each coalition's mask broadcast over its own N samples
@@ -18,7 +18,6 @@ A flat ``nn.Sequential`` whose sites are its stages keeps the faster flat engine
 from __future__ import annotations
 
 import copy
-import operator
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -28,22 +27,11 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from datasets.sites import SiteTracer, is_flat, mask_units, resolve_sites
 from methods.games.base import check_coalitions
 from methods.games.neuron import DEFAULT_MEMORY_CAP, METRICS, NeuronGame
-from methods.network.sites import Site, is_flat, mask_units, resolve_sites
 
 GRAPH_STRATEGIES = ("auto", "dense")
-
-
-class _SiteTracer(fx.Tracer):
-    """Keeps the site modules (and torch's own modules, fx's default) as single nodes."""
-
-    def __init__(self, leaves: set[str]) -> None:
-        super().__init__()
-        self._leaves = leaves
-
-    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
-        return qualified_name in self._leaves or super().is_leaf_module(module, qualified_name)
 
 
 def split_at_sites(model: nn.Module, paths: Sequence[str]) -> tuple[fx.GraphModule, fx.GraphModule, int]:
@@ -57,7 +45,7 @@ def split_at_sites(model: nn.Module, paths: Sequence[str]) -> tuple[fx.GraphModu
         torch.fx's errors when the model cannot be traced, or ValueError when a site is not a node of the trace.
     """
     leaves = set(paths)
-    graph = _SiteTracer(leaves).trace(model)
+    graph = SiteTracer(leaves).trace(model)
     nodes = list(graph.nodes)
     site_nodes = [n for n in nodes if n.op == "call_module" and n.target in leaves]
     if sorted(n.target for n in site_nodes) != sorted(leaves):
@@ -278,12 +266,13 @@ def naive_site_logits(model: nn.Module, units: Sequence[str], x: torch.Tensor,
     bounds = np.cumsum([0, *(s.size for s in sites)])
     handles = []
     for g, site in enumerate(sites):
-        keep = torch.as_tensor(np.asarray(coalition[bounds[g]:bounds[g + 1]]), dtype=x.dtype, device=x.device)
         shape = [1] * site.ndim
         shape[site.dim] = site.size
+        keep = torch.as_tensor(np.asarray(coalition[bounds[g]:bounds[g + 1]]), dtype=x.dtype, device=x.device)
+        keep = keep.view(shape)
 
-        def hook(_module, _inputs, output, keep=keep.view(shape)):
-            return operator.mul(output, keep)
+        def hook(_module, _inputs, output, keep=keep):
+            return output * keep
 
         handles.append(model.get_submodule(site.path).register_forward_hook(hook))
     try:

@@ -251,8 +251,10 @@ def _prune_graph(model: nn.Module, groups: Sequence[UnitGroup], mask: np.ndarray
     param = next(pruned.parameters())
     import torch_pruning as tp
 
-    graph = tp.DependencyGraph().build_dependency(
-        pruned, example_inputs=torch.zeros(1, *input_shape, device=param.device, dtype=param.dtype), verbose=False)
+    with torch.enable_grad():  # the dependency graph is traced through autograd
+        graph = tp.DependencyGraph().build_dependency(
+            pruned, example_inputs=torch.zeros(1, *input_shape, device=param.device, dtype=param.dtype),
+            verbose=False)
     layers = {name: pruned.get_submodule(name) for name in {g.producer for g in groups} | {
         g.consumer for g in groups if g.consumer is not None}}
     zero_inputs: list[str] = []

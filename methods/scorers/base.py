@@ -33,7 +33,7 @@ class PruningProblem:
 
     Attributes:
         model: the trained network (never modified).
-        units: the unit sites (``methods.network.sites``; a flat model's stage names).
+        units: the unit sites (``datasets.sites``; a flat model's stage names).
         x: validation inputs; y: validation labels (index estimation and tuning never see the test split).
         game: the neuron game on (x, y).
         groups: the unit groups with their producer/consumer layers.

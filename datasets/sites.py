@@ -22,7 +22,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
-from torch import nn
+from torch import fx, nn
+
+from datasets.errors import UsageError
 
 AXES = {"channels": 1, "features": -1}
 
@@ -58,7 +60,7 @@ def split_spec(spec: str) -> tuple[str, str | None]:
     """``"path:axis"`` -> (path, axis); a spec without an axis gives (path, None)."""
     path, sep, axis = str(spec).partition(":")
     if sep and axis not in AXES:
-        raise ValueError(f"unit site {spec!r}: unknown axis {axis!r}; valid: {', '.join(AXES)}")
+        raise UsageError(f"unit site {spec!r}: unknown axis {axis!r}; valid: {', '.join(AXES)}")
     return path, (axis if sep else None)
 
 
@@ -83,7 +85,7 @@ def find_module(model: nn.Module, path: str, *, owner: str = "") -> nn.Module:
     close = difflib.get_close_matches(path, module_paths(model), n=3, cutoff=0.5)
     hint = f"; closest: {', '.join(close)}" if close else f"; its modules: {', '.join(module_paths(model)[:12])} ..."
     where = f"{owner}: " if owner else ""
-    raise ValueError(f"{where}unit site {path!r} is not a module of {type(model).__name__}{hint}")
+    raise UsageError(f"{where}unit site {path!r} is not a module of {type(model).__name__}{hint}")
 
 
 def resolve_sites(model: nn.Module, specs: Sequence[str], input_shape: Sequence[int], *,
@@ -98,7 +100,7 @@ def resolve_sites(model: nn.Module, specs: Sequence[str], input_shape: Sequence[
     parsed = [split_spec(spec) for spec in specs]
     modules = [find_module(model, path, owner=owner) for path, _ in parsed]
     if len({path for path, _ in parsed}) != len(parsed):
-        raise ValueError(f"{where}unit sites {list(specs)} name a module twice")
+        raise UsageError(f"{where}unit sites {list(specs)} name a module twice")
     outputs: dict[int, list[torch.Tensor]] = {i: [] for i in range(len(parsed))}
 
     def recorder(i: int):
@@ -123,17 +125,28 @@ def resolve_sites(model: nn.Module, specs: Sequence[str], input_shape: Sequence[
     for i, ((path, axis), module) in enumerate(zip(parsed, modules, strict=True)):
         calls = outputs[i]
         if len(calls) != 1:
-            raise ValueError(f"{where}unit site {path!r} runs {len(calls)} times per forward pass; a site must run "
+            raise UsageError(f"{where}unit site {path!r} runs {len(calls)} times per forward pass; a site must run "
                              "exactly once (name a module that is not reused)")
         output = calls[0]
         if not isinstance(output, torch.Tensor) or output.dim() < 2:
-            raise ValueError(f"{where}unit site {path!r} outputs no (batch, units, ...) tensor")
+            raise UsageError(f"{where}unit site {path!r} outputs no (batch, units, ...) tensor")
         axis = axis or default_axis(module)
         if axis == "features" and output.dim() > 2 and isinstance(module, nn.Conv2d | nn.BatchNorm2d):
-            raise ValueError(f"{where}unit site {path!r}: the features axis of a {type(module).__name__}'s "
+            raise UsageError(f"{where}unit site {path!r}: the features axis of a {type(module).__name__}'s "
                              f"{tuple(output.shape[1:])} output is a spatial axis; use channels")
         sites.append(Site(path, axis, int(output.shape[AXES[axis]]), output.dim()))
     return sites
+
+
+class SiteTracer(fx.Tracer):
+    """Keeps the site modules (and torch's own modules, fx's default) as single nodes."""
+
+    def __init__(self, leaves: set[str]) -> None:
+        super().__init__()
+        self._leaves = leaves
+
+    def is_leaf_module(self, module: nn.Module, qualified_name: str) -> bool:
+        return qualified_name in self._leaves or super().is_leaf_module(module, qualified_name)
 
 
 def is_flat(model: nn.Module, sites: Sequence[Site]) -> bool:
