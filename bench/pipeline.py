@@ -17,8 +17,8 @@ import torch
 from bench.streams import Stream, stream
 from datasets.data import as_tensors
 from datasets.training import TrainedPair
-from methods.games.mcue import MCUEResult, mcue
 from methods.games.graph import GraphGame, neuron_game
+from methods.games.mcue import MCUEResult, mcue
 from methods.games.neuron import NeuronGame
 from methods.pruning.curves import (
     CurvePoint,

@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchvision.models.resnet import BasicBlock
 
+from datasets.sites import resolve_sites
 from methods.games import GraphGame, naive_site_logits, neuron_game
 from methods.games.graph import split_at_sites
 from methods.network import prune_network, unit_groups
-from methods.network.sites import resolve_sites
 from methods.scorers import PruningProblem, build_scorer
 
 UNITS = ("layer1.0.bn1", "layer1.1.bn1")  # the inner channels of two residual blocks: 4 + 8 players
