@@ -2,7 +2,9 @@
 
 Flat and named on purpose: a prunable unit group is then just the name of a stage whose output is masked (the
 output's dimension 1: neurons of a Linear layer, channels of a conv layer), and a neuron game can split any model
-into a prefix, computed once and cached, and the masked suffix.
+into a prefix, computed once and cached, and the masked suffix. The one exception is ``resnet20``: a sequence of
+stages whose blocks are nested (residual blocks cannot be flattened), so its units are module paths such as
+``layer2.0.bn1``.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from torch import nn
 from datasets.errors import UsageError
 from datasets.registry import Registry
 
-ModelFactory = Callable[..., nn.Sequential]
+ModelFactory = Callable[..., nn.Module]
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,69 @@ def alexnet(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Sequential:
     for name, module in zip(["drop1", "fc1", "relu6", "drop2", "fc2", "relu7", "fc3"], net.classifier, strict=True):
         stages[name] = module
     return nn.Sequential(stages)
+
+
+@register_model("resnet20")
+def resnet20(*, input_shape: tuple[int, ...], num_classes: int, stem_stride: int = 2,
+             stem_pool: bool = True) -> nn.Sequential:
+    """ResNet-20 (He et al. 2016, the CIFAR layout): a 3x3 conv stem of 16 channels, three stages of three
+    torchvision ``BasicBlock`` s (16, 32, 64 channels; the second and third stages start at stride 2 with
+    torchvision's 1x1-conv + BatchNorm shortcut), a global average pool and one Linear classifier.
+
+    Not flat: the children are ``stem`` (``conv``, ``bn``, ``relu`` and, with ``stem_pool``, ``pool``),
+    ``layer1`` .. ``layer3`` (blocks ``layerS.B``, e.g. ``layer2.0.bn1``), ``avgpool``, ``flatten`` and ``fc``.
+    The natural players are the inner channels of every block, the outputs of ``layerS.B.bn1``: 3*16 + 3*32 +
+    3*64 = 336. (A ``BasicBlock`` calls its one ``relu`` twice, after ``bn1`` and after the residual add, so hook
+    ``bn1``, not ``relu``.)
+
+    The default stem, as torchvision's ImageNet ResNets have it (a stride-2 conv and a 3x3 stride-2 max-pool),
+    suits 64x64 faces on a 2-core CPU: layer1 sees 16x16 maps, 10.7 M MACs per image, a 256-image forward in
+    about 0.03 s and a UTKFace training epoch in about 4.5 s. CIFAR's stride-1 stem (``stem_stride=1,
+    stem_pool=False``) costs 166 M MACs, 0.7 s and 60 s; a stride-2 stem without the pool 41 M, 0.1 s and 13 s.
+    On UTKFace age groups (8 classes), 5 epochs of Adam 1e-3, the pooled and unpooled stride-2 stems reached the
+    same accuracy within seed noise (validation 0.48-0.49, test 0.50-0.52, as face-cnn), so the cheaper is the
+    default.
+
+    Args:
+        stem_stride: the stride of the stem's conv (He et al. use 1 on 32x32 CIFAR).
+        stem_pool: a 3x3 stride-2 max-pool after the stem's ReLU (``stem.pool``).
+    """
+    from torchvision.models.resnet import BasicBlock
+
+    if isinstance(stem_stride, bool) or not isinstance(stem_stride, int) or stem_stride < 1:
+        raise UsageError(f"stem_stride must be an integer >= 1, got {stem_stride!r}")
+    channels = input_shape[0]
+    stem: OrderedDict[str, nn.Module] = OrderedDict(
+        conv=nn.Conv2d(channels, 16, kernel_size=3, stride=stem_stride, padding=1, bias=False),
+        bn=nn.BatchNorm2d(16),
+        relu=nn.ReLU(inplace=True),
+    )
+    if stem_pool:
+        stem["pool"] = nn.MaxPool2d(kernel_size=3, stride=2, padding=1)
+    stages: OrderedDict[str, nn.Module] = OrderedDict(stem=nn.Sequential(stem))
+    width = 16
+    for index, (planes, stride) in enumerate([(16, 1), (32, 2), (64, 2)], start=1):
+        blocks = []
+        for block in range(3):
+            step = stride if block == 0 else 1
+            downsample = None
+            if step != 1 or width != planes:
+                downsample = nn.Sequential(nn.Conv2d(width, planes, kernel_size=1, stride=step, bias=False),
+                                           nn.BatchNorm2d(planes))
+            blocks.append(BasicBlock(width, planes, stride=step, downsample=downsample))
+            width = planes
+        stages[f"layer{index}"] = nn.Sequential(*blocks)
+    stages["avgpool"] = nn.AdaptiveAvgPool2d(1)
+    stages["flatten"] = nn.Flatten()
+    stages["fc"] = nn.Linear(width, num_classes)
+    model = nn.Sequential(stages)
+    for module in model.modules():  # torchvision's ResNet initialisation
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+    return model
 
 
 @register_model("face-mlp")
