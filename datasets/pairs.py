@@ -182,3 +182,21 @@ register_face_pairs("face-mlp", ("relu1", "relu2"), "MLP baseline (512-256)")
 register_face_pairs("face-cnn", ("relu1", "relu2", "relu3", "relu4"), "CNN baseline (3 conv blocks, 256 head)")
 register_face_pairs("face-cnn-dropout", ("relu1", "relu2", "relu3", "relu4"),
                     "CNN with dropout 0.55 (NEUROGAME's drop rate): the regularisation control")
+
+# A residual CNN (He et al. 2016's ResNet-20: 3 stages of 3 basic blocks, 16/32/64 channels) on UTKFace age groups at
+# 64x64x3: harder than MNIST (8 classes, the faces' appearance only loosely tied to age), so a pruning method has
+# room to show what it keeps. Residual coupling: a block's second conv writes into the residual stream, whose
+# channels are tied across the whole stage (the stem or shortcut that starts it, every block's bn2, the addition);
+# removing one means removing it from all of them (Torch-Pruning's coupled group). The players here are the inner
+# channels of every block, ``layerS.B.bn1`` (after the BatchNorm, so a zeroed channel reaches only ``conv2``): each
+# one is free of coupling, removable alone, and its game is the GTAP paper's neuron game unchanged. 3 x 16 + 3 x 32
+# + 3 x 64 = 336 players. The coupled stream channels stay (playing a coupled group as one player would need a mask
+# shared by several sites; it is not offered).
+RESNET20_UNITS = tuple(f"layer{stage}.{block}.bn1" for stage in (1, 2, 3) for block in range(3))
+register_pair(Pair(
+    name="resnet20-utkface-age", model="resnet20", dataset="utkface",
+    recipe=Recipe(epochs=5, batch_size=128, lr=1e-3),
+    units=RESNET20_UNITS, dataset_options={"target": "age", "image_size": 64},
+    task="UTKFace age (8 groups), 64x64x3",
+    description="ResNet-20 on UTKFace age groups (64x64x3); players: the 336 inner channels of its 9 blocks",
+))

@@ -59,5 +59,6 @@ def test_the_readme_snippet_makes_a_torchvision_resnet_a_pair(registered):
 
 def test_a_site_that_does_not_exist_names_the_pair_and_the_closest_paths(registered):
     model = build_model("resnet18", input_shape=(3, 32, 32), num_classes=8)
-    with pytest.raises(ValueError, match=r"pair 'x': unit site 'layer1.0.bn' is not a module .*closest: layer1.0.bn2, layer1.0.bn1"):
+    message = r"pair 'x': unit site 'layer1.0.bn' is not a module of ResNet; closest: layer1.0.bn2, layer1.0.bn1"
+    with pytest.raises(ValueError, match=message):
         resolve_sites(model, ["layer1.0.bn"], (3, 32, 32), owner="pair 'x'")

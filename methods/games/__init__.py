@@ -2,9 +2,9 @@
 MCUE, which reads the neuron game's uncertainty to choose beta_d's d."""
 
 from methods.games.base import FunctionGame, Game, RestrictedGame, check_coalitions
-from methods.games.graph import GraphGame, naive_site_logits, neuron_game
+from methods.games.graph import GraphGame, neuron_game
 from methods.games.mcue import DEFAULT_GRID, OUTPUTS, MCUEResult, check_output, mcue
-from methods.games.neuron import DEFAULT_MEMORY_CAP, NeuronGame, naive_logits
+from methods.games.neuron import DEFAULT_MEMORY_CAP, NeuronGame, naive_logits, naive_site_logits
 from methods.games.toy import AdditiveGame, RandomGame, TableGame, UnanimityGame, WeightedVotingGame
 
 __all__ = [

@@ -24,12 +24,11 @@ from typing import Any
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import fx, nn
 
 from datasets.sites import SiteTracer, is_flat, mask_units, resolve_sites
 from methods.games.base import check_coalitions
-from methods.games.neuron import DEFAULT_MEMORY_CAP, METRICS, NeuronGame
+from methods.games.neuron import DEFAULT_MEMORY_CAP, METRICS, MaskedNetworkGame, NeuronGame
 
 GRAPH_STRATEGIES = ("auto", "dense")
 
@@ -89,7 +88,7 @@ def split_at_sites(model: nn.Module, paths: Sequence[str]) -> tuple[fx.GraphModu
     return parts[0], parts[1], len(boundary)
 
 
-class GraphGame:
+class GraphGame(MaskedNetworkGame):
     """GTAP's neuron game over unit sites of any network; the interface of :class:`~methods.games.neuron.NeuronGame`.
 
     Args:
@@ -121,6 +120,11 @@ class GraphGame:
         self.gemm_flops = 0  # not counted on this path
         net = copy.deepcopy(model).to(self.device).eval()
         self.sites = resolve_sites(net, units, tuple(x.shape[1:]))
+        # Image models run in channels-last layout: the same values, and oneDNN's and cuDNN's faster convolutions
+        # (1.5x to 1.8x on a 2-core CPU for ResNet-20 and AlexNet at 64x64).
+        self.channels_last = x.dim() == 4 and any(isinstance(m, nn.Conv2d) for m in net.modules())
+        if self.channels_last:
+            net = net.to(memory_format=torch.channels_last)
         self.group_names = tuple(units)
         self.group_sizes = tuple(site.size for site in self.sites)
         bounds = np.cumsum([0, *self.group_sizes])
@@ -139,10 +143,12 @@ class GraphGame:
             self._suffix.get_submodule(site.path).register_forward_hook(self._hook(g, site.dim))
         self.y = y.to(self.device)
         self.n_samples = len(self.y)
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
         with torch.no_grad():
-            parts = [prefix(c.to(self.device)) if prefix is not None else (c.to(self.device),)
-                     for c in x.split(4096)]
-        self._cached = [torch.cat([p[i] for p in parts]) for i in range(len(parts[0]))] if parts else []
+            parts = [prefix(c.to(self.device, memory_format=layout)) if prefix is not None
+                     else (c.to(self.device, memory_format=layout),) for c in x.split(4096)]
+        self._cached = [_layout(torch.cat([p[i] for p in parts]), self.channels_last)
+                        for i in range(len(parts[0]))] if parts else []
         self._per_sample_bytes = self._activation_bytes()
 
     def _hook(self, g: int, dim: int):
@@ -183,35 +189,11 @@ class GraphGame:
                 out.append(total / self.n_samples)
         return torch.cat(out).cpu().numpy() if out else np.zeros(0)
 
-    def grand_value(self) -> float:
-        return float(self(np.ones((1, self.n_players), dtype=bool))[0])
+    def _prediction_rows(self, k: int, n_samples: int) -> list[slice]:
+        return [rows for rows, _ in self._chunks(k, n_samples)]
 
-    def predictions(self, coalitions: np.ndarray, sample_index: np.ndarray | torch.Tensor) -> tuple[
-            torch.Tensor, torch.Tensor]:
-        correct, confidence, _ = self.predicted(coalitions, sample_index)
-        return correct, confidence
-
-    def predicted(self, coalitions: np.ndarray, sample_index: np.ndarray | torch.Tensor) -> tuple[
-            torch.Tensor, torch.Tensor, torch.Tensor]:
-        """(correct, confidence, label), each (k, m): row j of ``coalitions`` on its own m samples (MCUE)."""
-        coalitions = check_coalitions(coalitions, self.n_players)
-        sample_index = torch.as_tensor(np.asarray(sample_index), device=self.device, dtype=torch.long)
-        if sample_index.dim() != 2 or sample_index.shape[0] != len(coalitions):
-            raise ValueError(f"sample_index must have shape ({len(coalitions)}, m), got {tuple(sample_index.shape)}")
-        if len(coalitions) == 0:
-            empty = torch.zeros(0, sample_index.shape[1])
-            return empty.bool(), empty, empty.long()
-        self.n_evaluations += len(coalitions)
-        correct, confidence, label = [], [], []
-        with torch.no_grad():
-            for rows, _ in self._chunks(len(coalitions), sample_index.shape[1]):
-                idx = sample_index[rows]
-                logits = self._logits(coalitions[rows], [c[idx.flatten()] for c in self._cached], shared=False)
-                prob = logits.softmax(-1)
-                confidence.append(prob.max(-1).values)
-                label.append(logits.argmax(-1))
-                correct.append(label[-1] == self.y[idx])
-        return torch.cat(correct).cpu(), torch.cat(confidence).cpu(), torch.cat(label).cpu()
+    def _sample_logits(self, coalitions: np.ndarray, idx: torch.Tensor) -> torch.Tensor:
+        return self._logits(coalitions, [c[idx.flatten()] for c in self._cached], shared=False)
 
     # ------------------------------------------------------------------ evaluation
     def _chunks(self, k: int, n_samples: int) -> list[tuple[slice, list[slice]]]:
@@ -230,7 +212,9 @@ class GraphGame:
         k = len(coalitions)
         full = torch.as_tensor(coalitions, device=self.device, dtype=torch.float32)
         if shared:
-            inputs = [c.unsqueeze(0).expand(k, *c.shape).flatten(0, 1) for c in inputs]
+            inputs = [_layout(c.unsqueeze(0).expand(k, *c.shape).flatten(0, 1), self.channels_last) for c in inputs]
+        else:
+            inputs = [_layout(c, self.channels_last) for c in inputs]
         self._masks = [full[:, s] for s in self.group_slices]
         try:
             logits = self._suffix(*inputs)
@@ -238,12 +222,9 @@ class GraphGame:
             self._masks = None
         return logits.unflatten(0, (k, -1))
 
-    def _metric_sum(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        y = y.expand(logits.shape[:2])
-        if self.metric == "accuracy":
-            return (logits.argmax(-1) == y).sum(-1, dtype=torch.float64)
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
-        return -loss.sum(-1, dtype=torch.float64)
+
+def _layout(a: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    return a.contiguous(memory_format=torch.channels_last) if channels_last and a.dim() == 4 else a
 
 
 def neuron_game(model: nn.Module, units: Sequence[str], x: torch.Tensor, y: torch.Tensor,
@@ -254,30 +235,3 @@ def neuron_game(model: nn.Module, units: Sequence[str], x: torch.Tensor, y: torc
     if is_flat(model, sites):
         return NeuronGame(model, [site.path for site in sites], x, y, **options)
     return GraphGame(model, units, x, y, **options)
-
-
-def naive_site_logits(model: nn.Module, units: Sequence[str], x: torch.Tensor,
-                      coalition: np.ndarray) -> torch.Tensor:
-    """Logits of the whole network with the units outside ``coalition`` zeroed by forward hooks at their sites.
-
-    The oracle of the graph engine: one full forward per coalition, nothing cached, nothing traced.
-    """
-    sites = resolve_sites(model, units, tuple(x.shape[1:]))
-    bounds = np.cumsum([0, *(s.size for s in sites)])
-    handles = []
-    for g, site in enumerate(sites):
-        shape = [1] * site.ndim
-        shape[site.dim] = site.size
-        keep = torch.as_tensor(np.asarray(coalition[bounds[g]:bounds[g + 1]]), dtype=x.dtype, device=x.device)
-        keep = keep.view(shape)
-
-        def hook(_module, _inputs, output, keep=keep):
-            return output * keep
-
-        handles.append(model.get_submodule(site.path).register_forward_hook(hook))
-    try:
-        with torch.no_grad():
-            return model(x)
-    finally:
-        for handle in handles:
-            handle.remove()

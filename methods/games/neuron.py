@@ -34,6 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from datasets.sites import resolve_sites
 from methods.games.base import check_coalitions
 
 DEFAULT_MEMORY_CAP = 1 << 30  # bytes for the dense path's activations per chunk (1 GiB)
@@ -54,7 +55,79 @@ class _Block:
     group: int | None
 
 
-class NeuronGame:
+class MaskedNetworkGame:
+    """What the neuron games share: the metric, v(N), and per-sample predictions for MCUE.
+
+    A subclass provides ``_prediction_rows(k, m)`` (the chunks of k coalitions on m samples each that fit its
+    memory) and ``_sample_logits(coalitions, idx)`` (logits (k, m, C) of k coalitions, each on its own samples).
+    """
+
+    n_players: int
+    n_evaluations: int
+    metric: str
+    device: torch.device
+    y: torch.Tensor
+
+    def grand_value(self) -> float:
+        """v(N): the unpruned network's metric."""
+        return float(self(np.ones((1, self.n_players), dtype=bool))[0])
+
+    def predictions(self, coalitions: np.ndarray, sample_index: np.ndarray | torch.Tensor) -> tuple[
+            torch.Tensor, torch.Tensor]:
+        """Per-sample outputs of sub-networks, for uncertainty estimation (MCUE).
+
+        Args:
+            coalitions: bool (k, n_players).
+            sample_index: (k, m) indices into the evaluation samples: row j is evaluated on its own m instances.
+
+        Returns:
+            (correct, confidence), each (k, m): whether the prediction is right, and the softmax probability of the
+            predicted class.
+        """
+        correct, confidence, _ = self.predicted(coalitions, sample_index)
+        return correct, confidence
+
+    def predicted(self, coalitions: np.ndarray, sample_index: np.ndarray | torch.Tensor) -> tuple[
+            torch.Tensor, torch.Tensor, torch.Tensor]:
+        """:meth:`predictions` plus the predicted labels themselves.
+
+        Args:
+            coalitions: bool (k, n_players).
+            sample_index: (k, m) indices into the evaluation samples: row j is evaluated on its own m instances.
+
+        Returns:
+            (correct, confidence, label), each (k, m): whether the prediction is right, the softmax probability of
+            the predicted class, and the predicted class (int64).
+        """
+        coalitions = check_coalitions(coalitions, self.n_players)
+        sample_index = torch.as_tensor(np.asarray(sample_index), device=self.device, dtype=torch.long)
+        if sample_index.dim() != 2 or sample_index.shape[0] != len(coalitions):
+            raise ValueError(f"sample_index must have shape ({len(coalitions)}, m), got {tuple(sample_index.shape)}")
+        if len(coalitions) == 0:
+            empty = torch.zeros(0, sample_index.shape[1])
+            return empty.bool(), empty, empty.long()
+        self.n_evaluations += len(coalitions)
+        correct, confidence, label = [], [], []
+        with torch.no_grad():
+            for rows in self._prediction_rows(len(coalitions), sample_index.shape[1]):
+                idx = sample_index[rows]
+                logits = self._sample_logits(coalitions[rows], idx)
+                prob = logits.softmax(-1)
+                confidence.append(prob.max(-1).values)
+                label.append(logits.argmax(-1))
+                correct.append(label[-1] == self.y[idx])
+        return torch.cat(correct).cpu(), torch.cat(confidence).cpu(), torch.cat(label).cpu()
+
+    def _metric_sum(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Sum over samples of the metric, per coalition; logits (k, n, C), y (n,) or (k, n)."""
+        y = y.expand(logits.shape[:2])
+        if self.metric == "accuracy":
+            return (logits.argmax(-1) == y).sum(-1, dtype=torch.float64)
+        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
+        return -loss.sum(-1, dtype=torch.float64)
+
+
+class NeuronGame(MaskedNetworkGame):
     """GTAP's cooperative game over the prunable units of a trained network.
 
     Args:
@@ -160,57 +233,13 @@ class NeuronGame:
                 return np.asarray(values, dtype=np.float64)
             return self._dense_values(coalitions)
 
-    def grand_value(self) -> float:
-        """v(N): the unpruned network's metric."""
-        return float(self(np.ones((1, self.n_players), dtype=bool))[0])
-
-    def predictions(self, coalitions: np.ndarray, sample_index: np.ndarray | torch.Tensor) -> tuple[
-            torch.Tensor, torch.Tensor]:
-        """Per-sample outputs of sub-networks, for uncertainty estimation (MCUE).
-
-        Args:
-            coalitions: bool (k, n_players).
-            sample_index: (k, m) indices into the evaluation samples: row j is evaluated on its own m instances.
-
-        Returns:
-            (correct, confidence), each (k, m): whether the prediction is right, and the softmax probability of the
-            predicted class.
-        """
-        correct, confidence, _ = self.predicted(coalitions, sample_index)
-        return correct, confidence
-
-    def predicted(self, coalitions: np.ndarray, sample_index: np.ndarray | torch.Tensor) -> tuple[
-            torch.Tensor, torch.Tensor, torch.Tensor]:
-        """:meth:`predictions` plus the predicted labels themselves.
-
-        Args:
-            coalitions: bool (k, n_players).
-            sample_index: (k, m) indices into the evaluation samples: row j is evaluated on its own m instances.
-
-        Returns:
-            (correct, confidence, label), each (k, m): whether the prediction is right, the softmax probability of
-            the predicted class, and the predicted class (int64).
-        """
-        coalitions = check_coalitions(coalitions, self.n_players)
-        sample_index = torch.as_tensor(np.asarray(sample_index), device=self.device, dtype=torch.long)
-        if sample_index.dim() != 2 or sample_index.shape[0] != len(coalitions):
-            raise ValueError(f"sample_index must have shape ({len(coalitions)}, m), got {tuple(sample_index.shape)}")
-        if len(coalitions) == 0:
-            empty = torch.zeros(0, sample_index.shape[1])
-            return empty.bool(), empty, empty.long()
-        self.n_evaluations += len(coalitions)
-        correct, confidence, label = [], [], []
-        with torch.no_grad():
-            for rows in self._chunks(len(coalitions), sample_index.shape[1]):
-                idx = sample_index[rows]
-                logits = self._dense_logits(self._masks(coalitions[rows]), self._cached[idx], shared=False)
-                prob = logits.softmax(-1)
-                confidence.append(prob.max(-1).values)
-                label.append(logits.argmax(-1))
-                correct.append(label[-1] == self.y[idx])
-        return torch.cat(correct).cpu(), torch.cat(confidence).cpu(), torch.cat(label).cpu()
-
     # ------------------------------------------------------------------ dense path
+    def _prediction_rows(self, k: int, n_samples: int) -> list[slice]:
+        return self._chunks(k, n_samples)
+
+    def _sample_logits(self, coalitions: np.ndarray, idx: torch.Tensor) -> torch.Tensor:
+        return self._dense_logits(self._masks(coalitions), self._cached[idx], shared=False)
+
     def _masks(self, coalitions: np.ndarray) -> list[torch.Tensor]:
         full = torch.as_tensor(coalitions, device=self.device, dtype=self._cached.dtype)
         return [full[:, s] for s in self.group_slices]
@@ -241,14 +270,6 @@ class NeuronGame:
                 total += self._metric_sum(logits, self.y[part])
             out.append(total / self.n_samples)
         return torch.cat(out).cpu().numpy()
-
-    def _metric_sum(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Sum over samples of the metric, per coalition; logits (k, n, C), y (n,) or (k, n)."""
-        y = y.expand(logits.shape[:2])
-        if self.metric == "accuracy":
-            return (logits.argmax(-1) == y).sum(-1, dtype=torch.float64)
-        loss = F.cross_entropy(logits.flatten(0, 1), y.flatten(), reduction="none").view(y.shape)
-        return -loss.sum(-1, dtype=torch.float64)
 
     def _dense_logits(self, masks: list[torch.Tensor], a: torch.Tensor, *, shared: bool) -> torch.Tensor:
         """Logits (k, n, C) of k masked sub-networks; ``a`` is the cached activation, (n, ...) if ``shared`` (the
@@ -392,25 +413,31 @@ class NeuronGame:
 def naive_logits(model: nn.Sequential, units: Sequence[str], x: torch.Tensor, coalition: np.ndarray) -> torch.Tensor:
     """Logits of the whole network with the units outside ``coalition`` zeroed by forward hooks.
 
-    The reference (oracle) implementation: one full forward pass per coalition, nothing cached.
+    The reference (oracle) implementation: one full forward pass per coalition, nothing cached. ``units`` are the
+    flat model's stage names, which are its unit sites (:func:`naive_site_logits`).
     """
-    stages = dict(model.named_children())
-    sizes: list[int] = []
-    with torch.no_grad():
-        a = x[:1]
-        for name, stage in model.named_children():
-            a = stage(a)
-            if name in units:
-                sizes.append(int(a.shape[1]))
-    bounds = np.cumsum([0, *sizes])
+    return naive_site_logits(model, units, x, coalition)
+
+
+def naive_site_logits(model: nn.Module, units: Sequence[str], x: torch.Tensor,
+                      coalition: np.ndarray) -> torch.Tensor:
+    """Logits of the whole network with the units outside ``coalition`` zeroed by forward hooks at their sites.
+
+    The oracle of the graph engine: one full forward per coalition, nothing cached, nothing traced.
+    """
+    sites = resolve_sites(model, units, tuple(x.shape[1:]))
+    bounds = np.cumsum([0, *(s.size for s in sites)])
     handles = []
-    for g, name in enumerate(units):
-        mask = torch.as_tensor(coalition[bounds[g]:bounds[g + 1]], dtype=x.dtype, device=x.device)
+    for g, site in enumerate(sites):
+        shape = [1] * site.ndim
+        shape[site.dim] = site.size
+        keep = torch.as_tensor(np.asarray(coalition[bounds[g]:bounds[g + 1]]), dtype=x.dtype, device=x.device)
+        keep = keep.view(shape)
 
-        def hook(_module, _inputs, output, mask=mask):
-            return output * mask.view(1, -1, *([1] * (output.dim() - 2)))
+        def hook(_module, _inputs, output, keep=keep):
+            return output * keep
 
-        handles.append(stages[name].register_forward_hook(hook))
+        handles.append(model.get_submodule(site.path).register_forward_hook(hook))
     try:
         with torch.no_grad():
             return model(x)
