@@ -1,10 +1,9 @@
-"""The model zoo: every model is a flat ``nn.Sequential`` with named stages.
+"""The model zoo: registered factories of ``nn.Module`` s, each with its declared options.
 
-Flat and named on purpose: a prunable unit group is then just the name of a stage whose output is masked (the
-output's dimension 1: neurons of a Linear layer, channels of a conv layer), and a neuron game can split any model
-into a prefix, computed once and cached, and the masked suffix. The one exception is ``resnet20``: a sequence of
-stages whose blocks are nested (residual blocks cannot be flattened), so its units are module paths such as
-``layer2.0.bn1``.
+Most models are flat ``nn.Sequential`` s of named stages: a unit group is then the name of a stage whose output is
+masked (dimension 1: neurons of a Linear layer, channels of a conv layer), and the flat engines of the neuron game
+apply (``methods.games.neuron``). Any other module tree works too, its units named as module paths such as
+``layer2.0.bn1`` (``datasets.sites``); here ``resnet20``, whose residual blocks cannot be flattened.
 """
 
 from __future__ import annotations
@@ -17,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from torch import nn
 
 from datasets.errors import UsageError
 from datasets.registry import Registry
+from datasets.sites import resolve_sites
 
 ModelFactory = Callable[..., nn.Module]
 
@@ -315,17 +314,7 @@ def build_model(name: str, *, input_shape: tuple[int, ...], num_classes: int, **
     return MODELS.get(name).build(input_shape=tuple(input_shape), num_classes=num_classes, **options)
 
 
-def unit_counts(model: nn.Sequential, units: tuple[str, ...], input_shape: tuple[int, ...]) -> dict[str, int]:
-    """Number of units (size of dimension 1 of the output) of each named stage, found with one dummy forward."""
-    sizes: dict[str, int] = {}
-    x = torch.zeros(1, *input_shape)
-    with torch.no_grad():
-        for name, module in model.named_children():
-            x = module(x)
-            if name in units:
-                sizes[name] = int(x.shape[1])
-    missing = [u for u in units if u not in sizes]
-    if missing:
-        stages = [n for n, _ in model.named_children()]
-        raise ValueError(f"unit groups {missing} are not stages of the model; stages: {stages}")
-    return sizes
+def unit_counts(model: nn.Module, units: tuple[str, ...], input_shape: tuple[int, ...]) -> dict[str, int]:
+    """Number of units of each unit site (``datasets.sites``: a flat model's stage names, or module paths), found
+    with one dummy forward."""
+    return {spec: site.size for spec, site in zip(units, resolve_sites(model, units, input_shape), strict=True)}

@@ -510,12 +510,24 @@ def write_analysis_plots(data: SuiteData, folder: Path) -> dict[str, list[tuple[
     return images
 
 
+COLUMN_FRACTIONS = (0.1, 0.2, 0.5)
+
+
+def column_fractions(grid: Sequence[float]) -> tuple[float, ...]:
+    """The kept fractions that get their own accuracy column: 0.1, 0.2 and 0.5 where the grid has them; for a grid
+    with fewer than two of them (a fragile net's grid that starts at 0.3, say), its three lowest fractions below 1."""
+    present = tuple(f for f in COLUMN_FRACTIONS if any(math.isclose(f, g) for g in grid))
+    if len(present) >= 2 or not grid:
+        return present or COLUMN_FRACTIONS
+    return tuple(sorted(float(g) for g in grid if g < 1)[:3]) or present
+
+
 def build_report(
     data: SuiteData,
     out_dir: Path,
     *,
     references: Sequence[dict] | None = None,
-    fixed_fractions: Sequence[float] = (0.1, 0.2, 0.5),
+    fixed_fractions: Sequence[float] | None = None,
     generated_at: datetime | None = None,
 ) -> list[Path]:
     """Write the suite's leaderboard report: PNGs, report.md and report.html in ``out_dir``.
@@ -527,7 +539,8 @@ def build_report(
         data: the suite's results.
         out_dir: the output folder (created; files of an earlier report with the same names are replaced).
         references: the paper's figures; None reads ``reports/references.yaml``, [] shows none.
-        fixed_fractions: kept fractions whose accuracy gets its own column.
+        fixed_fractions: kept fractions whose accuracy gets its own column (None: :func:`column_fractions` of
+            the suite's grid).
         generated_at: the time written in the header (now, UTC, if None).
 
     Returns:
@@ -537,6 +550,7 @@ def build_report(
         ReportError: the suite has no finished runs; nothing is written.
     """
     require_runs(data)
+    fixed_fractions = column_fractions(data.fractions) if fixed_fractions is None else fixed_fractions
     references = load_references() if references is None else list(references)
     generated_at = generated_at or datetime.now(UTC)
     out_dir = Path(out_dir)

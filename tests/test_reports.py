@@ -752,3 +752,11 @@ def test_a_missing_seed_auc_is_not_a_shared_seed():
     assert shared == 2 and p == 0.0  # two equal non-zero differences; the NaN seed is left out
     assert paired_p(pd.Series([0.5, 0.6]), pd.Series([0.5, 0.6])) == (1.0, 2)
     assert math.isnan(paired_p(pd.Series([0.5, np.nan]), pd.Series([0.4, 0.3]))[0])
+
+
+def test_the_accuracy_columns_follow_the_grid():
+    from reports.render import column_fractions
+
+    assert column_fractions([0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0]) == (0.1, 0.2, 0.5)
+    assert column_fractions([0.3, 0.5, 0.7, 0.8, 0.9, 1.0]) == (0.3, 0.5, 0.7)  # a grid for a fragile net
+    assert column_fractions([0.1, 0.5, 1.0]) == (0.1, 0.5)
