@@ -38,22 +38,19 @@ class Site:
         axis: ``"channels"`` (dimension 1) or ``"features"`` (the last dimension).
         size: the number of units.
         ndim: dimensions of the site's output, batch axis included.
+        spec: how a pair writes it: the path alone when the axis is the module's default, else ``path:axis``.
     """
 
     path: str
     axis: str
     size: int
     ndim: int
+    spec: str
 
     @property
     def dim(self) -> int:
         """The unit axis as a non-negative dimension of the output (batch axis included)."""
         return AXES[self.axis] % self.ndim
-
-    @property
-    def spec(self) -> str:
-        """How a pair writes it (the path alone when the axis is the module's default)."""
-        return self.path if self.axis == "channels" or self.ndim == 2 else f"{self.path}:{self.axis}"
 
 
 def split_spec(spec: str) -> tuple[str, str | None]:
@@ -93,7 +90,7 @@ def resolve_sites(model: nn.Module, specs: Sequence[str], input_shape: Sequence[
     """The sites named by ``specs``, checked against one dummy forward pass of ``model``.
 
     Raises:
-        ValueError: one line naming ``owner`` (the pair) when a path does not exist, a module runs more or less
+        UsageError: one line naming ``owner`` (the pair) when a path does not exist, a module runs more or less
             than once per forward, or its output has no such axis.
     """
     where = f"{owner}: " if owner else ""
@@ -134,7 +131,8 @@ def resolve_sites(model: nn.Module, specs: Sequence[str], input_shape: Sequence[
         if axis == "features" and output.dim() > 2 and isinstance(module, nn.Conv2d | nn.BatchNorm2d):
             raise UsageError(f"{where}unit site {path!r}: the features axis of a {type(module).__name__}'s "
                              f"{tuple(output.shape[1:])} output is a spatial axis; use channels")
-        sites.append(Site(path, axis, int(output.shape[AXES[axis]]), output.dim()))
+        spec = path if axis == default_axis(module) else f"{path}:{axis}"
+        sites.append(Site(path, axis, int(output.shape[AXES[axis]]), output.dim(), spec))
     return sites
 
 

@@ -297,3 +297,99 @@ def test_every_unit_scorer_scores_the_channels_of_a_residual_net(tiny, method):
     assert np.isnan(scores.values[[1, 6]]).all()
     free = np.delete(scores.values, [1, 6])
     assert np.isfinite(free).all() and np.ptp(free) > 0
+
+
+class InPlace(nn.Module):
+    """A residual add written in place on the coalition-free branch, and an in-place op whose result is unused."""
+
+    def __init__(self, mutate_boundary: bool) -> None:
+        super().__init__()
+        self.mutate_boundary = mutate_boundary
+        self.main, self.side = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(3, 4, 1)
+        self.bn, self.fc = nn.BatchNorm2d(4), nn.Linear(4, 3)
+
+    def forward(self, x):
+        out = self.main(x)
+        if self.mutate_boundary:
+            out = out.add_(self.bn(self.side(x)))  # changes the cached main branch in place
+        else:
+            out = self.bn(self.side(x)) + out
+            out.mul_(2.0)  # result unused: must still run
+        return self.fc(out.mean((2, 3)))
+
+
+@pytest.mark.parametrize("mutate_boundary", [True, False], ids=["mutates-the-cache", "unused-result"])
+def test_in_place_ops_neither_vanish_nor_corrupt_the_cache(mutate_boundary):
+    torch.manual_seed(0)
+    net = InPlace(mutate_boundary).double().eval()
+    x, y = torch.randn(20, *SHAPE, dtype=torch.float64), torch.randint(0, 3, (20,))
+    with warnings.catch_warnings(record=True):
+        warnings.simplefilter("always")
+        game = GraphGame(net, ["bn"], x, y, metric="neg_loss")
+    assert game.traced is not mutate_boundary  # a cached value changed in place: the model runs whole
+    with torch.no_grad():
+        expected = -float(F.cross_entropy(net(x), y))
+    for k in (1, 1, 3):
+        np.testing.assert_allclose(game(np.ones((k, 4), bool)), expected, rtol=0, atol=1e-12)
+
+
+class Viewed(nn.Module):
+    """A conv map flattened with ``.view``, which channels-last layout refuses."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn, self.fc = nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.Linear(4 * 6 * 6, 3)
+
+    def forward(self, x):
+        h = torch.relu(self.bn(self.conv(x)))
+        return self.fc(h.view(h.size(0), -1))
+
+
+def test_a_model_that_refuses_channels_last_runs_in_its_own_layout():
+    torch.manual_seed(0)
+    net = Viewed().eval()
+    x, y = torch.randn(10, *SHAPE), torch.randint(0, 3, (10,))
+    game = GraphGame(net, ["bn"], x, y, metric="neg_loss")
+    assert not game.channels_last
+    coalition = np.array([1, 0, 1, 1], bool)
+    expected = -float(F.cross_entropy(naive_site_logits(net, ["bn"], x, coalition), y))
+    assert game(coalition[None])[0] == pytest.approx(expected, abs=1e-6)
+
+
+def test_a_residual_stream_channel_is_not_removed_physically(tiny):
+    net, _, _ = tiny
+    groups = unit_groups(net, ["layer1.0.bn2"], SHAPE)  # coupled to the stem and the next block
+    with pytest.raises(NotImplementedError, match="coupled to other layers"):
+        prune_network(net, groups, np.array([1, 0, 1, 1], bool), SHAPE)
+
+
+class SharedProducer(nn.Module):
+    """Two sites after one conv (its BatchNorm, and the ReLU after it), and a conv read through a Flatten."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn, self.act = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU()
+        self.pool, self.flatten, self.fc = nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 3)
+
+    def forward(self, x):
+        return self.fc(self.flatten(self.pool(self.act(self.bn(self.conv(x))))))
+
+
+@pytest.mark.parametrize("keep", [[1, 0, 1, 1, 1, 1, 0, 1], [0, 0, 0, 0, 1, 1, 1, 1], [1, 1, 1, 1, 0, 0, 0, 0]])
+def test_sites_sharing_a_producer_and_a_flattened_consumer_prune_exactly(keep):
+    torch.manual_seed(0)
+    net = SharedProducer().eval()
+    units = ["bn", "act"]
+    groups = unit_groups(net, units, SHAPE)
+    assert [(g.producer, g.consumer, g.fan) for g in groups] == [("conv", "fc", 4)] * 2
+    mask = np.array(keep, bool)
+    x = torch.randn(6, *SHAPE)
+    pruned = prune_network(net, groups, mask, SHAPE)
+    with torch.no_grad():
+        torch.testing.assert_close(pruned(x), naive_site_logits(net, units, x, mask), rtol=0, atol=1e-5)
+
+
+def test_features_flattened_across_tokens_have_no_consumer():
+    net = nn.Sequential(nn.Linear(5, 6), nn.ReLU(), nn.Flatten(), nn.Linear(18, 2))
+    [group] = unit_groups(net, ["1:features"], (3, 5))
+    assert (group.producer, group.consumer) == ("0", None)  # unit u's columns interleave: t * 6 + u

@@ -62,6 +62,10 @@ def split_at_sites(model: nn.Module, paths: Sequence[str]) -> tuple[fx.GraphModu
         raise ValueError("the model's output depends on no unit site")
     boundary = [n for n in nodes if n not in tainted and n in per_sample and n.op != "output"
                 and any(user in tainted for user in n.users)]
+    in_place = [n for n in nodes if _in_place(model, n)]
+    for node in in_place:
+        if node.args and node.args[0] in boundary:
+            raise ValueError(f"{node.name} changes in place a value the cache would hold; nothing can be cached")
 
     prefix_graph = fx.Graph()
     env: dict[fx.Node, fx.Node] = {}
@@ -82,10 +86,22 @@ def split_at_sites(model: nn.Module, paths: Sequence[str]) -> tuple[fx.GraphModu
     parts = []
     for part_graph in (prefix_graph, suffix_graph):
         part = fx.GraphModule(model, part_graph)
-        part.graph.eliminate_dead_code()
+        part.graph.eliminate_dead_code(lambda n, part=part: n.op in ("placeholder", "output") or _in_place(part, n))
         part.recompile()
         parts.append(part)
     return parts[0], parts[1], len(boundary)
+
+
+def _in_place(model: nn.Module, node: fx.Node) -> bool:
+    """Whether ``node`` changes its first argument in place (``x.add_(y)``, ``torch.relu_(x)``, a module built with
+    ``inplace=True``): such a node must run even when its result is unused, and must not change a cached value."""
+    if node.op == "call_method":
+        return node.target.endswith("_") and not node.target.startswith("__")
+    if node.op == "call_function":
+        return getattr(node.target, "__name__", "").endswith("_") or bool(node.kwargs.get("inplace", False))
+    if node.op == "call_module":
+        return bool(getattr(model.get_submodule(node.target), "inplace", False))
+    return False
 
 
 class GraphGame(MaskedNetworkGame):
@@ -124,8 +140,9 @@ class GraphGame(MaskedNetworkGame):
         # (1.5x to 1.8x on a 2-core CPU for ResNet-20 and AlexNet at 64x64).
         self.channels_last = x.dim() == 4 and any(isinstance(m, nn.Conv2d) for m in net.modules())
         if self.channels_last:
-            net = net.to(memory_format=torch.channels_last)
-        self.group_names = tuple(units)
+            converted = _channels_last(net, x[:2].to(self.device))
+            self.channels_last, net = converted is not net, converted
+        self.group_names = tuple(site.spec for site in self.sites)
         self.group_sizes = tuple(site.size for site in self.sites)
         bounds = np.cumsum([0, *self.group_sizes])
         self.group_slices = tuple(slice(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True))
@@ -168,7 +185,7 @@ class GraphGame(MaskedNetworkGame):
         handles = [m.register_forward_hook(count) for m in self._suffix.modules() if not list(m.children())]
         try:
             with torch.no_grad():
-                self._suffix(*(c[:1] for c in self._cached))
+                self._suffix(*(c[:1].clone() for c in self._cached))
         finally:
             for handle in handles:
                 handle.remove()
@@ -211,16 +228,26 @@ class GraphGame(MaskedNetworkGame):
         rows coalition-major when not ``shared``."""
         k = len(coalitions)
         full = torch.as_tensor(coalitions, device=self.device, dtype=torch.float32)
-        if shared:
-            inputs = [_layout(c.unsqueeze(0).expand(k, *c.shape).flatten(0, 1), self.channels_last) for c in inputs]
-        else:
-            inputs = [_layout(c, self.channels_last) for c in inputs]
+        if shared:  # a copy (k > 1 copies anyway): the suffix may change its inputs in place, never the cache
+            inputs = [c.clone() if k == 1 else c.unsqueeze(0).expand(k, *c.shape).flatten(0, 1) for c in inputs]
+        inputs = [_layout(c, self.channels_last) for c in inputs]
         self._masks = [full[:, s] for s in self.group_slices]
         try:
             logits = self._suffix(*inputs)
         finally:
             self._masks = None
         return logits.unflatten(0, (k, -1))
+
+
+def _channels_last(net: nn.Module, example: torch.Tensor) -> nn.Module:
+    """``net`` in channels-last layout when it runs that way (a ``.view`` of a conv map refuses it), else as it is."""
+    candidate = copy.deepcopy(net).to(memory_format=torch.channels_last)
+    try:
+        with torch.no_grad():
+            candidate(example.contiguous(memory_format=torch.channels_last))
+    except RuntimeError:
+        return net
+    return candidate
 
 
 def _layout(a: torch.Tensor, channels_last: bool) -> torch.Tensor:

@@ -234,9 +234,11 @@ def _prune_graph(model: nn.Module, groups: Sequence[UnitGroup], mask: np.ndarray
     """:func:`prune_network` for a model that is not a flat ``nn.Sequential`` of its unit stages (a residual net, a
     module tree): the same module tree with every group's producer channels removed through Torch-Pruning's
     dependency graph, which shrinks whatever is coupled to them (the BatchNorm after the producer, the consumer's
-    input channels, and, for a producer inside a residual stream, every layer tied to it).
+    input channels).
 
     Every group needs a producer and a path to its consumer on which zero stays zero (``UnitGroup.zero_safe``).
+    A producer coupled to further Linear or Conv layers (a channel of a residual stream, tied to every block of its
+    stage) is refused: removing it there would remove it everywhere, which zeroing it at one site does not.
     A group with no unit kept keeps its first channel, whose outgoing weights are zeroed (torch runs no
     convolution with 0 channels), as the flat version does.
     """
@@ -257,21 +259,31 @@ def _prune_graph(model: nn.Module, groups: Sequence[UnitGroup], mask: np.ndarray
             verbose=False)
     layers = {name: pruned.get_submodule(name) for name in {g.producer for g in groups} | {
         g.consumer for g in groups if g.consumer is not None}}
-    zero_inputs: list[str] = []
+    drops: dict[str, set[int]] = {}  # producer -> its output channels to remove (groups may share a producer)
+    zero_inputs: list[tuple[str, int]] = []  # (consumer, fan): an emptied group keeps channel 0, unread
     for group in groups:
         keep = mask[group.players]
-        drop = np.flatnonzero(~keep).tolist()
+        drop = set(np.flatnonzero(~keep).tolist())
         if not keep.any():
-            drop = drop[1:]  # keep channel 0, unread
+            drop.discard(0)  # torch runs no convolution with 0 channels
             if group.consumer is None:
                 raise NotImplementedError(f"every unit of {group.name!r} is removed and it has no single consumer")
-            zero_inputs.append(group.consumer)
+            zero_inputs.append((group.consumer, group.fan))
+        drops.setdefault(group.producer, set()).update(drop)
+    for name, drop in drops.items():
+        layer = layers[name]
+        allowed = {layer, *(layers[g.consumer] for g in groups if g.producer == name and g.consumer is not None)}
+        tp_group = graph.get_pruning_group(layer, _out_channels_fn(layer), sorted(drop) or [0])
+        coupled = [dep.target.module for dep, _ in tp_group if isinstance(dep.target.module, nn.Linear | nn.Conv2d)
+                   and dep.target.module not in allowed]
+        if coupled:  # e.g. a channel of a residual stream: removing it removes it from every block of the stage
+            raise NotImplementedError(f"the output channels of {name!r} are coupled to other layers (a residual "
+                                      "stream); removing a unit there is not zeroing it at its site")
         if drop:
-            layer = layers[group.producer]
-            graph.get_pruning_group(layer, _out_channels_fn(layer), drop).prune()
-    for consumer in zero_inputs:
+            tp_group.prune()
+    for consumer, fan in zero_inputs:
         with torch.no_grad():
-            layers[consumer].weight[:, :1] = 0
+            layers[consumer].weight[:, :fan] = 0
     return pruned.train(was_training)
 
 

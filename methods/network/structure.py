@@ -7,6 +7,7 @@ after a Flatten a channel owns one column per spatial position).
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -242,7 +243,7 @@ def graph_unit_groups(model: nn.Module, sites: Sequence[Site]) -> list[UnitGroup
     """
     paths = {site.path for site in sites}
     try:
-        graph = SiteTracer(paths).trace(model)
+        graph = SiteTracer(paths).trace(copy.deepcopy(model))  # fx may add constants to the traced root
     except Exception as error:  # noqa: BLE001  (fx raises many kinds)
         warnings.warn(f"torch.fx cannot trace {type(model).__name__} ({type(error).__name__}); its unit groups have "
                       "no producer or consumer layers", stacklevel=2)
@@ -274,7 +275,7 @@ def _producer(model: nn.Module, node: fx.Node, site: Site) -> str | None:
         if not _passes(model, node) or not node.all_input_nodes:
             return None
         tensors = [n for n in node.all_input_nodes if n.op != "get_attr"]
-        if len(tensors) != 1:
+        if len(tensors) != 1 or len(tensors[0].users) != 1:  # the units' values must come from this path only
             return None
         node = tensors[0]
 
@@ -289,6 +290,9 @@ def _consumer(model: nn.Module, node: fx.Node, site: Site) -> tuple[str | None, 
         node = users[0]
         module = _module(model, node)
         if isinstance(module, _WEIGHTED):
+            reads = site.ndim - 1 if isinstance(module, nn.Linear) else 1  # the axis a Linear or Conv reads
+            if not flattened and site.dim != reads:
+                return None, 1, zero_safe
             width = module.in_features if isinstance(module, nn.Linear) else module.in_channels
             fan = width // site.size if flattened else 1
             if width != site.size * fan or (not flattened and width != site.size):
@@ -297,6 +301,8 @@ def _consumer(model: nn.Module, node: fx.Node, site: Site) -> tuple[str | None, 
         if not _passes(model, node):
             return None, 1, zero_safe
         if isinstance(module, nn.Flatten) or (node.op == "call_function" and node.target is torch.flatten):
+            if site.ndim > 2 and site.dim != 1:  # a unit's flattened columns would interleave with the others
+                return None, 1, zero_safe
             flattened = site.ndim > 2
         zero_safe = zero_safe and _keeps_zero(model, node)
 
