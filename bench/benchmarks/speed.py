@@ -53,12 +53,8 @@ def time_game(game, coalitions: np.ndarray, device: torch.device, *, full_warmup
             "gemm_flops_per_second": game.gemm_flops / seconds, "mean_value": float(values.mean())}
 
 
-def time_naive(model, units, x, y, coalitions: np.ndarray, device: torch.device, *,
-               graph: bool = False) -> dict[str, float]:
-    from methods.games.neuron import naive_logits, naive_site_logits
-
-    if graph:
-        naive_logits = naive_site_logits  # noqa: N806  (the oracle of the graph engine)
+def time_naive(model, units, x, y, coalitions: np.ndarray, device: torch.device) -> dict[str, float]:
+    from methods.games.neuron import naive_site_logits as naive_logits  # every engine's oracle
     naive_logits(model, units, x, coalitions[0])
     _sync(device)
     start = time.perf_counter()
@@ -125,8 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     batches = {"random-R0.5": rng.random((args.coalitions, n)) < 0.5,
                "random-R0.2": rng.random((args.coalitions, n)) < 0.2}
     batches.update(structured_batches(n, rng, args.coalitions))
-    results["naive"] = time_naive(model, units, x, y, batches["random-R0.5"][: args.naive_coalitions], device,
-                                  graph=graph)
+    results["naive"] = time_naive(model, units, x, y, batches["random-R0.5"][: args.naive_coalitions], device)
     strategies = ["dense"] + (["sparse"] if device.type == "cpu" and not graph else [])
     for strategy in strategies:
         game = neuron_game(model, units, x, y, strategy=strategy, memory_cap=cap, device=device)

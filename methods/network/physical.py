@@ -41,10 +41,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from methods.network.structure import UnitGroup, _passes_units, parameter_counts
-
-# Stages that map a zero activation to zero, channel by channel (so zeroing a unit before them = removing it).
-_ZERO_PRESERVING = (nn.ReLU, nn.Dropout, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
+from methods.network.structure import ZERO_PRESERVING, UnitGroup, _passes_units, parameter_counts
 
 
 class KeptFeatures(nn.Module):
@@ -87,7 +84,7 @@ def _check_zero_preserving(stages: list[tuple[str, nn.Module]], group: UnitGroup
     names = [n for n, _ in stages]
     end = names.index(group.consumer) if group.consumer is not None else len(stages)
     for name, stage in stages[names.index(group.name) + 1:end]:
-        if not isinstance(stage, _ZERO_PRESERVING):
+        if not isinstance(stage, ZERO_PRESERVING):
             raise NotImplementedError(
                 f"units of {group.name!r} pass through {name!r} ({type(stage).__name__}) before their consumer; "
                 "it is not known to keep a removed unit's zero at zero without mixing units, so removing units might "
@@ -100,7 +97,7 @@ def _feature_source(stages: list[tuple[str, nn.Module]], shapes: list[tuple[int,
     names = [n for n, _ in stages]
     pos = names.index(group.name)
     while pos > 0 and not isinstance(stages[pos][1], nn.Flatten):
-        if not isinstance(stages[pos][1], _ZERO_PRESERVING):
+        if not isinstance(stages[pos][1], ZERO_PRESERVING):
             return None
         pos -= 1
     if pos == 0 or len(shapes[pos - 1]) != 3:

@@ -214,7 +214,8 @@ def per_unit_weight_statistic(model: nn.Sequential, groups: Sequence[UnitGroup],
 # the walk meets anything else (an addition, a concatenation), there is no producer or consumer on that side.
 
 _PASS_FUNCTIONS = {F.relu, torch.relu, F.dropout, torch.flatten}
-_ZERO_KEEPING = (nn.ReLU, nn.Dropout, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
+# Modules that map a zero activation to zero, channel by channel (so zeroing a unit before them = removing it).
+ZERO_PRESERVING = (nn.ReLU, nn.Dropout, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Flatten)
 
 
 def _module(model: nn.Module, node: fx.Node) -> nn.Module | None:
@@ -231,7 +232,7 @@ def _passes(model: nn.Module, node: fx.Node) -> bool:
 def _keeps_zero(model: nn.Module, node: fx.Node) -> bool:
     module = _module(model, node)
     if module is not None:
-        return isinstance(module, _ZERO_KEEPING) or bool(getattr(module, "preserves_units", False))
+        return isinstance(module, ZERO_PRESERVING) or bool(getattr(module, "preserves_units", False))
     return node.op == "call_function" and node.target in _PASS_FUNCTIONS
 
 
