@@ -142,3 +142,32 @@ def test_predictions_of_no_coalitions():
     correct, confidence = NeuronGame(model, units, x, y).predictions(np.zeros((0, 400), bool), np.zeros((0, 3), int))
     assert correct.shape == confidence.shape == (0, 3)
     assert NeuronGame(model, units, x, y).predicted(np.zeros((0, 400), bool), np.zeros((0, 3), int))[2].shape == (0, 3)
+
+
+@pytest.mark.parametrize("case", ["face-cnn", "lenet5"])
+def test_a_chunk_that_keeps_the_early_groups_whole_starts_at_its_first_masked_group(case):
+    """Layer-wise games mask one late group: the dense path starts from that group's cached site output, and its
+    values, losses and per-sample predictions still match the whole masked network's."""
+    import torch.nn.functional as F
+
+    model_name, shape, units = CASES[case]
+    model, x, y, units = _setup(model_name, shape, units, n=64)
+    game = NeuronGame(model, units, x, y, strategy="dense", metric="neg_loss")
+    rng = np.random.default_rng(1)
+    for group in range(1, len(units)):
+        coalitions = np.ones((5, game.n_players), bool)
+        part = game.group_slices[group]
+        coalitions[:, part] = rng.random((5, part.stop - part.start)) < 0.6
+        assert game._first_masked(coalitions) == group
+        expected = [-float(F.cross_entropy(naive_logits(model, units, x, c), y)) for c in coalitions]
+        np.testing.assert_allclose(game(coalitions), expected, rtol=1e-5, atol=1e-6)
+        index = rng.integers(0, len(y), size=(5, 7))
+        _, confidence, label = game.predicted(coalitions, index)
+        for row, c in enumerate(coalitions):
+            logits = naive_logits(model, units, x[index[row]], c)
+            assert torch.equal(label[row], logits.argmax(1))
+            torch.testing.assert_close(confidence[row], logits.softmax(1).max(1).values)
+    assert group in game._sites  # computed once and kept
+    whole = np.ones((2, game.n_players), bool)
+    assert game._first_masked(whole) == len(units) - 1
+    np.testing.assert_allclose(game(whole), [-float(F.cross_entropy(model(x), y))] * 2, rtol=1e-5)

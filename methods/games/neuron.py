@@ -9,8 +9,9 @@ Two exact evaluation strategies, chosen by ``strategy``:
 ``"dense"``
     Batched: a chunk of k coalitions is one pass over k x N samples. A mask that feeds a Linear layer is folded into
     its weight, (X * m) W^T = X (m[:, None] * W^T), so k coalitions become one batched GEMM. The chunk size k adapts
-    to ``memory_cap`` (bytes), so a large game never exhausts RAM or GPU memory. Works for any architecture; it is
-    the GPU path.
+    to ``memory_cap`` (bytes), so a large game never exhausts RAM or GPU memory. A chunk starts at its first
+    group that some coalition masks: the unmasked output at that group's site is cached once, so a layer-wise game
+    over a late layer costs only the layers after it. Works for any architecture; it is the GPU path.
 ``"sparse"``
     For suffixes made only of Linear and ReLU stages (LeNets, the text nets), in features x samples layout. A
     coalition touches only the weight columns of its members, so each masked GEMM is computed from the cheapest of:
@@ -178,6 +179,7 @@ class NeuronGame(MaskedNetworkGame):
         self.gemm_flops = 0  # multiply-adds x 2 executed by coalition evaluations (for throughput reports)
         self.group_names = tuple(units)
         self._mask_after = {pos: g for g, pos in enumerate(positions)}
+        self._positions = positions
 
         first = positions[0]
         # A private copy: the caller's model keeps its mode and device, and later edits to it cannot desynchronise
@@ -190,6 +192,7 @@ class NeuronGame(MaskedNetworkGame):
         with torch.no_grad():
             self._cached = torch.cat([prefix(chunk.to(self.device)) for chunk in x.split(4096)])
         self.n_samples = len(self.y)
+        self._sites: dict[int, torch.Tensor] = {0: self._cached}  # group -> the whole network's output at its site
 
         sizes = [int(self._cached.shape[1])]
         self._widths: list[int] = []  # per-sample size of every suffix output, for the dense path's chunking
@@ -238,7 +241,32 @@ class NeuronGame(MaskedNetworkGame):
         return self._chunks(k, n_samples)
 
     def _sample_logits(self, coalitions: np.ndarray, idx: torch.Tensor) -> torch.Tensor:
-        return self._dense_logits(self._masks(coalitions), self._cached[idx], shared=False)
+        start = self._first_masked(coalitions)
+        return self._dense_logits(self._masks(coalitions), self._site(start)[idx], shared=False, start=start)
+
+    def _first_masked(self, coalitions: np.ndarray) -> int:
+        """The first group that some coalition of a chunk does not keep whole (the last group if none).
+
+        The groups before it are whole in every coalition, so the chunk can start from that group's cached site
+        output (:meth:`_site`): a layer-wise game over a late layer then costs only the layers after it.
+        """
+        for g, s in enumerate(self.group_slices[:-1]):
+            if not coalitions[:, s].all():
+                return g
+        return len(self.group_slices) - 1
+
+    def _site(self, group: int) -> torch.Tensor:
+        """The unmasked network's output at ``group``'s site, for every evaluation sample (computed once)."""
+        if group not in self._sites:
+            stop = self._suffix_positions.index(self._positions[group]) + 1
+            parts = []
+            with torch.no_grad():
+                for a in self._cached.split(4096):
+                    for stage in self._suffix[:stop]:
+                        a = stage(a)
+                    parts.append(a)
+            self._sites[group] = torch.cat(parts)
+        return self._sites[group]
 
     def _masks(self, coalitions: np.ndarray) -> list[torch.Tensor]:
         full = torch.as_tensor(coalitions, device=self.device, dtype=self._cached.dtype)
@@ -258,6 +286,8 @@ class NeuronGame(MaskedNetworkGame):
         out = []
         for rows in self._chunks(len(coalitions), self.n_samples):
             masks = self._masks(coalitions[rows])
+            first = self._first_masked(coalitions[rows])
+            site = self._site(first)
             k = rows.stop - rows.start
             sample_step = self.n_samples
             if k == 1:  # a single coalition may still be too big: split the samples too
@@ -266,17 +296,19 @@ class NeuronGame(MaskedNetworkGame):
             total = torch.zeros(k, device=self.device, dtype=torch.float64)
             for start in range(0, self.n_samples, sample_step):
                 part = slice(start, start + sample_step)
-                logits = self._dense_logits(masks, self._cached[part], shared=True)
+                logits = self._dense_logits(masks, site[part], shared=True, start=first)
                 total += self._metric_sum(logits, self.y[part])
             out.append(total / self.n_samples)
         return torch.cat(out).cpu().numpy()
 
-    def _dense_logits(self, masks: list[torch.Tensor], a: torch.Tensor, *, shared: bool) -> torch.Tensor:
-        """Logits (k, n, C) of k masked sub-networks; ``a`` is the cached activation, (n, ...) if ``shared`` (the
-        same samples for every coalition) else (k, n, ...)."""
+    def _dense_logits(self, masks: list[torch.Tensor], a: torch.Tensor, *, shared: bool,
+                      start: int = 0) -> torch.Tensor:
+        """Logits (k, n, C) of k masked sub-networks; ``a`` is group ``start``'s cached site output (the groups
+        before it whole), (n, ...) if ``shared`` (the same samples for every coalition) else (k, n, ...)."""
         k = masks[0].shape[0]
-        pending = masks[0]
-        for pos, stage in zip(self._suffix_positions, self._suffix, strict=True):
+        pending = masks[start]
+        begin = 0 if start == 0 else self._suffix_positions.index(self._positions[start]) + 1
+        for pos, stage in zip(self._suffix_positions[begin:], self._suffix[begin:], strict=True):
             n_rows = a.shape[0] if shared else a.shape[1]
             # Folding costs k*in*out multiplies, masking the activations k*n*in: fold only when it is cheaper.
             if (pending is not None and isinstance(stage, nn.Linear) and a.dim() == (2 if shared else 3)
