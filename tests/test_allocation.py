@@ -68,3 +68,44 @@ def test_uniform_is_top_n_only_and_unknown_allocations_fail(problem):
         STRATEGIES.get("iterated-pruning")(scorer, problem, [10], rng=np.random.default_rng(0), allocation="uniform")
     with pytest.raises(ValueError, match="unknown allocation 'layer'"):
         STRATEGIES.get("top-n")(scorer, problem, [10], rng=np.random.default_rng(0), allocation="layer")
+
+
+def test_wmp_allocation_gives_each_layer_the_share_unstructured_magnitude_pruning_keeps(problem):
+    """The GTAP paper's AlexNet protocol: per-layer counts from global unstructured WMP at F (here 0.3)."""
+    from methods.pruning.strategies import wmp_layer_fractions
+
+    w1, w2 = problem.model[1].weight.detach().abs(), problem.model[3].weight.detach().abs()
+    with torch.no_grad():  # make the second layer's weights larger, so magnitude pruning keeps more of them
+        problem.model[3].weight.mul_(3.0)
+    try:
+        every = torch.cat([w1.flatten(), 3 * w2.flatten()]).sort(descending=True).values
+        threshold = every[round(0.3 * len(every)) - 1]
+        expected = [float((w1 >= threshold).float().mean()), float((3 * w2 >= threshold).float().mean())]
+        fractions = wmp_layer_fractions(problem, 0.3)
+        np.testing.assert_allclose(fractions, expected, atol=1e-6)
+        assert fractions[1] > fractions[0]
+        scorer = FixedScores(SMALL_FIRST)
+        path = STRATEGIES.get("top-n")(scorer, problem, [4, 10, 20], rng=np.random.default_rng(0),
+                                       allocation="wmp@0.3")
+        for r in (4, 10):
+            kept = path.masks[r]
+            assert kept.sum() == r
+            share = kept[:10].sum() / r  # the first layer's share of r, in proportion to 10 * fraction
+            assert abs(share - fractions[0] / fractions.sum()) <= 1 / r + 1e-9
+            for part in (slice(0, 10), slice(10, 20)):  # within a layer: its best units
+                chosen = np.flatnonzero(kept[part])
+                assert sorted(chosen) == list(range(10 - len(chosen), 10))
+        assert path.masks[20].all()  # a layer that fills up passes the rest to the others
+    finally:
+        with torch.no_grad():
+            problem.model[3].weight.div_(3.0)
+
+
+def test_wmp_allocation_is_checked(problem):
+    scorer = FixedScores(SMALL_FIRST)
+    for bad in ("wmp@0", "wmp@1.5", "wmp@x"):
+        with pytest.raises(ValueError, match="must be a number in"):
+            STRATEGIES.get("top-n")(scorer, problem, [10], rng=np.random.default_rng(0), allocation=bad)
+    with pytest.raises(ValueError, match="strategy 'top-n' only"):
+        STRATEGIES.get("iterated-building")(scorer, problem, [10], rng=np.random.default_rng(0),
+                                            allocation="wmp@0.3")

@@ -209,6 +209,40 @@ def test_mcue_rejects_an_unknown_output_in_one_line(problem):
         result.t_star_of("entropie")
 
 
+def test_mcue_over_some_players_keeps_the_others_and_draws_within_them(problem):
+    """An uncertainty band of part of the network (GTAP Fig. 6): sub-networks drawn over a band, the rest kept."""
+    seen = []
+
+    class Recording:
+        def __init__(self, game):
+            self.game = game
+
+        def __getattr__(self, name):
+            return getattr(self.game, name)
+
+        def predicted(self, coalitions, sample_index):
+            seen.append(np.array(coalitions))
+            return self.game.predicted(coalitions, sample_index)
+
+    band = np.arange(problem.n_units) % 3 == 0
+    grid = (0.0, 0.5)
+    result = mcue(Recording(problem.game), rng=np.random.default_rng(0), grid=grid, samples=8, instances=4,
+                  players=band)
+    drawn = np.concatenate(seen)
+    assert drawn[:, ~band].all()  # outside the band: always kept
+    sizes = drawn[:, band].sum(1).reshape(len(grid), len(grid), 8)  # rows p, cells q, then the cell's draws
+    assert (sizes[0, 0] == band.sum()).all() and (sizes[0, 1] == round(0.5 * band.sum())).all()  # p = 0: exactly
+    assert result.n_ablated == band.sum() and result.n_evaluations == len(drawn)
+    everything = mcue(problem.game, rng=np.random.default_rng(0), grid=grid, samples=8, instances=4)
+    assert everything.n_ablated == problem.n_units
+    same = mcue(problem.game, rng=np.random.default_rng(0), grid=grid, samples=8, instances=4,
+                players=np.arange(problem.n_units))  # the band of every player is plain MCUE
+    np.testing.assert_array_equal(same.variance["correct"], everything.variance["correct"])
+    for bad in (np.zeros(problem.n_units, bool), [0, 0], [problem.n_units], np.ones(3, bool)):
+        with pytest.raises(ValueError, match="MCUE players"):
+            mcue(problem.game, rng=np.random.default_rng(0), grid=grid, samples=2, players=bad)
+
+
 def test_sample_subnetworks_sizes():
     rng = np.random.default_rng(0)
     exact = sample_subnetworks(50, 0.0, 0.3, 100, rng)

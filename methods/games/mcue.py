@@ -31,6 +31,9 @@ Interpretations (the paper leaves them open):
   independent instances gives ``instances`` draws of the same joint process (S', d) per sub-network, so the pooled
   sample variance estimates the same quantity with far fewer masked passes; ``instances=1`` is Algorithm 1 as
   written.
+* Bands over some players (the paper's Fig. 6 for AlexNet: "ablating only within the convolutional layers or the
+  fully connected layers"). ``players`` restricts the sub-networks to those players: S and the dropout are drawn
+  over them, with n their count, and every other player is always kept.
 * The grid. The paper reports t* = 0.825 (LeNet-300-100) and 0.775 (LeNet5), points of a 0.05-spaced grid offset by
   0.025, which is the default here.
 """
@@ -43,14 +46,19 @@ from dataclasses import dataclass
 from typing import Literal, get_args
 
 import numpy as np
+from torch import nn
 
 from datasets.errors import UsageError
 from methods.games.neuron import NeuronGame
+from methods.network.structure import Submodules, UnitGroup
 
 DEFAULT_GRID = tuple(np.round(np.arange(0.025, 1.0, 0.05), 3))
 Output = Literal["correct", "confidence", "entropy", "onehot"]  # the readings of the output t (see above)
 OUTPUTS: tuple[str, ...] = get_args(Output)
 LABEL_OUTPUTS = ("entropy", "onehot")  # readings of the predicted labels on instances shared within a cell
+# Bands over the units of one kind of layer (GTAP Fig. 6: AlexNet's conv layers, its FC layers): a unit belongs to
+# a band by the type of the module that produces it.
+BANDS: dict[str, tuple[type[nn.Module], ...]] = {"conv": (nn.Conv1d, nn.Conv2d, nn.Conv3d), "fc": (nn.Linear,)}
 
 
 @dataclass(frozen=True)
@@ -71,6 +79,7 @@ class MCUEResult:
         n_evaluations: sub-networks evaluated (each on ``instances`` own and ``instances`` shared instances).
         samples: sub-networks per cell; instances: instances per sub-network.
         seconds: wall time of the run.
+        n_ablated: the players the sub-networks were drawn over (all of them unless ``mcue(players=...)``).
     """
 
     grid: np.ndarray
@@ -84,6 +93,7 @@ class MCUEResult:
     samples: int
     instances: int
     seconds: float = 0.0
+    n_ablated: int = 0
 
     def t_star_of(self, output: str) -> float:
         """t* = argmax of ``output``'s reading on the p = q diagonal (any output, not only the one that chose d)."""
@@ -142,7 +152,8 @@ def sample_subnetworks(n: int, p: float, q: float, count: int, rng: np.random.Ge
 
 
 def mcue(game: NeuronGame, *, rng: np.random.Generator, grid: Sequence[float] = DEFAULT_GRID, samples: int = 128,
-         instances: int = 16, output: str = "correct") -> MCUEResult:
+         instances: int = 16, output: str = "correct", players: Sequence[int] | np.ndarray | None = None
+         ) -> MCUEResult:
     """Runs MCUE(p, q) on the whole p x q grid and picks d from the p = q diagonal.
 
     Args:
@@ -152,6 +163,8 @@ def mcue(game: NeuronGame, *, rng: np.random.Generator, grid: Sequence[float] = 
         samples: sub-networks drawn per (p, q) cell (k in Algorithm 1).
         instances: random instances each sub-network is applied to (1 is Algorithm 1 verbatim).
         output: one of ``OUTPUTS``, the reading whose diagonal chooses d.
+        players: draw the sub-networks over these players only (indices, or a bool mask over all players), every
+            other player always kept: an uncertainty band of part of the network (None: all players).
 
     Returns:
         Heatmaps for every output, the chosen output's diagonal, t* and d.
@@ -162,6 +175,7 @@ def mcue(game: NeuronGame, *, rng: np.random.Generator, grid: Sequence[float] = 
         raise ValueError("the MCUE grid must be a non-empty list of values in [0, 1)")
     if samples < 2 or instances < 1:
         raise ValueError("MCUE needs samples >= 2 and instances >= 1")
+    ablated = _ablated(players, game.n_players)
     shape = (len(grid), len(grid))
     variance = {name: np.zeros(shape) for name in OUTPUTS}
     mean = {name: np.zeros(shape) for name in OUTPUTS}
@@ -169,7 +183,9 @@ def mcue(game: NeuronGame, *, rng: np.random.Generator, grid: Sequence[float] = 
     before, start = game.n_evaluations, time.perf_counter()
     for i, p in enumerate(grid):
         # One batch per row of the heatmap keeps the game's chunks large.
-        coalitions = np.concatenate([sample_subnetworks(game.n_players, p, q, samples, rng) for q in grid])
+        drawn = np.concatenate([sample_subnetworks(len(ablated), p, q, samples, rng) for q in grid])
+        coalitions = np.ones((len(drawn), game.n_players), dtype=bool)
+        coalitions[:, ablated] = drawn
         own = rng.integers(0, game.n_samples, size=(len(coalitions), instances))
         shared = np.repeat(shared_rng.integers(0, game.n_samples, size=(len(grid), instances)), samples, axis=0)
         correct, confidence, labels = game.predicted(coalitions, np.concatenate([own, shared], axis=1))
@@ -185,4 +201,32 @@ def mcue(game: NeuronGame, *, rng: np.random.Generator, grid: Sequence[float] = 
     t_star = float(grid[int(np.argmax(diagonal))])
     return MCUEResult(grid=grid, variance=variance, mean=mean, output=output, diagonal=diagonal, t_star=t_star,
                       keep_prob=round(1.0 - t_star, 6), n_evaluations=game.n_evaluations - before, samples=samples,
-                      instances=instances, seconds=time.perf_counter() - start)
+                      instances=instances, seconds=time.perf_counter() - start, n_ablated=len(ablated))
+
+
+def _ablated(players: Sequence[int] | np.ndarray | None, n: int) -> np.ndarray:
+    """The player indices MCUE draws sub-networks over, checked."""
+    if players is None:
+        return np.arange(n)
+    chosen = np.asarray(players)
+    if chosen.dtype == bool:
+        if chosen.shape != (n,):
+            raise UsageError(f"MCUE players: a bool mask needs {n} entries, got shape {chosen.shape}")
+        chosen = np.flatnonzero(chosen)
+    chosen = chosen.astype(np.int64).ravel()
+    if len(chosen) == 0 or len(np.unique(chosen)) != len(chosen) or chosen.min() < 0 or chosen.max() >= n:
+        raise UsageError(f"MCUE players must be distinct indices in [0, {n}), at least one")
+    return np.sort(chosen)
+
+
+def band_players(model: nn.Module, groups: Sequence[UnitGroup], band: str) -> np.ndarray:
+    """The players whose producing module is of ``band``'s kind (``BANDS``), in player order, for ``mcue(players=)``."""
+    if band not in BANDS:
+        raise UsageError(f"unknown MCUE band {band!r}; valid: {', '.join(BANDS)}")
+    modules = Submodules(model)
+    chosen = [np.arange(g.players.start, g.players.stop) for g in groups
+              if g.producer is not None and isinstance(modules[g.producer], BANDS[band])]
+    if not chosen:
+        raise UsageError(f"MCUE band {band!r}: no unit group ({', '.join(g.name for g in groups)}) is produced by "
+                         f"such a layer")
+    return np.concatenate(chosen)

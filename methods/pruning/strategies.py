@@ -15,6 +15,7 @@ import numpy as np
 
 from datasets.errors import UsageError
 from datasets.registry import Registry
+from methods.network.structure import Submodules
 from methods.scorers import PruningProblem, Scorer
 
 
@@ -85,12 +86,81 @@ def _split(total: int, sizes: np.ndarray) -> np.ndarray:
 
 
 ALLOCATIONS = ("global", "uniform", "normalized")
+WMP_ALLOCATION = "wmp@"  # "wmp@F": Top-n per layer, each layer's share taken from unstructured WMP at F
 
 
-def _check_allocation(allocation: str, *, uniform_ok: bool = True) -> None:
+def check_allocation(allocation: str, *, uniform_ok: bool = True) -> None:
+    """An unknown allocation fails with one line; the per-layer ones ("uniform", "wmp@F") are Top-n's only."""
+    if str(allocation).startswith(WMP_ALLOCATION):
+        wmp_keep_fraction(allocation)
+        if not uniform_ok:
+            raise UsageError(f"allocation {allocation!r} fixes each layer's share: strategy 'top-n' only")
+        return
     valid = ALLOCATIONS if uniform_ok else tuple(a for a in ALLOCATIONS if a != "uniform")
     if allocation not in valid:
-        raise UsageError(f"unknown allocation {allocation!r}; valid here: {', '.join(valid)}")
+        extra = f", {WMP_ALLOCATION}F (F in (0, 1], e.g. wmp@0.3)" if uniform_ok else ""
+        raise UsageError(f"unknown allocation {allocation!r}; valid here: {', '.join(valid)}{extra}")
+
+
+def is_per_layer(allocation: str) -> bool:
+    """Whether ``allocation`` fixes every layer's kept count (rather than ranking the units network-wide)."""
+    return allocation == "uniform" or str(allocation).startswith(WMP_ALLOCATION)
+
+
+def wmp_keep_fraction(allocation: str) -> float:
+    """F of an allocation "wmp@F", checked to lie in (0, 1]."""
+    text = str(allocation)[len(WMP_ALLOCATION):]
+    try:
+        keep = float(text)
+    except ValueError:
+        keep = float("nan")
+    if not 0 < keep <= 1:
+        raise UsageError(f"allocation {allocation!r}: F of wmp@F must be a number in (0, 1], e.g. wmp@0.3")
+    return keep
+
+
+def wmp_layer_fractions(problem: PruningProblem, keep: float) -> np.ndarray:
+    """Each unit group's share of parameters kept by global unstructured weight magnitude pruning at ``keep``.
+
+    The GTAP paper's AlexNet protocol (Sec. IV-C): "the proportion of model parameters in each layer that are
+    selected into the pruned network" by magnitude pruning that keeps 0.3 of the network. Our reading: the weights
+    are those of the layers that produce the units (a group's producer, e.g. ``conv2`` for ``relu2``); the
+    ``keep`` fraction of them with the largest |w|, ranked across all those layers together, is kept, and a group's
+    share is the kept fraction of its producer's weights. A group without a producer gets ``keep``.
+    """
+    modules = Submodules(problem.model)
+    weights = [None if g.producer is None else modules[g.producer].weight.detach().abs().flatten().double()
+               for g in problem.groups]
+    present = [w for w in weights if w is not None]
+    if not present:
+        return np.full(len(problem.groups), keep)
+    everything = np.sort(np.concatenate([w.cpu().numpy() for w in present]))[::-1]
+    kept = max(1, round(keep * len(everything)))
+    threshold = everything[kept - 1]
+    return np.array([keep if w is None else float((w >= threshold).double().mean()) for w in weights])
+
+
+def _proportional_counts(total: int, sizes: np.ndarray, weights: np.ndarray) -> np.ndarray:
+    """``total`` units spread over groups in proportion to ``weights``, none above its size (caps filled first)."""
+    counts = np.zeros(len(sizes), dtype=int)
+    open_ = np.ones(len(sizes), bool)
+    remaining = int(total)
+    while remaining > 0 and open_.any():
+        share = np.where(open_, np.maximum(weights, 1e-12), 0.0)
+        parts = _split(remaining, share)
+        room = sizes - counts
+        over = open_ & (parts >= room)
+        if not over.any():
+            counts += parts
+            break
+        counts[over] = sizes[over]  # these layers are full: the rest goes to the others
+        remaining = int(total - counts.sum())
+        open_ &= ~over
+    return counts
+
+
+def _layer_counts(total: int, sizes: np.ndarray, fractions: np.ndarray | None) -> np.ndarray:
+    return _split(total, sizes) if fractions is None else _proportional_counts(total, sizes, sizes * fractions)
 
 
 def layer_normalized(values: np.ndarray, groups: Sequence) -> np.ndarray:
@@ -132,9 +202,12 @@ def top_n(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int], *
         problem: model, units and validation data.
         kept_counts: target numbers of kept units.
         rng: randomness (scorer and tie breaks).
-        allocation: "global" ranks all units together; "uniform" keeps the same fraction of every unit group
-            (the layer-wise selection of the paper's AlexNet experiment); "normalized" ranks all units together on
-            ``layer_normalized`` scores.
+        allocation: "global" ranks all units together; "uniform" keeps the same fraction of every unit group;
+            "normalized" ranks all units together on ``layer_normalized`` scores; "wmp@F" (e.g. "wmp@0.3", the
+            paper's AlexNet protocol, Sec. IV-C) gives each group a share of every target in proportion to its
+            size times ``wmp_layer_fractions(problem, F)`` (no group above its size) and keeps each group's
+            highest-scoring units. The per-layer allocations suit layer-wise scores, which do not compare across
+            layers.
         step: unused; accepted so every strategy has one signature.
         on_record: see ``PruningPath``.
 
@@ -146,14 +219,14 @@ def top_n(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int], *
     """
     n = problem.n_units
     targets = _targets(kept_counts, n)
-    _check_allocation(allocation)
+    check_allocation(allocation)
     start, before = time.perf_counter(), problem.game.n_evaluations
     scores = scorer(problem, rng=rng, target=targets[0])
     evaluations = scores.n_evaluations
     passes = {"forward": _passes(scores, "forward"), "backward": _passes(scores, "backward")}
     seconds = time.perf_counter() - start
     path = PruningPath(first_scores=scores.values, rounds=1, on_record=on_record)
-    if allocation != "uniform":
+    if not is_per_layer(allocation):
         values = layer_normalized(scores.values, problem.groups) if allocation == "normalized" else scores.values
         ranking = _order(values, np.arange(n), rng)[::-1]  # best first
         for r in targets:
@@ -164,9 +237,11 @@ def top_n(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int], *
         rankings = [_order(scores.values, np.arange(g.players.start, g.players.stop), rng)[::-1]
                     for g in problem.groups]
         sizes = np.array([len(ranking) for ranking in rankings])
+        fractions = (None if allocation == "uniform"
+                     else wmp_layer_fractions(problem, wmp_keep_fraction(allocation)))
         for r in targets:
             mask = np.zeros(n, bool)
-            for ranking, keep in zip(rankings, _split(r, sizes), strict=True):
+            for ranking, keep in zip(rankings, _layer_counts(r, sizes, fractions), strict=True):
                 mask[ranking[:keep]] = True
             path.record(r, mask, evaluations, seconds, **passes)
     assert problem.game.n_evaluations - before == evaluations
@@ -204,7 +279,7 @@ def iterated(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int]
     """
     if direction not in DIRECTIONS:
         raise ValueError(f"unknown direction {direction!r}; valid: {', '.join(DIRECTIONS)}")
-    _check_allocation(allocation, uniform_ok=False)
+    check_allocation(allocation, uniform_ok=False)
     building = direction == "build"
     n = problem.n_units
     targets = _targets(kept_counts, n)
