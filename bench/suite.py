@@ -46,7 +46,9 @@ from typing import TYPE_CHECKING, Any, Literal, TypedDict
 
 import yaml
 
-from datasets.errors import UsageError, one_line
+import bench.suite_values as checks
+from bench.errors import SuiteError
+from datasets.errors import one_line
 from datasets.registry import Registry, UnknownNameError
 
 SUITES_DIR = Path(__file__).parent / "suites"
@@ -86,6 +88,7 @@ class MCUEOptions(TypedDict, total=False):
     instances: int
     output: Output
     grid: list[float]
+    bands: list[str]
 
 
 class RecipeOverrides(TypedDict, total=False):
@@ -111,10 +114,6 @@ ANALYSIS_KEYS = ("name", "params")
 VARIANT_KEYS = ("name", "pair", "model_options", "dataset_options", "task", "description")
 
 
-class SuiteError(UsageError):
-    """A suite file that cannot be used; the message says which file, where, and what is valid."""
-
-
 @dataclass(frozen=True)
 class MethodEntry:
     """One method of a suite: a scorer with its parameters under a pruning strategy.
@@ -124,8 +123,9 @@ class MethodEntry:
         method: the registered scorer.
         params: the scorer's parameters, suite defaults applied.
         strategy: the registered pruning strategy.
-        allocation: "global" (raw scores ranked network-wide), "uniform" (the same kept fraction in every layer)
-            or "normalized" (scores divided by their layer's mean, then ranked network-wide).
+        allocation: "global" (raw scores ranked network-wide), "uniform" (the same kept fraction in every layer),
+            "normalized" (scores divided by their layer's mean, then ranked network-wide) or "wmp@F" (each layer's
+            share from unstructured WMP at F, the GTAP paper's AlexNet protocol; Top-n only).
         variant_of: the name an entry with a list of allocations was written under (its variants are named
             ``NAME-ALLOCATION``); reports rank such a baseline at its best variant. Empty for a plain entry.
     """
@@ -324,7 +324,7 @@ def _merge(base: dict[str, Any], override: dict[str, Any]) -> dict[str, Any]:
 
 def _parse(raw: Any, path: Path, profile: str) -> Suite:
     from datasets.pairs import PAIRS, Recipe
-    from methods.pruning.strategies import ALLOCATIONS, STRATEGIES
+    from methods.pruning.strategies import STRATEGIES, check_allocation, is_per_layer
     from methods.scorers import build_scorer, check_method_params
 
     if not isinstance(raw, dict):
@@ -358,13 +358,13 @@ def _parse(raw: Any, path: Path, profile: str) -> Suite:
             pair.with_recipe(**recipe)  # a bad recipe value (epochs: 0, patience: -1) fails now
         except ValueError as err:
             raise SuiteError(f"recipe: {err}") from None
-    seeds = tuple(_int_list(config["seeds"], "seeds"))
+    seeds = tuple(checks.int_list(config["seeds"], "seeds"))
     has_methods = bool(config.get("methods"))
     if has_methods and "fractions" not in config:
         raise SuiteError("missing required key 'fractions' (the kept fractions of the methods' compression curves)")
-    fractions = tuple(sorted({_fraction(f) for f in _list(config["fractions"], "fractions")})) \
+    fractions = tuple(sorted({checks.fraction(f) for f in checks.nonempty_list(config["fractions"], "fractions")})) \
         if "fractions" in config else ()
-    step = _step(config.get("step", 0.05))
+    step = checks.step(config.get("step", 0.05))
 
     mcue = config.get("mcue")
     if mcue is not None:
@@ -403,10 +403,9 @@ def _parse(raw: Any, path: Path, profile: str) -> Suite:
             if not chosen or len(set(chosen)) != len(chosen):
                 raise SuiteError(f"allocation: a list needs distinct values, got {allocations}")
             for allocation in chosen:
-                if allocation not in ALLOCATIONS:
-                    raise SuiteError(f"unknown allocation {allocation!r}; valid: {', '.join(ALLOCATIONS)}")
-                if allocation == "uniform" and strategy != "top-n":
-                    raise SuiteError("allocation 'uniform' works with strategy 'top-n' only")
+                if is_per_layer(allocation) and strategy != "top-n":
+                    raise SuiteError(f"allocation {allocation!r} works with strategy 'top-n' only")
+                check_allocation(allocation)
         except (UnknownNameError, ValueError) as err:
             raise SuiteError(f"{where}: {err}") from None
         listed = isinstance(allocations, list)
@@ -419,7 +418,7 @@ def _parse(raw: Any, path: Path, profile: str) -> Suite:
     if any(e.needs_mcue for e in entries) and mcue is None:
         mcue = {}  # beta_d without a fixed d needs MCUE's d
     if mcue is not None:
-        _check_mcue(mcue)
+        checks.mcue(mcue)
     tuning = config.get("tuning") or {}
     _check_tuning(tuning)
     analyses = _analyses(config.get("analyses") or [])
@@ -429,7 +428,7 @@ def _parse(raw: Any, path: Path, profile: str) -> Suite:
                  analyses=analyses, mcue=mcue,
                  recipe=recipe, fine_tune_epochs=int(config.get("fine_tune_epochs", 0)),
                  physical=_flag(config.get("physical", False), "physical"),
-                 val_samples=_val_samples(config.get("val_samples")), tuning=tuning, path=path,
+                 val_samples=checks.val_samples(config.get("val_samples")), tuning=tuning, path=path,
                  variants=variants)
 
 
@@ -444,7 +443,7 @@ def _pairs(items: Any) -> tuple[tuple[str, ...], dict[str, Any]]:
     from datasets.models import check_model_options
     from datasets.pairs import PAIRS
 
-    items = _list(items, "pairs")
+    items = checks.nonempty_list(items, "pairs")
     names: list[str] = []
     variants: dict[str, Any] = {}
     for i, item in enumerate(items):
@@ -504,65 +503,6 @@ def _analyses(items: Any) -> tuple[AnalysisEntry, ...]:
             raise SuiteError(f"{where}: analysis {entry.name!r} is listed twice")
         entries.append(entry)
     return tuple(entries)
-
-
-def _list(value: Any, key: str) -> list[Any]:
-    if not isinstance(value, list) or not value:
-        raise SuiteError(f"{key!r} must be a non-empty list")
-    return value
-
-
-def _str_list(value: Any, key: str) -> list[str]:
-    items = _list(value, key)
-    if len(set(items)) != len(items):
-        raise SuiteError(f"{key!r} has duplicates")
-    return [str(v) for v in items]
-
-
-def _int_list(value: Any, key: str) -> list[int]:
-    items = _list(value, key)
-    if not all(isinstance(v, int) and not isinstance(v, bool) and v >= 0 for v in items):
-        raise SuiteError(f"{key!r} must be non-negative integers, got {value}")
-    if len(set(items)) != len(items):
-        raise SuiteError(f"{key!r} has duplicates")
-    return items
-
-
-def _fraction(value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
-        raise SuiteError(f"kept fractions must be numbers in (0, 1], got {value!r}")
-    return float(value)
-
-
-def _step(value: Any) -> int | float:
-    if isinstance(value, float) and 0 < value < 1:
-        return value
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 1:
-        return value
-    raise SuiteError(f"'step' must be a unit count >= 1 or a fraction in (0, 1), got {value!r}")
-
-
-def _check_mcue(options: dict[str, Any]) -> None:
-    from methods.games.mcue import OUTPUTS
-
-    if options.get("output", "correct") not in OUTPUTS:
-        raise SuiteError(f"mcue: unknown output {options['output']!r}; valid: {', '.join(OUTPUTS)}")
-    for key in ("samples", "instances"):
-        if key in options and (not isinstance(options[key], int) or options[key] < 1):
-            raise SuiteError(f"mcue: {key} must be a positive integer")
-    if "grid" in options:
-        grid = options["grid"]
-        if not isinstance(grid, list) or not grid or not all(isinstance(g, int | float) and 0 <= g < 1
-                                                             for g in grid):
-            raise SuiteError("mcue: grid must be a non-empty list of numbers in [0, 1)")
-
-
-def _val_samples(value: Any) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 10:
-        raise SuiteError(f"'val_samples' must be an integer >= 10 (or absent for the whole split), got {value!r}")
-    return value
 
 
 def _check_tuning(tuning: Any) -> None:
