@@ -19,6 +19,7 @@ from reports.data import (
     CLASS_COLUMNS,
     CURVE_COLUMNS,
     HISTORY_COLUMNS,
+    MCUE_BAND_COLUMNS,
     MCUE_COLUMNS,
     MCUE_READINGS,
     MCUE_RUN_COLUMNS,
@@ -72,7 +73,8 @@ def load_frames(tracker: Tracker, hashes: Sequence[str]) -> dict[str, Any]:
                 per_reading[f"t_star_{output}"] = metrics.get("t_star", math.nan)
             mcue_runs.append({**key, "t_star": metrics.get("t_star"), "keep_prob": metrics.get("keep_prob"),
                               "output": output, "n_evaluations": metrics.get("n_evaluations"),
-                              "seconds": metrics.get("seconds"), **per_reading})
+                              "seconds": metrics.get("seconds"), **per_reading,
+                              **{name: metrics.get(name, math.nan) for name in MCUE_BAND_COLUMNS}})
             cells = tracker.read_csv(run_id, "mcue.csv")
             if cells is not None:
                 mcue.append(cells.assign(**key))

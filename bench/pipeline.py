@@ -18,7 +18,7 @@ from bench.streams import Stream, stream
 from datasets.data import as_tensors
 from datasets.training import TrainedPair
 from methods.games.graph import GraphGame, neuron_game
-from methods.games.mcue import MCUEResult, mcue
+from methods.games.mcue import MCUEResult, band_players, mcue
 from methods.games.neuron import NeuronGame
 from methods.pruning.curves import (
     CurvePoint,
@@ -65,8 +65,21 @@ def test_game_for(trained: TrainedPair, **game_options: Any) -> NeuronGame | Gra
     return neuron_game(trained.model, trained.pair.units, x_test.to(device), y_test.to(device), **game_options)
 
 
-def run_mcue(problem: PruningProblem, *, seed: int, **options: Any) -> MCUEResult:
+def run_mcue(problem: PruningProblem, *, seed: int, bands: Sequence[str] = (), **options: Any) -> MCUEResult:
+    """MCUE over every player; its d is beta_d's. (``bands``: see ``run_mcue_bands``.)"""
     return mcue(problem.game, rng=stream(seed, Stream.MCUE), **options)
+
+
+def run_mcue_bands(problem: PruningProblem, *, seed: int, bands: Sequence[str] = (),
+                   **options: Any) -> dict[str, MCUEResult]:
+    """MCUE with the sub-networks drawn within each band only (the other units always kept), one result per band.
+
+    Each band has its own stream (``Stream.MCUE_BAND`` and the band's position), so adding a band changes neither
+    the main MCUE's numbers nor another band's.
+    """
+    return {band: mcue(problem.game, rng=stream(seed, Stream.MCUE_BAND, i),
+                       players=band_players(problem.model, problem.groups, band), **options)
+            for i, band in enumerate(bands)}
 
 
 def run_experiment(trained: TrainedPair, *, method: str, params: dict[str, Any], strategy: str,
@@ -91,7 +104,8 @@ def run_experiment(trained: TrainedPair, *, method: str, params: dict[str, Any],
         fine_tune_epochs: if > 0, fine-tune each pruned network this many epochs on the training split (pruned
             units held at zero) before measuring its test accuracy.
         allocation: "global" ranks all units together, "uniform" keeps the same fraction of every layer,
-            "normalized" ranks all units on scores divided by their layer's mean.
+            "normalized" ranks all units on scores divided by their layer's mean, "wmp@F" gives each layer the
+            share unstructured WMP at F keeps (``methods.pruning.strategies.top_n``).
         physical: build each point's physically pruned network (``methods.network.physical``) and record its parameters,
             MACs and CPU latency (``latency_cache``: shared between the runs of one trained pair).
     """

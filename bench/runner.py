@@ -42,7 +42,8 @@ RUN_NOTES = {
               "(unit-axis methods) or auc_weights (param-axis methods) = test accuracy averaged over the "
               "kept-fraction grid; the two are not comparable.",
     "mcue": ("mcue/diagonal_variance: step = p = q in per mille; t_star is its argmax, keep_prob = d = 1 - t_star; "
-             "t_star_READING is the argmax for each reading (correct, confidence, entropy, onehot)."),
+             "t_star_READING is the argmax for each reading (correct, confidence, entropy, onehot); *_band_BAND and "
+             "mcue_BAND.* are MCUE drawn within one band of layers (conv or fc units only, the rest kept)."),
     "train": "train/* and val/* metrics: step = epoch.",
 }
 PARENT_NOTE = ("One nested run per (pair, method, seed), named PAIR METHOD sN in abbreviations (the tags 'pair' and "
@@ -209,11 +210,13 @@ def _run_group(suite: Suite, tracker: Tracker, claims: Claims, parent_id: str, p
         needs_games = bool(suite.methods or suite.analyses or suite.mcue is not None)
         problem = pipeline.problem_for(trained, val_samples=suite.val_samples) if needs_games else None
         test_game = pipeline.test_game_for(trained) if needs_games else None
-        mcue_result, mcue_window = None, (began, began)
+        mcue_result, mcue_window, bands = None, (began, began), {}
         if suite.mcue is not None:
             bar.set_description(f"{pair_name} mcue seed {seed}")
             mcue_began = time.time()
             mcue_result = pipeline.run_mcue(problem, seed=seed, **suite.mcue)
+            if suite.mcue.get("bands") and any(s.kind == "mcue" for s in group):  # only its own run logs them
+                bands = pipeline.run_mcue_bands(problem, seed=seed, **suite.mcue)
             mcue_window = (mcue_began, time.time())
     except Exception as err:  # noqa: BLE001 - every run of this model fails with the same cause
         for spec in group:
@@ -259,9 +262,15 @@ def _run_group(suite: Suite, tracker: Tracker, claims: Claims, parent_id: str, p
                            **trained_metrics}
                 artifacts = {"mcue.csv": pd.DataFrame(mcue_result.to_records()),
                              "mcue.png": _mcue_plot(mcue_result, f"{pair_name}, seed {seed}")}
-                steps = {"mcue/diagonal_variance": [(round(1000 * p), v)
-                                                   for p, v in zip(mcue_result.grid, mcue_result.diagonal,
-                                                                   strict=True)]}
+                steps = {"mcue/diagonal_variance": _diagonal_steps(mcue_result)}
+                for band, result in bands.items():  # the same MCUE within one kind of layer (GTAP Fig. 6)
+                    metrics.update({f"t_star_band_{band}": result.t_star, f"keep_prob_band_{band}": result.keep_prob,
+                                    f"n_evaluations_band_{band}": result.n_evaluations,
+                                    f"seconds_band_{band}": result.seconds, f"units_band_{band}": result.n_ablated})
+                    artifacts[f"mcue_{band}.csv"] = pd.DataFrame(result.to_records())
+                    artifacts[f"mcue_{band}.png"] = _mcue_plot(
+                        result, f"{pair_name}, seed {seed}: {band} units only ({result.n_ablated})")
+                    steps[f"mcue/diagonal_variance_{band}"] = _diagonal_steps(result)
             else:
                 metrics, steps, artifacts = _method_run(suite, spec, trained, problem, test_game, mcue_result,
                                                         layers, latency_cache)
@@ -433,6 +442,11 @@ def _log_failure(tracker: Tracker, parent_id: str, spec: RunSpec, common_tags: d
     tracker.log_run(parent_id=parent_id, run_name=run_name(spec), tags={**common_tags, **_spec_tags(spec),
                                                                        "error": message},
                     params=flatten(spec.config), metrics={}, status="FAILED", started=started)
+
+
+def _diagonal_steps(result: Any) -> list[tuple[int, float]]:
+    """MCUE's p = q diagonal as step metrics (step = p in per mille)."""
+    return [(round(1000 * p), v) for p, v in zip(result.grid, result.diagonal, strict=True)]
 
 
 def _mcue_plot(result: Any, title: str) -> bytes:

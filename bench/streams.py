@@ -18,10 +18,11 @@ class Stream(IntEnum):
     MCUE = 1  # MCUE's sub-networks and instances
     STRATEGY = 2  # the scorer and the pruning strategy of a method run (GTAP's coalitions, random scores, ...)
     ANALYSIS = 3  # an analysis of a trained pair
+    MCUE_BAND = 4  # MCUE within one band of layers (the band's position is the stream's third key)
     ESTIMATOR_BENCHMARK = 14  # the estimator benchmark: its games' validation subset (its caches are keyed on it), and
     # the coalitions bench.benchmarks.estimator_limits samples
 
 
-def stream(seed: int, purpose: Stream) -> np.random.Generator:
-    """The generator of ``purpose`` for ``seed``."""
-    return np.random.default_rng([int(seed), int(purpose)])
+def stream(seed: int, purpose: Stream, *keys: int) -> np.random.Generator:
+    """The generator of ``purpose`` for ``seed`` (``keys`` tell apart several streams of one purpose)."""
+    return np.random.default_rng([int(seed), int(purpose), *map(int, keys)])

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
+from methods.games.mcue import BANDS
 from methods.games.mcue import OUTPUTS as MCUE_READINGS
 from methods.scorers.base import PARAM_AXIS, UNIT_AXIS  # noqa: F401  (UNIT_AXIS: importable here beside PARAM_AXIS)
 
@@ -27,8 +28,10 @@ SCORE_COLUMNS = ("run_id", "pair", "method", "scorer", "seed", "unit", "layer", 
 # MCUE_READINGS: MCUE's readings of the network's output, in its order; var_<reading> holds each one's heatmap (for
 # "entropy" the mean entropy, not a variance) and t_star_<reading> its t*, whichever reading chose d.
 MCUE_COLUMNS = ("pair", "seed", "p", "q", *(f"{kind}_{name}" for name in MCUE_READINGS for kind in ("var", "mean")))
+# t_star_band_<band>, keep_prob_band_<band>: MCUE drawn within one band of layers (``methods.games.mcue.BANDS``).
+MCUE_BAND_COLUMNS = tuple(f"{kind}_band_{band}" for band in BANDS for kind in ("t_star", "keep_prob"))
 MCUE_RUN_COLUMNS = ("pair", "seed", "t_star", "keep_prob", "output", "n_evaluations", "seconds",
-                    *(f"t_star_{name}" for name in MCUE_READINGS))
+                    *(f"t_star_{name}" for name in MCUE_READINGS), *MCUE_BAND_COLUMNS)
 CORRELATION_COLUMNS = ("pair", "layer", "method_a", "method_b", "spearman", "kendall", "n_seeds")
 HISTORY_COLUMNS = ("pair", "seed", "epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "seconds")
 # One row per training run: the trained network itself (a models leaderboard compares these per task).
@@ -47,7 +50,8 @@ OPTIONAL_COLUMNS = {
     "curves": {name: float("nan") for name in ("n_forward", "n_backward", "params", "macs", "mac_fraction",
                                                "latency_b1", "latency_b256")},
     "mcue": {f"{kind}_{name}": float("nan") for name in ("entropy", "onehot") for kind in ("var", "mean")},
-    "mcue_runs": {f"t_star_{name}": float("nan") for name in MCUE_READINGS},
+    "mcue_runs": {f"t_star_{name}": float("nan") for name in MCUE_READINGS} | dict.fromkeys(MCUE_BAND_COLUMNS,
+                                                                                           float("nan")),
 }
 
 FRAME_COLUMNS = {

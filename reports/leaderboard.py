@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from reports.data import MCUE_READINGS, SuiteData
+from reports.data import BANDS, MCUE_READINGS, SuiteData
 
 DEFAULT_REFERENCES = Path(__file__).with_name("references.yaml")
 REFERENCE_KEYS = ("pair", "method", "metric", "value", "source")
@@ -298,7 +298,8 @@ def mcue_summary(data: SuiteData, references: Sequence[dict] | None = None) -> p
     Returns:
         Columns pair, n_mcue_seeds, output, t_star_mean, t_star_sd, d_mean, d_sd, d_per_seed (text),
         trained_accuracy_mean, trained_accuracy_sd, paper_t_star, paper_d, paper_trained_accuracy, and per MCUE
-        reading R (correct, confidence, entropy, onehot; whichever chose d) t_star_R_mean, t_star_R_sd over seeds.
+        reading R (correct, confidence, entropy, onehot; whichever chose d) t_star_R_mean, t_star_R_sd over seeds,
+        and per band B of layers (conv, fc; NaN without band runs) t_star_band_B_mean, t_star_band_B_sd.
     """
     references = references or []
     rows = []
@@ -312,6 +313,10 @@ def mcue_summary(data: SuiteData, references: Sequence[dict] | None = None) -> p
             values = pd.to_numeric(mcue_runs[f"t_star_{name}"], errors="coerce").dropna()
             per_reading[f"t_star_{name}_mean"] = float(values.mean()) if len(values) else np.nan
             per_reading[f"t_star_{name}_sd"] = sample_sd(values)
+        for band in BANDS:  # MCUE drawn within one band of layers (GTAP Fig. 6)
+            values = pd.to_numeric(mcue_runs[f"t_star_band_{band}"], errors="coerce").dropna()
+            per_reading[f"t_star_band_{band}_mean"] = float(values.mean()) if len(values) else np.nan
+            per_reading[f"t_star_band_{band}_sd"] = sample_sd(values)
         paper = {
             name: next(iter(matching_references(references, pair, method, metric)), {}).get("value", np.nan)
             for name, method, metric in (

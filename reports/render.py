@@ -21,7 +21,7 @@ import pandas as pd
 
 from reports import plots
 from reports.analysis_plots import ANALYSIS_PLOTS
-from reports.data import MCUE_READINGS, PARAM_AXIS, SuiteData, require_runs
+from reports.data import BANDS, MCUE_READINGS, PARAM_AXIS, SuiteData, require_runs
 from reports.documents import CSS, column_classes, html_table, markdown_table, render_html, render_markdown
 from reports.figures import file_stem
 from reports.format import MISSING, Block, compact_count, format_count, format_mean_sd, format_number
@@ -201,6 +201,12 @@ def mcue_sentence(summary: pd.Series) -> str:
                     for name in MCUE_READINGS if pd.notna(summary.get(f"t_star_{name}_mean", np.nan))]
         if readings:  # one MCUE pass reads the output four ways; the paper never says which it varied
             mcue += f"; t* per reading: {', '.join(readings)}"
+        bands = [band for band in BANDS if pd.notna(summary.get(f"t_star_band_{band}_mean", np.nan))]
+        bands = [f"{band} units only "
+                 + format_mean_sd(summary[f"t_star_band_{band}_mean"], summary[f"t_star_band_{band}_sd"], 3)
+                 for band in bands]
+        if bands:  # the same MCUE with the sub-networks drawn within one kind of layer (GTAP Fig. 6)
+            mcue += f"; t* within a band of layers: {', '.join(bands)}"
     else:
         mcue = "No MCUE run stored"
     if pd.notna(summary["paper_d"]) or pd.notna(summary["paper_t_star"]):

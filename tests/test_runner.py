@@ -88,6 +88,9 @@ def test_a_suite_may_choose_d_by_a_label_reading_of_mcue(tmp_path, output):
     ({"methods": [{"method": "wmp", "strategy": "iterated-pruning", "allocation": "uniform"}]}, "'top-n' only"),
     ({"methods": [{"method": "wmp", "allocation": ["uniform", "layerwise"]}]}, "unknown allocation 'layerwise'"),
     ({"methods": [{"method": "wmp", "allocation": ["uniform", "uniform"]}]}, "distinct values"),
+    ({"methods": [{"method": "wmp", "allocation": "wmp@1.3"}]}, "F of wmp@F must be a number in (0, 1]"),
+    ({"methods": [{"method": "wmp", "strategy": "iterated-building", "allocation": "wmp@0.3"}]}, "'top-n' only"),
+    ({"mcue": {"bands": ["conv", "attention"]}}, "bands must be a list of distinct names from conv, fc"),
     ({"methods": [{"method": "wmp", "allocation": ["uniform"]}, {"name": "wmp-uniform", "method": "wmp"}]},
      "duplicate method name 'wmp-uniform'"),
 ])
@@ -231,6 +234,37 @@ def test_same_seed_gives_the_same_numbers(tiny):
         results.append({r.data.tags["config_hash"]: (r.data.metrics["auc_units"], r.data.metrics["accuracy_at_d"])
                         for r in runs})
     assert results[0] == results[1] and len(results[0]) == 10
+
+
+def test_mcue_bands_are_logged_with_the_mcue_run_and_leave_d_alone(tmp_path, tiny_mnist, monkeypatch):
+    """A suite's ``mcue: {bands: [...]}`` (GTAP Fig. 6) adds each band's t*, diagonal and heatmap to the MCUE run."""
+    from mlflow import MlflowClient
+
+    monkeypatch.chdir(tmp_path)
+    for folder in ("plain", "banded"):
+        (tmp_path / folder).mkdir()
+    plain = tiny_suite(tmp_path / "plain", tiny_mnist, methods=("random",))
+    banded = tiny_suite(tmp_path / "banded", tiny_mnist, methods=("random",))
+    raw = yaml.safe_load(banded["suite"].read_text())
+    raw["mcue"]["bands"] = ["fc"]
+    banded["suite"].write_text(yaml.safe_dump(raw))
+    for tiny in (plain, banded):
+        assert main(run_argv(tiny, "--seeds", "0")) == 0
+    metrics, artifacts = [], []
+    for tiny in (plain, banded):
+        client = MlflowClient(tiny["uri"])
+        run = next(r for r in client.search_runs([client.get_experiment_by_name("tiny").experiment_id],
+                                                 "tags.kind = 'mcue'"))
+        metrics.append(run.data.metrics)
+        artifacts.append({a.path for a in client.list_artifacts(run.info.run_id)})
+    assert metrics[0]["t_star"] == metrics[1]["t_star"] and metrics[0]["keep_prob"] == metrics[1]["keep_prob"]
+    assert not any("band" in name for name in metrics[0])
+    assert 0 < metrics[1]["t_star_band_fc"] < 1 and metrics[1]["units_band_fc"] > 0
+    assert {"mcue_fc.csv", "mcue_fc.png"} <= artifacts[1] and "mcue_fc.csv" not in artifacts[0]
+    specs = plan(load_suite(banded["suite"]))
+    frames = load_frames(Tracker(banded["uri"], "tiny", create=False), [s.config_hash for s in specs])
+    assert frames["mcue_runs"]["t_star_band_fc"].iloc[0] == metrics[1]["t_star_band_fc"]
+    assert frames["mcue_runs"]["t_star_band_conv"].isna().all()
 
 
 def test_unfinished_runs_are_redone_once(tiny):
