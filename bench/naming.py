@@ -23,7 +23,7 @@ RUN_NAME_WIDTH = 16
 PAIR_WORDS = {
     "lenet300": "L300", "lenet5": "L5", "mnist": "", "mnist01": "01",
     "ffn": "", "emotion": "emo", "twitter-topic": "twt",
-    "alexnet": "alex", "tiny-imagenet": "",
+    "alexnet": "alex", "tiny-imagenet": "", "alexnet-utkface-age": "A-age", "resnet20-utkface-age": "R-age",
     "neurogame": "NG", "face-cnn-dropout": "CNNd", "face-cnn": "CNN", "face-mlp": "MLP",
     "utkface": "", "utkface128g": "128g", "celeba": "cel", "rho-constant": "rhoc", "random-filter": "rndf",
 }
@@ -33,7 +33,7 @@ METHOD_WORDS = {
     "activation": "act", "taylor": "tay", "random": "rnd", "unstructured": "un",
     "captum": "", "deeplift": "dl", "conductance": "cond",
     "tp-magnitude": "tpm", "tp-hessian": "tph", "tp-taylor": "tpt",
-    "global": "g", "uniform": "u", "normalized": "n", "shared": "shr",
+    "global": "g", "uniform": "u", "normalized": "n", "shared": "shr", "wmp@0.3": "@.3",
 }
 KIND_WORDS = {"train": "fit", "mcue": "mcue"}
 

@@ -131,12 +131,16 @@ def alexnet(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Sequential:
 
     For inputs of 64 pixels or fewer (Tiny ImageNet) the 11x11 stride-4 stem would leave a 1x1 map after the third
     pooling, so the stem becomes 5x5 stride 2 (64 -> 32 -> 15 -> 7 -> 3) and the adaptive pool keeps the 3x3 map;
-    the classifier's first layer is resized to match. Larger inputs keep torchvision's layout unchanged.
+    the classifier's first layer is resized to match. Larger inputs keep torchvision's layout unchanged. Inputs
+    below 32 pixels stop with one line.
     """
     from torchvision.models import alexnet as tv_alexnet
 
+    channels, height, width = input_shape
+    if min(height, width) < 32:
+        raise ValueError(f"alexnet needs inputs of at least 32x32 pixels (its three poolings leave no map below "
+                         f"that); got {height}x{width}")
     net = tv_alexnet(weights=None, num_classes=num_classes)
-    channels, height, _ = input_shape
     if height <= 64:
         net.features[0] = nn.Conv2d(channels, 64, kernel_size=5, stride=2, padding=2)
         net.avgpool = nn.AdaptiveAvgPool2d((3, 3))

@@ -23,7 +23,7 @@ from bench.plan import plan
 from bench.suite import SUITES_DIR, load_suite
 from bench.tracking import RunsView, Tracker
 
-SHIPPED = ("lenet", "text", "faces", "alexnet", "smoke", "lenet-binary")
+SHIPPED = tuple(sorted(path.stem for path in SUITES_DIR.glob("*.yaml")))
 # Profiles whose entry names carry a budget and an allocation ("banzhaf-top-n-b5200-normalized"): their run names
 # are longer than the column (docs/tracking.md says so).
 LONG_NAMED = {("lenet", "budget-sweep"), ("text", "budget-sweep")}

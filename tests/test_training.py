@@ -31,7 +31,7 @@ def test_pair_contract(name, tmp_path):
     WRITERS[pair.dataset](tmp_path)
     options = {**pair.dataset_options, **OPTIONS.get(pair.dataset, {})}
     if pair.dataset == "utkface":
-        options["image_size"] = 16
+        options["image_size"] = 32 if pair.model == "alexnet" else 16  # AlexNet's smallest input
     splits = load_dataset(pair.dataset, data_dir=tmp_path, **options)
     model = build_model(pair.model, input_shape=splits.input_shape, num_classes=splits.num_classes).eval()
     sizes = unit_counts(model, pair.units, splits.input_shape)
@@ -57,6 +57,11 @@ def test_models_registry_is_loud():
         MODELS.get("lenet-5")
     with pytest.raises(ValueError, match="already registered"):
         MODELS.add("lenet5", lambda **_: None)
+
+
+def test_alexnet_says_its_smallest_input():
+    with pytest.raises(ValueError, match="at least 32x32 pixels.*got 16x16"):
+        build_model("alexnet", input_shape=(3, 16, 16), num_classes=8)
 
 
 def test_lenet_geometry_matches_the_paper():
