@@ -557,8 +557,11 @@ def classification_report(labels: np.ndarray, predictions: np.ndarray,
         classes: the class names (their count is the number of classes).
 
     Returns:
-        One record per class (class, index, support, precision, recall, f1; precision is NaN for a class never
-        predicted, F1 NaN when precision or recall is) and the confusion matrix C[true, predicted] (counts).
+        One record per class (class, index, support, precision, recall, f1) and the confusion matrix
+        C[true, predicted] (counts). Precision is NaN for a class never predicted and recall for a class absent from
+        ``labels``. F1 is 0 for a class with no true positive, predicted or not (what scikit-learn's macro F1
+        counts, so a network that never predicts a class is not excused from it), and NaN only for a class that is
+        neither present nor predicted, which a macro average leaves out.
     """
     k = len(classes)
     confusion = np.zeros((k, k), dtype=np.int64)
@@ -568,8 +571,7 @@ def classification_report(labels: np.ndarray, predictions: np.ndarray,
         tp, predicted, support = confusion[i, i], confusion[:, i].sum(), confusion[i].sum()
         precision = tp / predicted if predicted else math.nan
         recall = tp / support if support else math.nan
-        f1 = (2 * precision * recall / (precision + recall) if precision + recall > 0 else 0.0) \
-            if not (math.isnan(precision) or math.isnan(recall)) else math.nan
+        f1 = 2 * tp / (support + predicted) if support + predicted else math.nan
         records.append({"class": name, "index": i, "support": int(support), "precision": float(precision),
                         "recall": float(recall), "f1": float(f1)})
     return records, confusion

@@ -127,7 +127,17 @@ def test_classification_report_by_hand():
     assert a["f1"] == pytest.approx(2 / 3)
     assert (b["precision"], b["recall"], b["support"]) == (pytest.approx(1 / 3), pytest.approx(1 / 2), 2)
     assert b["f1"] == pytest.approx(2 * (1 / 3) * (1 / 2) / (1 / 3 + 1 / 2))
-    assert math.isnan(c["precision"]) and c["recall"] == 0 and math.isnan(c["f1"])  # never predicted
+    assert math.isnan(c["precision"]) and c["recall"] == 0 and c["f1"] == 0  # never predicted: it counts as 0
+
+
+def test_macro_f1_counts_a_class_the_network_never_predicts():
+    """A network that answers one class for everything has the macro F1 of that one class over all present ones,
+    as scikit-learn's; a class neither present nor predicted is left out."""
+    labels = np.array([0, 0, 1, 2])
+    records, _ = training.classification_report(labels, np.zeros(4, int), ("a", "b", "c", "absent"))
+    f1 = [r["f1"] for r in records]
+    assert f1[:3] == [pytest.approx(2 * 2 / (2 + 4)), 0, 0] and math.isnan(f1[3])
+    assert np.nanmean(f1) == pytest.approx((2 / 3) / 3)
 
 
 # -- the paired bootstrap ---------------------------------------------------------------------------------------
