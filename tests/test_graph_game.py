@@ -107,10 +107,12 @@ def brute_force(values: np.ndarray, index: str, players, always_in=()) -> np.nda
     return result
 
 
-def test_the_graph_game_equals_the_hand_written_residual_forward(tiny, coalition_values):
+@pytest.mark.parametrize("strategy", ["dense", "sparse"])
+def test_the_graph_game_equals_the_hand_written_residual_forward(tiny, coalition_values, strategy):
     net, x, y = tiny
-    game = neuron_game(net, UNITS, x, y, metric="neg_loss")
+    game = neuron_game(net, UNITS, x, y, metric="neg_loss", strategy=strategy)
     assert isinstance(game, GraphGame) and game.traced and game.n_players == N_UNITS
+    assert game.strategy == strategy
     index = np.random.default_rng(0).choice(2 ** N_UNITS, 300, replace=False)
     coalitions = ((index[:, None] >> np.arange(N_UNITS)) & 1).astype(bool)
     np.testing.assert_allclose(game(coalitions), coalition_values[index], rtol=0, atol=1e-12)
@@ -153,9 +155,10 @@ def test_gtap_exact_on_a_residual_net_matches_brute_force(tiny, coalition_values
     assert scores.n_evaluations == (2 ** 4 + 2 ** 8 if layerwise else 2 ** 12)
 
 
-def test_removing_one_player_is_zeroing_its_channel_by_hand(tiny):
+@pytest.mark.parametrize("strategy", ["dense", "sparse"])
+def test_removing_one_player_is_zeroing_its_channel_by_hand(tiny, strategy):
     net, x, y = tiny
-    game = neuron_game(net, UNITS, x, y, metric="neg_loss")
+    game = neuron_game(net, UNITS, x, y, metric="neg_loss", strategy=strategy)
     for player in range(N_UNITS):
         coalition = np.ones(N_UNITS, bool)
         coalition[player] = False
@@ -167,6 +170,62 @@ def test_removing_one_player_is_zeroing_its_channel_by_hand(tiny):
             bn.bias[channel] = 0
             expected = -float(F.cross_entropy(by_hand(x), y))
         assert game(coalition[None])[0] == pytest.approx(expected, abs=1e-12)
+
+
+def test_the_sparse_path_skips_the_block_channels_and_folds_the_other_norms(tiny):
+    net, x, y = tiny
+    game = GraphGame(net, UNITS, x, y, metric="neg_loss")
+    assert game.strategy == "sparse"  # the CPU's choice when some site has a chain
+    # Block 1's conv1 ran in the cached prefix (its output is indexed); block 2's is in the suffix.
+    assert [(c.producer, c.boundary, c.site, c.consumer) for c in game.chains] == [
+        (None, 1, "layer1_0_bn1", "layer1_0_conv2"), ("layer1_1_conv1", None, "layer1_1_bn1", "layer1_1_conv2")]
+    assert game.folded == 3  # bn2 of both blocks and the shortcut's BatchNorm; the sites stay
+    assert "bn2" not in game._suffix.code and "downsample_1" not in game._suffix.code
+
+
+@pytest.mark.parametrize("align", [1, 3, 8])
+def test_sparse_values_with_padded_members_and_a_hooked_site_match_the_naive_forward(tiny, align):
+    """A site that feeds a residual add (``bn2``) has no chain: it keeps its hook inside the same pass."""
+    net, x, y = tiny
+    units = ("layer1.0.bn1", "layer1.1.bn1", "layer1.1.bn2")
+    game = GraphGame(net, units, x, y, metric="neg_loss", strategy="sparse", align=align)
+    assert [c.group for c in game.chains] == [0, 1]
+    rng = np.random.default_rng(align)
+    coalitions = rng.random((12, game.n_players)) < 0.4
+    coalitions[0] = False  # every channel dropped: nothing left to index
+    coalitions[1] = True
+    for coalition, value in zip(coalitions, game(coalitions), strict=True):
+        expected = -float(F.cross_entropy(naive_site_logits(net, units, x, coalition), y))
+        assert value == pytest.approx(expected, abs=1e-12)
+
+
+def test_reusing_the_previous_coalitions_values_changes_nothing(tiny, coalition_values):
+    """Permutation prefixes and pairs (C, C + i) reuse what depends on no changed block: the same values, bit for
+    bit, as computing every coalition afresh, and the hand-written forward's."""
+    net, x, y = tiny
+    game = GraphGame(net, UNITS, x, y, metric="neg_loss", strategy="sparse")
+    assert game._skipper.reuses
+    rng = np.random.default_rng(5)
+    chain = np.zeros((N_UNITS, N_UNITS), bool)
+    for j, player in enumerate(rng.permutation(N_UNITS)):
+        chain[j:, player] = True
+    coalitions = np.concatenate([chain, np.repeat(rng.random((6, N_UNITS)) < 0.5, 2, axis=0)])
+    coalitions[1::2][-6:, 5] = True  # the pairs' second halves add player 5 (block 2)
+    reused = game(coalitions)
+    afresh = []
+    for coalition in coalitions:
+        game._skipper.forget()
+        afresh.append(game(coalition[None])[0])
+    np.testing.assert_array_equal(reused, afresh)
+    index = (coalitions.astype(int) << np.arange(N_UNITS)).sum(1)
+    np.testing.assert_allclose(reused, coalition_values[index], rtol=0, atol=1e-12)
+
+
+def test_the_sparse_strategy_refuses_a_game_without_a_chain(tiny):
+    net, x, y = tiny
+    with pytest.raises(ValueError, match="sparse strategy needs"):
+        GraphGame(net, ("layer1.0.bn2",), x, y, strategy="sparse")
+    assert GraphGame(net, ("layer1.0.bn2",), x, y).strategy == "dense"
 
 
 class Counting(nn.Module):

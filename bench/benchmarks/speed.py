@@ -2,7 +2,8 @@
 
 Times, in one process and on the same evaluation images, the naive evaluation (one hooked forward pass of the whole
 network per coalition) against the game's strategies (for a model that is not a flat ``nn.Sequential``, such as a
-residual net, the one batched hooked pass of ``methods.games.graph``), on random coalitions (R_1/2 and R_0.2) and
+residual net, the batched hooked pass of ``methods.games.graph`` and, on the CPU, its channel-skipping sparse
+path), on random coalitions (R_1/2 and R_0.2) and
 on the structured batches the estimators emit (permutation prefixes, paired coalitions). It also measures the
 machine's fp32 GEMM throughput, so the game's executed GEMM FLOP/s can be quoted as a fraction of it, and the peak
 memory.
@@ -122,9 +123,13 @@ def main(argv: list[str] | None = None) -> int:
                "random-R0.2": rng.random((args.coalitions, n)) < 0.2}
     batches.update(structured_batches(n, rng, args.coalitions))
     results["naive"] = time_naive(model, units, x, y, batches["random-R0.5"][: args.naive_coalitions], device)
-    strategies = ["dense"] + (["sparse"] if device.type == "cpu" and not graph else [])
+    strategies = ["dense"] + (["sparse"] if device.type == "cpu" and (not graph or probe.chains) else [])
     for strategy in strategies:
         game = neuron_game(model, units, x, y, strategy=strategy, memory_cap=cap, device=device)
+        if graph:
+            skips = f"{len(game.chains)} of {len(game.sites)} sites skip their dropped channels, " \
+                if strategy == "sparse" else ""
+            results[f"{strategy}/engine"] = f"{skips}{game.folded} BatchNorms folded into their convs"
         for name, coalitions in batches.items():
             results[f"{strategy}/{name}"] = time_game(game, coalitions, device, full_warmup=graph)
     results["peak_rss_bytes"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
@@ -135,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     peak = results["gemm_peak_flops"]
     print(f"{args.pair}: {n} players, {len(y)} images, {device}, {torch.get_num_threads()} threads, "
           f"{results['engine']} engine, GEMM peak {peak / 1e9:.0f} GFLOP/s")
+    for key, note in results.items():
+        if key.endswith("/engine"):
+            print(f"{key.split('/')[0]}: {note}")
     print(f"{'evaluation':34s} {'coalitions/s':>13s} {'x naive':>8s} {'GEMM GFLOP/s':>13s} {'of peak':>8s}")
     print(f"{'naive (hooked full forward)':34s} {naive:13.1f} {1.0:8.1f}")
     for key, r in results.items():

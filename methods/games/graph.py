@@ -11,6 +11,15 @@ over the N samples and cached; every coalition runs only the nodes downstream of
 cannot trace (data-dependent control flow, say) is evaluated whole, batched and hooked the same way, without the
 cache; :attr:`GraphGame.traced` says which happened, and a warning says why.
 
+BatchNorms that follow a conv (other than the sites) are folded into it: the same function in eval mode, up to
+float rounding, with one pass over each activation less.
+
+Two strategies, as the flat engines have: ``"dense"`` evaluates k coalitions in one batched pass (the GPU path);
+``"sparse"`` evaluates one coalition at a time with each site's producer and consumer convolutions restricted to
+its members, and reuses the previous coalition's values up to the first block whose members changed
+(``methods.games.skipping``; the CPU path, where a batch of one coalition's N samples already fills the cores).
+``"auto"`` picks sparse on the CPU when some site allows it.
+
 A flat ``nn.Sequential`` whose sites are its stages keeps the faster flat engines of ``methods.games.neuron``;
 :func:`neuron_game` picks.
 """
@@ -29,8 +38,11 @@ from torch import fx, nn
 from datasets.sites import SiteTracer, is_flat, mask_units, resolve_sites
 from methods.games.base import check_coalitions
 from methods.games.neuron import DEFAULT_MEMORY_CAP, METRICS, MaskedNetworkGame, NeuronGame
+from methods.games.skipping import SkippingInterpreter, find_chains, fold_batch_norms, in_place, padded_members
 
-GRAPH_STRATEGIES = ("auto", "dense")
+GRAPH_STRATEGIES = ("auto", "dense", "sparse")
+# The sparse path pads a coalition's members to a multiple of this many channels (see methods.games.skipping).
+CHANNEL_ALIGN = 1
 
 
 def split_at_sites(model: nn.Module, paths: Sequence[str]) -> tuple[fx.GraphModule, fx.GraphModule, int]:
@@ -62,8 +74,7 @@ def split_at_sites(model: nn.Module, paths: Sequence[str]) -> tuple[fx.GraphModu
         raise ValueError("the model's output depends on no unit site")
     boundary = [n for n in nodes if n not in tainted and n in per_sample and n.op != "output"
                 and any(user in tainted for user in n.users)]
-    in_place = [n for n in nodes if _in_place(model, n)]
-    for node in in_place:
+    for node in (n for n in nodes if in_place(model, n)):
         if node.args and node.args[0] in boundary:
             raise ValueError(f"{node.name} changes in place a value the cache would hold; nothing can be cached")
 
@@ -86,22 +97,10 @@ def split_at_sites(model: nn.Module, paths: Sequence[str]) -> tuple[fx.GraphModu
     parts = []
     for part_graph in (prefix_graph, suffix_graph):
         part = fx.GraphModule(model, part_graph)
-        part.graph.eliminate_dead_code(lambda n, part=part: n.op in ("placeholder", "output") or _in_place(part, n))
+        part.graph.eliminate_dead_code(lambda n, part=part: n.op in ("placeholder", "output") or in_place(part, n))
         part.recompile()
         parts.append(part)
     return parts[0], parts[1], len(boundary)
-
-
-def _in_place(model: nn.Module, node: fx.Node) -> bool:
-    """Whether ``node`` changes its first argument in place (``x.add_(y)``, ``torch.relu_(x)``, a module built with
-    ``inplace=True``): such a node must run even when its result is unused, and must not change a cached value."""
-    if node.op == "call_method":
-        return node.target.endswith("_") and not node.target.startswith("__")
-    if node.op == "call_function":
-        return getattr(node.target, "__name__", "").endswith("_") or bool(node.kwargs.get("inplace", False))
-    if node.op == "call_module":
-        return bool(getattr(model.get_submodule(node.target), "inplace", False))
-    return False
 
 
 class GraphGame(MaskedNetworkGame):
@@ -112,9 +111,12 @@ class GraphGame(MaskedNetworkGame):
         units: site specs (``"path"`` or ``"path:axis"``), in the player order wanted.
         x, y: evaluation inputs and labels (the validation split when estimating indices).
         metric: "accuracy" or "neg_loss".
-        strategy: "auto" or "dense" (both: the batched hooked pass).
+        strategy: "dense" (k coalitions in one batched hooked pass: the GPU path), "sparse" (one coalition at a
+            time, each site's producer and consumer convolutions restricted to its members where the graph allows,
+            ``methods.games.skipping``: the CPU path) or "auto" (sparse on the CPU when some site allows it).
         memory_cap: bytes of activations one chunk of coalitions may use.
         device: where to evaluate (default: the model's device).
+        align: the sparse path computes a coalition's members padded to a multiple of this many units.
 
     Attributes:
         sites: the resolved sites, in player order.
@@ -124,14 +126,13 @@ class GraphGame(MaskedNetworkGame):
 
     def __init__(self, model: nn.Module, units: Sequence[str], x: torch.Tensor, y: torch.Tensor, *,
                  metric: str = "accuracy", strategy: str = "auto", memory_cap: int = DEFAULT_MEMORY_CAP,
-                 device: torch.device | str | None = None) -> None:
+                 device: torch.device | str | None = None, align: int = CHANNEL_ALIGN) -> None:
         if metric not in METRICS:
             raise ValueError(f"unknown metric {metric!r}; valid: {', '.join(METRICS)}")
         if strategy not in GRAPH_STRATEGIES:
-            raise ValueError(f"the {strategy!r} strategy needs a flat nn.Sequential whose units are its stages; "
-                             f"valid here: {', '.join(GRAPH_STRATEGIES)}")
+            raise ValueError(f"unknown strategy {strategy!r}; valid: {', '.join(GRAPH_STRATEGIES)}")
         self.device = torch.device(device) if device is not None else next(model.parameters()).device
-        self.metric, self.strategy, self.memory_cap = metric, "dense", int(memory_cap)
+        self.metric, self.memory_cap, self.align = metric, int(memory_cap), int(align)
         self.n_evaluations = 0
         self.gemm_flops = 0  # not counted on this path
         net = copy.deepcopy(model).to(self.device).eval()
@@ -155,7 +156,18 @@ class GraphGame(MaskedNetworkGame):
                           f"{str(error).splitlines()[0] if str(error) else ''}); every coalition runs the whole "
                           "model, with nothing cached", stacklevel=2)
             prefix, self._suffix, self.traced = None, net, False
-        self._masks: list[torch.Tensor] | None = None
+        # BatchNorms after a conv, other than the sites, fold into the conv (eval mode: the same function).
+        self.folded = fold_batch_norms(self._suffix, {site.path for site in self.sites}) if self.traced else 0
+        self.chains = find_chains(self._suffix, self.sites) if self.traced else []
+        if strategy == "auto":
+            strategy = "sparse" if self.chains and self.device.type == "cpu" else "dense"
+        if strategy == "sparse" and not self.chains:
+            raise ValueError("the sparse strategy needs a traced model with at least one site between a conv or "
+                             "Linear producer and a conv or Linear consumer (methods.games.skipping)")
+        self.strategy = strategy
+        self._previous: np.ndarray | None = None  # the sparse path's last coalition, for reuse
+        self._skipper = SkippingInterpreter(self._suffix, self.chains, self.sites) if strategy == "sparse" else None
+        self._masks: list[torch.Tensor | None] | None = None
         for g, site in enumerate(self.sites):
             self._suffix.get_submodule(site.path).register_forward_hook(self._hook(g, site.dim))
         self.y = y.to(self.device)
@@ -170,7 +182,9 @@ class GraphGame(MaskedNetworkGame):
 
     def _hook(self, g: int, dim: int):
         def hook(_module, _inputs, output):
-            return output if self._masks is None else mask_units(output, self._masks[g], dim)
+            if self._masks is None or self._masks[g] is None:
+                return output
+            return mask_units(output, self._masks[g], dim)
         return hook
 
     def _activation_bytes(self) -> int:
@@ -198,6 +212,8 @@ class GraphGame(MaskedNetworkGame):
         self.n_evaluations += len(coalitions)
         out = []
         with torch.no_grad():
+            if self._skipper is not None:
+                return self._sparse_values(coalitions)
             for rows, samples in self._chunks(len(coalitions), self.n_samples):
                 total = torch.zeros(rows.stop - rows.start, device=self.device, dtype=torch.float64)
                 for part in samples:
@@ -205,6 +221,33 @@ class GraphGame(MaskedNetworkGame):
                     total += self._metric_sum(logits, self.y[part])
                 out.append(total / self.n_samples)
         return torch.cat(out).cpu().numpy() if out else np.zeros(0)
+
+    def _sparse_values(self, coalitions: np.ndarray) -> np.ndarray:
+        """v(C) one coalition at a time, the chained sites' convolutions over the members only."""
+        samples = self._chunks(1, self.n_samples)[0][1]
+        values = np.zeros(len(coalitions))
+        chained = {chain.group for chain in self.chains}
+        # Values are reused from the previous coalition when the samples fit one pass (see SkippingInterpreter).
+        reuse = len(samples) == 1
+        for j, coalition in enumerate(coalitions):
+            previous = self._previous
+            changed = None if previous is None or not reuse else {
+                g for g, s in enumerate(self.group_slices) if not np.array_equal(previous[s], coalition[s])}
+            self._previous = coalition.copy() if reuse else None
+            kept = [padded_members(coalition[self.group_slices[chain.group]], self.align, self.device)
+                    for chain in self.chains]
+            full = torch.as_tensor(coalition[None], device=self.device, dtype=torch.float32)
+            self._masks = [full[:, s] if g not in chained else None for g, s in enumerate(self.group_slices)]
+            total = torch.zeros((), device=self.device, dtype=torch.float64)
+            try:
+                for part in samples:
+                    inputs = [_layout(c[part].clone(), self.channels_last) for c in self._cached]  # never the cache
+                    logits = self._skipper.run_coalition(inputs, kept, changed)
+                    total += self._metric_sum(logits.unsqueeze(0), self.y[part])[0]
+            finally:
+                self._masks = None
+            values[j] = float(total) / self.n_samples
+        return values
 
     def _prediction_rows(self, k: int, n_samples: int) -> list[slice]:
         return [rows for rows, _ in self._chunks(k, n_samples)]
