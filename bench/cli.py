@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_tracking_args(est)
     _add_data_args(est)
 
+    doctor = sub.add_parser("doctor", help="run every compute path once on a device, timed, against the CPU")
+    doctor.add_argument("--device", default="auto", help="auto (GPU when there is one), cpu, cuda, cuda:1, ...")
     report = sub.add_parser("report", help="build a suite's leaderboard report from the tracking store")
     report.add_argument("--suite", required=True, help="the suite's name")
     report.add_argument("--profile", default=None, help="the profile's newest invocation (default: any profile)")
@@ -571,6 +573,9 @@ COMMANDS = {"list": cmd_list, "train": cmd_train, "prune": cmd_prune, "run": cmd
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.command == "doctor":  # before the imports below: a GPU machine may have torch alone (no pandas)
+        from bench.doctor import main as doctor
+        return doctor(args)
     from bench.errors import TrackingError
     from datasets.errors import DataError, UsageError
     from reports.data import ReportError

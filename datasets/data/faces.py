@@ -13,9 +13,9 @@ import io
 import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 import torch
 from PIL import Image
 from torch import Tensor
@@ -35,6 +35,9 @@ from datasets.data.images import UInt8Images
 from datasets.errors import DataError
 from datasets.paths import cache_dir
 
+if TYPE_CHECKING:
+    import pandas as pd
+
 UTKFACE_TARGETS = {
     "gender": ("male", "female"),
     "age": ("1-12", "13-19", "20-29", "30-39", "40-49", "50-59", "60-69", "70+"),
@@ -44,6 +47,8 @@ _AGE_EDGES = np.array([13, 20, 30, 40, 50, 60, 70])
 
 
 def _read_utkface_labels(path: Path) -> pd.DataFrame:
+    import pandas as pd  # here: a machine with torch alone (bench doctor's) imports this module too
+
     _require("UTKFace", path)
     try:
         with _reading("UTKFace", path):

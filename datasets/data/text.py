@@ -12,7 +12,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import torch
 from torch.utils.data import TensorDataset
 
@@ -92,6 +91,8 @@ def emotion(request: LoadRequest, *, vocab_size: int = 5000) -> Splits:
 
 
 def _read_topic_csv(path: Path, n_classes: int) -> tuple[list[str], list[int]]:
+    import pandas as pd  # here: a machine with torch alone (bench doctor's) imports this module too
+
     _require("twitter-topic", path)
     try:
         with _reading("twitter-topic", path):
