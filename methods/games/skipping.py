@@ -73,6 +73,14 @@ def _producer_ok(module: nn.Module | None, dim: int, ndim: int) -> bool:
     return isinstance(module, nn.Linear) and dim == ndim - 1
 
 
+def _fused(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> nn.Conv2d:
+    """``conv`` then ``norm`` (eval mode) as one conv, in ``conv``'s memory layout."""
+    fused = fuse_conv_bn_eval(conv, norm)
+    if conv.weight.is_contiguous(memory_format=torch.channels_last):
+        fused = fused.to(memory_format=torch.channels_last)
+    return fused
+
+
 def fold_batch_norms(gm: fx.GraphModule, keep: set[str]) -> int:
     """Folds every eval-mode BatchNorm of ``gm`` that follows a conv (used once) into that conv, except the modules
     in ``keep`` (the sites, whose outputs are masked). ``gm`` is changed in place; returns how many were folded.
@@ -94,9 +102,7 @@ def fold_batch_norms(gm: fx.GraphModule, keep: set[str]) -> int:
         conv = _module(gm, source)
         if not isinstance(conv, nn.Conv2d) or source.target in keep:
             continue
-        fused = fuse_conv_bn_eval(conv, norm)
-        if conv.weight.is_contiguous(memory_format=torch.channels_last):
-            fused = fused.to(memory_format=torch.channels_last)
+        fused = _fused(conv, norm)
         parent, _, name = source.target.rpartition(".")
         setattr(gm.get_submodule(parent) if parent else gm, name, fused)
         node.replace_all_uses_with(source)
@@ -197,10 +203,7 @@ class SkippingInterpreter(fx.Interpreter):
                 conv = gm.get_submodule(self._target(chain.producer))
                 norm = gm.get_submodule(self._target(chain.norm))
                 if isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d):
-                    fused = fuse_conv_bn_eval(conv, norm)
-                    if conv.weight.is_contiguous(memory_format=torch.channels_last):
-                        fused = fused.to(memory_format=torch.channels_last)
-                    self._folded[c] = fused
+                    self._folded[c] = _fused(conv, norm)
 
     def _target(self, name: str) -> str:
         return next(n.target for n in self.module.graph.nodes if n.name == name)
