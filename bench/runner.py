@@ -12,27 +12,23 @@ finished by an earlier, interrupted invocation count too.
 from __future__ import annotations
 
 import contextlib
-import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from bench import pipeline
-from bench.claims import Acquired, Claims
+from bench.claims import Claims
+from bench.executors import Executor, GroupFailed, SerialExecutor
 from bench.frames import load_frames
-from bench.naming import LATENCY_BATCHES, auc_metric, latency_metric, run_name
+from bench.groups import GroupTask, RunResult, Stage, device_name, where
+from bench.naming import run_name
 from bench.plan import RunSpec, config_hash, plan
-from bench.streams import Stream, stream
 from bench.suite import Suite, SuiteError
 from bench.tracking import DataSplit, Tracker, flatten, git_commit, source_tags
-from datasets.errors import one_line
-from methods.analyses.base import AnalysisInput, rank_correlations, seed_spread
-from methods.pruning.curves import MAC_REDUCTIONS, accuracy_at_mac_fraction, area_under_curve
-from methods.scorers import UNIT_AXIS
+from methods.analyses.base import rank_correlations, seed_spread
 
 # Each kind's run description in the MLflow UI (tag mlflow.note.content): what the step of its step metrics counts,
 # which the UI's charts label only "Step".
@@ -85,19 +81,22 @@ def preflight_data(suite: Suite, *, data_dir: str | None, download: bool) -> Non
 
 def run_suite(suite: Suite, tracker: Tracker, *, device: str = "auto", data_dir: str | None = None,
               download: bool = False, progress: bool = True, scope: str = "full",
-              on_parent: Callable[[str], None] | None = None, poll_seconds: float = 5.0) -> SuiteOutcome:
+              on_parent: Callable[[str], None] | None = None, poll_seconds: float = 5.0,
+              executor: Executor | None = None) -> SuiteOutcome:
     """Runs what the store does not hold yet, then logs the suite's aggregates on the parent run.
 
     Args:
         suite: a loaded (and possibly filtered) suite.
         tracker: the tracking store.
-        device: "auto", "cpu", "cuda", ...
+        device: "auto", "cpu", "cuda", ... (of the serial executor; Ray workers take the executor's).
         data_dir, download: where the data is, and whether torchvision may download it.
         progress: show the suite's progress bar.
         scope: "full" when the suite runs as written, "partial" when filters, seeds or tuned parameters changed
             it (``bench report`` prefers the newest full invocation).
         on_parent: called with the parent run id once it exists.
         poll_seconds: how often to look again at runs another process holds, once this one has nothing else to do.
+        executor: where groups are computed (``bench.executors``); default: serially, in this process. It is
+            closed on the way out.
 
     Returns:
         Counts of planned, skipped, finished and failed runs.
@@ -107,25 +106,35 @@ def run_suite(suite: Suite, tracker: Tracker, *, device: str = "auto", data_dir:
     from datasets.training import resolve_device
 
     start = time.perf_counter()
-    torch_device = resolve_device(device)
-    specs = plan(suite)
-    stored = tracker.suite_runs(suite.name)
+    executor = executor or SerialExecutor(device=device, data_dir=data_dir, download=download)
+    try:
+        torch_device = resolve_device(device if isinstance(executor, SerialExecutor) else "cpu")
+        specs = plan(suite)
+        stored = tracker.suite_runs(suite.name)
+    except BaseException:
+        executor.close()
+        raise
     done = {s.config_hash for s in specs if any(r.status == "FINISHED" for r in stored.get(s.config_hash, []))}
     todo = [s for s in specs if s.config_hash not in done]
     commit = git_commit()
     common_tags = {"suite": suite.name, "profile": suite.profile, "git_commit": commit,
-                   "device": _device_name(torch_device), **source_tags("bench run", commit)}
+                   "device": device_name(torch_device), **source_tags("bench run", commit)}
     label = suite.profile if scope == "full" else f"{suite.profile}, {scope}"
-    parent_id = tracker.open_parent(
-        suite_hash=suite_hash(suite, specs), run_name=f"{suite.name} ({label})",
-        tags={**common_tags, "scope": scope, "mlflow.note.content": PARENT_NOTE},
-        params={"suite": suite.name, "profile": suite.profile, "pairs": list(suite.pairs), "seeds": list(suite.seeds),
-                "methods": [e.name for e in suite.methods], "fractions": list(suite.fractions), "step": suite.step,
-                "mcue": suite.mcue, "recipe": suite.recipe, "fine_tune_epochs": suite.fine_tune_epochs,
-                "physical": suite.physical, "val_samples": suite.val_samples},
-        artifacts={"suite.json": suite.to_dict(),
-                   "plan.json": [{"config_hash": s.config_hash, "kind": s.kind, "pair": s.pair, "method": s.method,
-                                  "seed": s.seed} for s in specs]})
+    try:
+        parent_id = tracker.open_parent(
+            suite_hash=suite_hash(suite, specs), run_name=f"{suite.name} ({label})",
+            tags={**common_tags, "scope": scope, "executor": executor.describe(), "mlflow.note.content": PARENT_NOTE},
+            params={"suite": suite.name, "profile": suite.profile, "pairs": list(suite.pairs),
+                    "seeds": list(suite.seeds), "methods": [e.name for e in suite.methods],
+                    "fractions": list(suite.fractions), "step": suite.step, "mcue": suite.mcue, "recipe": suite.recipe,
+                    "fine_tune_epochs": suite.fine_tune_epochs, "physical": suite.physical,
+                    "val_samples": suite.val_samples},
+            artifacts={"suite.json": suite.to_dict(),
+                       "plan.json": [{"config_hash": s.config_hash, "kind": s.kind, "pair": s.pair,
+                                      "method": s.method, "seed": s.seed} for s in specs]})
+    except BaseException:
+        executor.close()
+        raise
     if on_parent:
         on_parent(parent_id)
     # Each run is claimed before it is computed (bench.claims), so another invocation on this store, with other
@@ -135,18 +144,15 @@ def run_suite(suite: Suite, tracker: Tracker, *, device: str = "auto", data_dir:
     outcome = SuiteOutcome(parent_id, planned=len(specs), skipped=len(specs) - len(todo), finished=0)
     bar = tqdm(total=len(specs), initial=outcome.skipped, unit="run", disable=not progress, dynamic_ncols=True,
                desc=suite.name)
+    driver = _Driver(suite, tracker, claims, parent_id, common_tags, outcome, bar, specs, data_dir)
     try:
         while todo:
             groups: dict[tuple[str, int], list[RunSpec]] = {}
             for spec in todo:
                 groups.setdefault((spec.pair, spec.seed), []).append(spec)
             held: list[tuple[RunSpec, str]] = []
-            for (pair_name, seed), group in groups.items():
-                method_hashes = [s.config_hash for s in specs
-                                 if (s.pair, s.seed, s.kind) == (pair_name, seed, "method")]
-                held += _run_group(suite, tracker, claims, parent_id, pair_name, seed, group, common_tags, outcome,
-                                   bar, device=device, data_dir=data_dir, download=download,
-                                   method_hashes=method_hashes)
+            for task, event in executor.run(driver.tasks(groups, held)):
+                driver.consume(task, event)
             todo = [spec for spec, _ in held]
             if todo:  # runs another process is computing: wait for them, or take them over if it dies
                 holders = sorted({holder for _, holder in held})
@@ -160,7 +166,9 @@ def run_suite(suite: Suite, tracker: Tracker, *, device: str = "auto", data_dir:
                              artifacts=artifacts)
     except BaseException:
         # Each clean-up on its own: the store error (or second signal) that brought us here must not leave the
-        # parent RUNNING because releasing the claims failed first.
+        # parent RUNNING because stopping the workers or releasing the claims failed first.
+        with contextlib.suppress(Exception):
+            executor.close()
         with contextlib.suppress(Exception):
             claims.release_all()
         with contextlib.suppress(Exception):
@@ -168,259 +176,138 @@ def run_suite(suite: Suite, tracker: Tracker, *, device: str = "auto", data_dir:
         raise
     finally:
         bar.close()
+    executor.close()
     return outcome
 
 
-def _device_name(device: Any) -> str:
-    import torch
+class _Driver:
+    """Claims each group's runs when an executor is ready for it, and writes each result as it arrives."""
 
-    if device.type == "cuda":
-        return f"{device} ({torch.cuda.get_device_name(device)})"
-    return str(device)
+    def __init__(self, suite: Suite, tracker: Tracker, claims: Claims, parent_id: str, common_tags: dict[str, str],
+                 outcome: SuiteOutcome, bar: Any, specs: list[RunSpec], data_dir: str | None) -> None:
+        self.suite, self.tracker, self.claims, self.parent_id = suite, tracker, claims, parent_id
+        self.common_tags, self.outcome, self.bar, self.data_dir = common_tags, outcome, bar, data_dir
+        self.by_hash = {s.config_hash: s for s in specs}
+        self.methods = {}  # (pair, seed) -> its method runs, in plan order
+        for spec in specs:
+            if spec.kind == "method":
+                self.methods.setdefault((spec.pair, spec.seed), []).append(spec)
+        self.written: set[str] = set()  # config hashes this invocation wrote: a retried group's repeats are dropped
+        self.open: dict[tuple[str, int], set[str]] = {}  # a group's claimed runs not yet written
+        self.running: dict[tuple[str, int], Stage] = {}
 
-
-def _run_group(suite: Suite, tracker: Tracker, claims: Claims, parent_id: str, pair_name: str, seed: int,
-               group: list[RunSpec], common_tags: dict[str, str], outcome: SuiteOutcome, bar: Any, *, device: str,
-               data_dir: str | None, download: bool, method_hashes: list[str]) -> list[tuple[RunSpec, str]]:
-    """All outstanding runs of one trained model: train or load it, MCUE, each method, then the training run.
-
-    Returns:
-        The runs another live process holds, with who holds them, to come back to.
-    """
-    from datasets.training import train_pair
-
-    held: list[tuple[RunSpec, str]] = []
-    states = {s.config_hash: claims.state(s.config_hash) for s in group}
-    finished_elsewhere = sum(state == "finished" for state in states.values())  # by another process meanwhile
-    outcome.skipped += finished_elsewhere
-    bar.update(finished_elsewhere)
-    group = [s for s in group if states[s.config_hash] != "finished"]
-    wants_scores = any(entry.analysis.wants_scores for entry in suite.analyses)
-    waiting = {s.config_hash for s in group if states[s.config_hash] == "held"}
-    if wants_scores and any(s.kind == "method" and s.config_hash in waiting for s in group):
-        waiting |= {s.config_hash for s in group if s.kind == "train"}  # its analyses wait for those scores
-    if all(s.config_hash in waiting for s in group):
-        return [(s, "another process") for s in group]  # nothing to train (or run MCUE) for in this pass
-    pair = suite.pair(pair_name)
-    bar.set_description(f"{pair_name} seed {seed}: training")
-    began = time.time()
-    try:
-        trained = train_pair(pair, seed=seed, data_dir=data_dir, device=device, download=download, progress=False)
-        # The neuron games are for methods, MCUE and analyses; a suite that compares trained models needs none.
-        needs_games = bool(suite.methods or suite.analyses or suite.mcue is not None)
-        problem = pipeline.problem_for(trained, val_samples=suite.val_samples) if needs_games else None
-        test_game = pipeline.test_game_for(trained) if needs_games else None
-        mcue_result, mcue_window, bands = None, (began, began), {}
-        if suite.mcue is not None:
-            bar.set_description(f"{pair_name} mcue seed {seed}")
-            mcue_began = time.time()
-            mcue_result = pipeline.run_mcue(problem, seed=seed, **suite.mcue)
-            if suite.mcue.get("bands") and any(s.kind == "mcue" for s in group):  # only its own run logs them
-                bands = pipeline.run_mcue_bands(problem, seed=seed, **suite.mcue)
-            mcue_window = (mcue_began, time.time())
-    except Exception as err:  # noqa: BLE001 - every run of this model fails with the same cause
-        for spec in group:
-            got = claims.acquire(spec.config_hash, run_name(spec))
-            if got.state != "claimed":
-                _count(got, spec, outcome, held, bar)
+    def tasks(self, groups: dict[tuple[str, int], list[RunSpec]],
+              held: list[tuple[RunSpec, str]]) -> Iterator[GroupTask]:
+        """Each group's claimed runs, claimed only when the executor asks for the group; runs another process holds
+        go to ``held``."""
+        wants_scores = any(entry.analysis.wants_scores for entry in self.suite.analyses)
+        for (pair_name, seed), group in groups.items():
+            states = {s.config_hash: self.claims.state(s.config_hash) for s in group}
+            finished_elsewhere = sum(state == "finished" for state in states.values())  # by another process
+            self.outcome.skipped += finished_elsewhere
+            self.bar.update(finished_elsewhere)
+            group = [s for s in group if states[s.config_hash] != "finished"]
+            methods = self.methods.get((pair_name, seed), [])
+            mine: list[RunSpec] = []
+            for spec in sorted(group, key=lambda s: s.kind == "train"):
+                if spec.kind == "train" and wants_scores and not self._scores_ready(methods, mine):
+                    held.append((spec, "the methods it reads"))  # its analyses wait for every method's scores
+                    continue
+                if states[spec.config_hash] == "held":
+                    held.append((spec, "another process"))
+                    continue
+                got = self.claims.acquire(spec.config_hash, run_name(spec))
+                if got.state == "finished":
+                    self.outcome.skipped += 1
+                    self.bar.update(1)
+                elif got.state == "held":
+                    held.append((spec, got.holder))
+                else:
+                    mine.append(spec)
+            if not mine:
                 continue
-            _log_failure(tracker, parent_id, spec, common_tags, err, outcome)
-            claims.release(spec.config_hash)
-            bar.update(1)
-        return held
-    trained_metrics = {"trained_test_accuracy": trained.metrics["test_accuracy"],
-                       "trained_val_accuracy": trained.metrics["val_accuracy"]}
-    splits = _data_splits(pair, trained.splits, data_dir)
-    # What each kind of run read: training all three splits, MCUE the validation split, a method the validation
-    # split (its scores) and the test split (its curve); the split its headline numbers come from first.
-    inputs = {"train": [splits["train"], splits["validation"], splits["test"]], "mcue": [splits["validation"]],
-              "method": [splits["test"], splits["validation"]]}
-    layers = {g.name: np.arange(g.players.start, g.players.stop) for g in problem.groups} if problem else {}
-    latency_cache: dict = {}  # pruned-network shapes -> latency, shared by this trained network's runs
-    for spec in sorted(group, key=lambda s: s.kind == "train"):  # the training run last: analyses read scores
-        if spec.kind == "train" and wants_scores and any(s.kind == "method" for s, _ in held):
-            held.append((spec, "the methods it reads"))  # its analyses wait for every method's scores
-            continue
-        got = claims.acquire(spec.config_hash, run_name(spec))
-        if got.state != "claimed":
-            _count(got, spec, outcome, held, bar)
-            continue
-        bar.set_description(f"{pair_name} {spec.method} seed {seed}")
-        tags = {**common_tags, **_spec_tags(spec), "mlflow.note.content": RUN_NOTES[spec.kind]}
-        params = flatten(spec.config)
-        started = time.time()
-        try:
-            if spec.kind == "train":
-                started = began
-                metrics, steps, artifacts = _train_run(suite, trained, problem, mcue_result, tracker, method_hashes)
-            elif spec.kind == "mcue":
-                assert mcue_result is not None
-                started = mcue_window[0]
-                metrics = {"t_star": mcue_result.t_star, "keep_prob": mcue_result.keep_prob,
-                           "n_evaluations": mcue_result.n_evaluations, "seconds": mcue_result.seconds,
-                           **{f"t_star_{name}": mcue_result.t_star_of(name) for name in mcue_result.variance},
-                           **trained_metrics}
-                artifacts = {"mcue.csv": pd.DataFrame(mcue_result.to_records()),
-                             "mcue.png": _mcue_plot(mcue_result, f"{pair_name}, seed {seed}")}
-                steps = {"mcue/diagonal_variance": _diagonal_steps(mcue_result)}
-                for band, result in bands.items():  # the same MCUE within one kind of layer (GTAP Fig. 6)
-                    metrics.update({f"t_star_band_{band}": result.t_star, f"keep_prob_band_{band}": result.keep_prob,
-                                    f"n_evaluations_band_{band}": result.n_evaluations,
-                                    f"seconds_band_{band}": result.seconds, f"units_band_{band}": result.n_ablated})
-                    artifacts[f"mcue_{band}.csv"] = pd.DataFrame(result.to_records())
-                    artifacts[f"mcue_{band}.png"] = _mcue_plot(
-                        result, f"{pair_name}, seed {seed}: {band} units only ({result.n_ablated})")
-                    steps[f"mcue/diagonal_variance_{band}"] = _diagonal_steps(result)
-            else:
-                metrics, steps, artifacts = _method_run(suite, spec, trained, problem, test_game, mcue_result,
-                                                        layers, latency_cache)
-                metrics.update(trained_metrics)
-                params.update({f"resolved.{k}": v for k, v in metrics.pop("_params").items()})
-            ended = mcue_window[1] if spec.kind == "mcue" else time.time()
-            tracker.log_run(parent_id=parent_id, run_name=run_name(spec), tags=tags, params=params, metrics=metrics,
-                            step_metrics=steps, artifacts=artifacts, datasets=inputs[spec.kind], started=started,
-                            ended=ended)
-            outcome.finished += 1
-        except Exception as err:  # noqa: BLE001 - one failed method must not stop the suite
-            _log_failure(tracker, parent_id, spec, common_tags, err, outcome, started=started)
-        claims.release(spec.config_hash)
-        bar.update(1)
-    return held
+            scores: dict[str, np.ndarray] = {}
+            if wants_scores and any(s.kind == "train" for s in mine):  # scores of methods finished earlier
+                stored = load_frames(self.tracker, [s.config_hash for s in methods
+                                                    if s not in mine])["scores"]
+                for method, rows in stored.groupby("method", sort=False):
+                    scores[method] = rows.sort_values("unit")["score"].to_numpy(float)
+            self.open[(pair_name, seed)] = {s.config_hash for s in mine}
+            yield GroupTask(self.suite, pair_name, seed, tuple(mine), scores=scores,
+                            method_order=tuple(s.method for s in methods))
+
+    def _scores_ready(self, methods: list[RunSpec], mine: list[RunSpec]) -> bool:
+        """Whether every method run of the group is finished, or computed in this task before the training run."""
+        return all(s in mine or self.claims.state(s.config_hash) == "finished" for s in methods)
+
+    def consume(self, task: GroupTask, event: Stage | RunResult | GroupFailed) -> None:
+        if isinstance(event, Stage):
+            self.running[task.key] = event
+            self._show()
+            return
+        if isinstance(event, GroupFailed):  # its unwritten runs fail with the worker's cause; a rerun retries them
+            for config_hash in sorted(self.open.pop(task.key, set())):
+                self._write(RunResult(config_hash, error=event.error))
+            self.running.pop(task.key, None)
+            self._show()
+            return
+        if event.config_hash in self.written:
+            return
+        self._write(event)
+        left = self.open.get(task.key, set())
+        left.discard(event.config_hash)
+        if not left:
+            self.open.pop(task.key, None)
+            self.running.pop(task.key, None)
+            self._show()
+
+    def _write(self, result: RunResult) -> None:
+        spec = self.by_hash[result.config_hash]
+        common = {**self.common_tags, **({"device": result.device} if result.device else {}),
+                  **({"torch_threads": str(result.threads)} if result.threads else {})}
+        if result.error is not None:
+            _log_failure(self.tracker, self.parent_id, spec, common, result.error, self.outcome,
+                         started=result.started)
+        else:
+            pair = self.suite.pair(spec.pair)
+            splits = _data_splits(pair, result.split_rows, self.data_dir)
+            # What each kind of run read: training all three splits, MCUE the validation split, a method the
+            # validation split (its scores) and the test split (its curve); its headline numbers' split first.
+            inputs = {"train": [splits["train"], splits["validation"], splits["test"]],
+                      "mcue": [splits["validation"]], "method": [splits["test"], splits["validation"]]}
+            params = flatten(spec.config)
+            params.update({f"resolved.{k}": v for k, v in result.resolved.items()})
+            self.tracker.log_run(parent_id=self.parent_id, run_name=run_name(spec),
+                                 tags={**common, **_spec_tags(spec), "mlflow.note.content": RUN_NOTES[spec.kind]},
+                                 params=params, metrics=result.metrics, step_metrics=result.steps,
+                                 artifacts=result.artifacts, datasets=inputs[spec.kind], started=result.started,
+                                 ended=result.ended)
+            self.outcome.finished += 1
+        self.written.add(result.config_hash)
+        self.claims.release(result.config_hash)
+        self.bar.update(1)
+
+    def _show(self) -> None:
+        stages = list(self.running.values())
+        if len(stages) == 1 and stages[0].where == where():  # serial: what it is doing, as before
+            self.bar.set_description(stages[0].text)
+        elif stages:
+            self.bar.set_description(f"{self.suite.name}: {len(stages)} running: "
+                                     + "; ".join(f"{s.text} @{s.where}" for s in stages))
 
 
-def _data_splits(pair: Any, splits: Any, data_dir: str | None) -> dict[str, DataSplit]:
+def _data_splits(pair: Any, rows: dict[str, int], data_dir: str | None) -> dict[str, DataSplit]:
     """The pair's train, validation and test splits as the runs' dataset inputs; a split's digest hashes what
     determines its examples (the dataset, its options, the split and its size)."""
     from datasets.paths import resolve_data_root
 
     root = str(resolve_data_root(data_dir))
     out = {}
-    for split, data in (("train", splits.train), ("validation", splits.val), ("test", splits.test)):
-        identity = {"dataset": pair.dataset, "options": pair.dataset_options, "split": split, "rows": len(data)}
+    for split in ("train", "validation", "test"):
+        identity = {"dataset": pair.dataset, "options": pair.dataset_options, "split": split, "rows": rows[split]}
         out[split] = DataSplit(dataset=pair.dataset, split=split, digest=config_hash(identity)[:8], source=root,
-                               rows=len(data))
+                               rows=rows[split])
     return out
-
-
-def _count(got: Acquired, spec: RunSpec, outcome: SuiteOutcome, held: list[tuple[RunSpec, str]], bar: Any) -> None:
-    """Books a run this process did not claim: finished by another one meanwhile, or still held by it."""
-    if got.state == "finished":
-        outcome.skipped += 1
-        bar.update(1)
-    else:
-        held.append((spec, got.holder))
-
-
-def _train_run(suite: Suite, trained: Any, problem: Any, mcue_result: Any, tracker: Tracker,
-               method_hashes: list[str]) -> tuple[dict[str, Any], dict[str, list], dict[str, Any]]:
-    """The training run of a pair and seed: its learning curves, its test classification report (per-class
-    precision, recall and F1, confusion matrix, predictions), NEUROGAME's glass-box maps, and the tables of the
-    suite's analyses."""
-    from datasets.training import initial_model
-
-    history = pd.DataFrame(trained.metrics.get("history") or [])
-    metrics: dict[str, Any] = {
-        "trained_test_accuracy": trained.metrics["test_accuracy"],
-        "trained_val_accuracy": trained.metrics["val_accuracy"],
-        "train_seconds": trained.metrics.get("train_seconds", math.nan),
-        "n_parameters": sum(p.numel() for p in trained.model.parameters()),
-        "epochs_trained": len(history),
-        "best_epoch": trained.metrics.get("best_epoch", len(history)),
-    }
-    steps: dict[str, list] = {}
-    for column in history.columns:
-        if column != "epoch":
-            # train_loss -> train/loss, val_accuracy -> val/accuracy; the step is the epoch (1-based).
-            name = column.replace("_", "/", 1) if column.startswith(("train_", "val_")) else f"epoch/{column}"
-            steps[name] = list(zip(history["epoch"].astype(int), history[column], strict=True))
-    if "seconds" in history:
-        metrics["seconds_per_epoch"] = float(history["seconds"].mean())
-    for column in history.columns:  # a family's per-epoch rates (NEUROGAME's pass fraction): their mean as well
-        if "/" in column:
-            metrics[column] = float(history[column].mean())
-    artifacts: dict[str, Any] = {"history.csv": history}
-    report, report_artifacts = _classification_outputs(trained)
-    metrics.update(report)
-    artifacts.update(report_artifacts)
-    artifacts.update(_glass_box_outputs(trained))
-    if not suite.analyses:
-        return metrics, steps, artifacts
-    scores: dict[str, np.ndarray] = {}
-    if any(entry.analysis.wants_scores for entry in suite.analyses):
-        stored = load_frames(tracker, method_hashes)["scores"]
-        for method, rows in stored.groupby("method", sort=False):
-            scores[method] = rows.sort_values("unit")["score"].to_numpy(float)
-    splits = trained.splits
-    data = AnalysisInput(
-        model=trained.model,
-        initial=initial_model(trained.pair, seed=trained.seed, input_shape=splits.input_shape,
-                              num_classes=splits.num_classes).to(trained.device),
-        units=tuple(trained.pair.units), groups=problem.groups, x=problem.x, y=problem.y, scores=scores,
-        keep_prob=mcue_result.keep_prob if mcue_result is not None else None)
-    index: dict[str, list[str]] = {}
-    for entry in suite.analyses:
-        result = entry.analysis(data, rng=stream(trained.seed, Stream.ANALYSIS))
-        index[entry.name] = sorted(result.tables)
-        for table, records in result.tables.items():
-            artifacts[f"analyses/{entry.name}/{table}.csv"] = pd.DataFrame(records)
-        metrics.update({f"{entry.name}/{name}": value for name, value in result.metrics.items()})
-    artifacts["analyses.json"] = index
-    return metrics, steps, artifacts
-
-
-# Test faces shown in the glass-box maps: the first few of the test split, the same for every model and seed.
-GLASS_BOX_EXAMPLES = 4
-
-
-def _classification_outputs(trained: Any) -> tuple[dict[str, float], dict[str, Any]]:
-    """Test-split metrics per class and overall (macro F1), the confusion matrix and the per-example predictions
-    (which the report's paired comparison of two models reads)."""
-    import re
-
-    from datasets.training import classification_report, predict
-
-    splits = trained.splits
-    labels, predictions = predict(trained.model, splits.test, device=trained.device)
-    records, confusion = classification_report(labels, predictions, tuple(splits.classes))
-    metrics: dict[str, float] = {"test_accuracy": float((labels == predictions).mean()),
-                                 "test_macro_f1": float(np.nanmean([r["f1"] for r in records]))}
-    for record in records:
-        name = re.sub(r"[^0-9A-Za-z_\-. ]", "_", str(record["class"]))  # MLflow's metric-name alphabet
-        for measure in ("precision", "recall", "f1"):
-            metrics[f"test/{measure}/{name}"] = record[measure]
-    confusion_frame = pd.DataFrame(confusion, columns=list(splits.classes))
-    confusion_frame.insert(0, "true", list(splits.classes))
-    artifacts = {"classes.csv": pd.DataFrame(records), "confusion.csv": confusion_frame,
-                 "predictions.csv": pd.DataFrame({"index": np.arange(len(labels)), "label": labels,
-                                                  "prediction": predictions})}
-    return metrics, artifacts
-
-
-def _glass_box_outputs(trained: Any) -> dict[str, Any]:
-    """PNGs of what each NEUROGAME layer did with a few fixed test faces (none for other models)."""
-    import tempfile
-    from pathlib import Path
-
-    import torch
-
-    from datasets.data import as_tensors
-    from methods.neurogame import explain_model, game_layers
-    from reports.plots import plot_glass_box
-
-    stages = [name for name, _ in game_layers(trained.model)]
-    if not stages:
-        return {}
-    shown = range(min(GLASS_BOX_EXAMPLES, len(trained.splits.test)))
-    x, y = as_tensors(torch.utils.data.Subset(trained.splits.test, shown))
-    artifacts: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="coalition-bench-glass-box-") as tmp:
-        for stage in stages:
-            maps = explain_model(trained.model, x.to(trained.device), stage=stage)
-            title = f"{trained.pair.name}, seed {trained.seed}, {stage}"
-            path = plot_glass_box(x, [trained.splits.classes[int(label)] for label in y], maps,
-                                  Path(tmp) / f"{stage}.png", title=title)
-            artifacts[f"glass_box/{stage}.png"] = path.read_bytes()
-    return artifacts
 
 
 def _spec_tags(spec: RunSpec) -> dict[str, str]:
@@ -435,83 +322,12 @@ def _spec_tags(spec: RunSpec) -> dict[str, str]:
     return tags
 
 
-def _log_failure(tracker: Tracker, parent_id: str, spec: RunSpec, common_tags: dict[str, str], err: Exception,
+def _log_failure(tracker: Tracker, parent_id: str, spec: RunSpec, common_tags: dict[str, str], message: str,
                  outcome: SuiteOutcome, *, started: float | None = None) -> None:
-    message = one_line(f"{type(err).__name__}: {err}", 500)
     outcome.failed.append((spec.label, message))
     tracker.log_run(parent_id=parent_id, run_name=run_name(spec), tags={**common_tags, **_spec_tags(spec),
                                                                        "error": message},
                     params=flatten(spec.config), metrics={}, status="FAILED", started=started)
-
-
-def _diagonal_steps(result: Any) -> list[tuple[int, float]]:
-    """MCUE's p = q diagonal as step metrics (step = p in per mille)."""
-    return [(round(1000 * p), v) for p, v in zip(result.grid, result.diagonal, strict=True)]
-
-
-def _mcue_plot(result: Any, title: str) -> bytes:
-    import tempfile
-    from pathlib import Path
-
-    from reports.plots import plot_mcue
-
-    cells = pd.DataFrame(result.to_records())
-    with tempfile.TemporaryDirectory(prefix="coalition-bench-mcue-") as tmp:
-        path = plot_mcue(cells, t_star=result.t_star, keep_prob=result.keep_prob, output=result.output,
-                         path=Path(tmp) / "mcue.png", title=title)
-        return path.read_bytes()
-
-
-def _method_run(suite: Suite, spec: RunSpec, trained: Any, problem: Any, test_game: Any, mcue_result: Any,
-                layers: dict[str, np.ndarray], latency_cache: dict | None = None,
-                ) -> tuple[dict[str, Any], dict[str, list], dict[str, Any]]:
-    entry = spec.entry
-    assert entry is not None
-    grid = list(suite.fractions)
-    d = mcue_result.keep_prob if mcue_result is not None else None
-    on_units = entry.axis == UNIT_AXIS
-    fractions = sorted(set(grid) | ({d} if d is not None and on_units and d > 0 else set()))
-    experiment: pipeline.Experiment = pipeline.run_experiment(
-        trained, method=entry.method, params=entry.params, strategy=entry.strategy, fractions=fractions,
-        seed=spec.seed, step=spec.config["step"], problem=problem, test_game=test_game, mcue_result=mcue_result,
-        fine_tune_epochs=suite.fine_tune_epochs, allocation=entry.allocation,
-        physical=bool(spec.config.get("physical")), latency_cache=latency_cache)
-    curve = pd.DataFrame([p.as_dict() for p in experiment.points])
-    curve["is_mcue_point"] = [bool(d is not None and on_units and math.isclose(f, d) and
-                                   not any(math.isclose(f, g) for g in grid)) for f in curve["target_fraction"]]
-    on_grid = [p for p in experiment.points if any(math.isclose(p.target_fraction, g) for g in grid)]
-    at_d = [p.accuracy for p in experiment.points if d is not None and on_units and math.isclose(p.target_fraction, d)]
-    metrics: dict[str, Any] = {
-        auc_metric(entry.axis): area_under_curve(on_grid, axis=entry.axis),
-        "accuracy_at_d": at_d[0] if at_d else math.nan,
-        "keep_prob_d": d if d is not None else math.nan,
-        "n_evaluations": max(p.n_evaluations for p in experiment.points),
-        **{f"acc_at_{r}x_macs": accuracy_at_mac_fraction(experiment.points, 1 / r) for r in MAC_REDUCTIONS
-           if spec.config.get("physical")},
-        "n_forward": max(p.n_forward for p in experiment.points),
-        "n_backward": max(p.n_backward for p in experiment.points),
-        "seconds": experiment.seconds,
-        "_params": {k: v for k, v in experiment.params.items() if k not in entry.params},
-    }
-    physical = bool(spec.config.get("physical"))
-    steps = {
-        f"curve/{name}": [(round(1000 * p.target_fraction), getattr(p, name)) for p in experiment.points]
-        for name in ("accuracy", "unit_fraction", "param_fraction", "n_evaluations", "seconds",
-                     *(("mac_fraction",) if physical else ()))
-    }
-    for batch in LATENCY_BATCHES if physical else ():  # seconds in curve.csv, milliseconds as metrics
-        steps[latency_metric(batch)] = [(round(1000 * p.target_fraction), 1000 * getattr(p, f"latency_b{batch}"))
-                                        for p in experiment.points]
-    artifacts: dict[str, Any] = {"curve.csv": curve}
-    if experiment.path is not None and experiment.path.first_scores is not None:
-        unit_layer = np.empty(problem.n_units, dtype=object)
-        position = np.empty(problem.n_units, dtype=int)
-        for name, units in layers.items():
-            unit_layer[units] = name
-            position[units] = np.arange(len(units))
-        artifacts["scores.csv"] = pd.DataFrame({"unit": np.arange(problem.n_units), "layer": unit_layer,
-                                                "position": position, "score": experiment.path.first_scores})
-    return metrics, steps, artifacts
 
 
 # -- aggregates on the parent run -------------------------------------------------------------------------------

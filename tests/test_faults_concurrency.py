@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 from helpers import REGISTER_TINY_PAIR, run_argv, stored_runs, tiny_suite
 
-import bench.runner
+import bench.groups
 from bench.claims import CLAIM_KIND
 from bench.cli import main
 from bench.plan import plan
@@ -83,7 +83,7 @@ def _child(argv: list[str], cwd: Path, env: dict[str, str] | None = None) -> sub
 
 def test_an_interrupted_suite_is_marked_killed_and_releases_its_claims(tiny, monkeypatch, capsys):
     calls = []
-    real = bench.runner._method_run
+    real = bench.groups._method_run
 
     def interrupted(*args, **kwargs):
         calls.append(1)
@@ -91,12 +91,12 @@ def test_an_interrupted_suite_is_marked_killed_and_releases_its_claims(tiny, mon
             raise KeyboardInterrupt  # Ctrl-C, or SIGTERM (which the CLI turns into the same unwinding)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(bench.runner, "_method_run", interrupted)
+    monkeypatch.setattr(bench.groups, "_method_run", interrupted)
     assert main(run_argv(tiny)) == 130
     runs = stored_runs(tiny["db"])
     assert [status for _, status, tags in runs if tags.get("kind") == "suite"] == ["KILLED"]
     assert not [r for r in runs if r[2].get("kind") == CLAIM_KIND]
-    monkeypatch.setattr(bench.runner, "_method_run", real)
+    monkeypatch.setattr(bench.groups, "_method_run", real)
     assert main(run_argv(tiny)) == 0
     _check_once_finished(tiny["db"], len(plan(load_suite(tiny["suite"]))))
 
