@@ -10,7 +10,7 @@ from methods.games.mcue import OUTPUTS, mcue, sample_subnetworks
 from methods.games.neuron import NeuronGame, naive_logits
 from methods.network.structure import parameter_counts, unit_groups
 from methods.pruning.curves import area_under_curve, evaluate_path, fine_tune, kept_counts, weight_pruning_curve
-from methods.pruning.strategies import STRATEGIES, iterated
+from methods.pruning.strategies import STRATEGIES, iterated, scoring_rounds
 from methods.scorers import SCORERS, PruningProblem, build_scorer
 
 SCORER_PARAMS = {"gtap": {"index": "beta", "keep_prob": 0.3, "budget": 300},
@@ -100,6 +100,14 @@ def test_strategy_masks_nest_and_hit_targets(problem, strategy, scorer_name):
         assert costs == sorted(costs)
     if scorer_name == "gtap" and strategy != "top-n":
         assert path.rounds > 1 and max(costs) > 300  # re-estimation costs more than one round
+
+
+@pytest.mark.parametrize("strategy", STRATEGIES.names())
+@pytest.mark.parametrize(("targets", "step"), [([3, 7, 14, 28], 4), ([1, 28], 0.3), ([0, 5, 27], 1), ([28], 2)])
+def test_scoring_rounds_counts_the_rounds_a_strategy_runs(problem, strategy, targets, step):
+    """The suite's cost estimate (bench.benchmarks.work) counts rounds without scoring: it must match the loop."""
+    path = STRATEGIES.get(strategy)(build_scorer("random"), problem, targets, rng=np.random.default_rng(0), step=step)
+    assert scoring_rounds(strategy, targets, problem.n_units, step) == path.rounds
 
 
 def test_iterated_pruning_excludes_pruned_units_from_coalitions(problem):

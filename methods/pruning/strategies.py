@@ -311,6 +311,28 @@ def iterated(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int]
     return path
 
 
+def scoring_rounds(strategy: str, kept_counts: Sequence[int], n: int, step: int | float = 0.05) -> int:
+    """How many times ``strategy`` calls its scorer to reach ``kept_counts`` out of ``n`` units: 1 for Top-n, and
+    for the iterated strategies the rounds of ``iterated``'s loop, which depend on the counts alone (a round moves
+    ``step`` units, never past the nearest target). A suite's cost in coalition evaluations is this times the
+    scorer's budget per estimate."""
+    if strategy not in ("iterated-pruning", "iterated-building"):
+        return 1
+    building = strategy == "iterated-building"
+    s, kept = _step_size(step, n), 0 if building else n
+    pending = sorted(_targets(kept_counts, n), reverse=not building)
+    if pending[0] == kept:
+        pending.pop(0)
+    rounds = 0
+    while pending:
+        rounds += 1
+        change = min(s, abs(pending[0] - kept))
+        kept += change if building else -change
+        if kept == pending[0]:
+            pending.pop(0)
+    return rounds
+
+
 @STRATEGIES.register("iterated-pruning")
 def iterated_pruning(scorer: Scorer, problem: PruningProblem, kept_counts: Sequence[int], *,
                      rng: np.random.Generator, step: int | float = 0.05, allocation: str = "global",
