@@ -123,6 +123,24 @@ def test_sigterm_stops_the_workers_marks_the_parent_killed_and_a_rerun_resumes(t
     _check_once_finished(tiny["db"], len(plan(load_suite(tiny["suite"]))))
 
 
+def test_kill_9_of_the_driver_takes_the_local_ray_with_it_and_a_rerun_finishes_once(tiny, tmp_path):
+    """The driver killed with SIGKILL mid-suite: its local Ray's workers go too (Ray shares the driver's fate), and
+    a rerun on two workers leaves every run once, FINISHED, with no claim left."""
+    proc = _child(run_argv(tiny, "--workers", "2"), tmp_path)
+    deadline = time.monotonic() + 120
+    while proc.poll() is None and time.monotonic() < deadline and _finished(tiny["db"]) < 1:
+        time.sleep(0.02)
+    assert proc.poll() is None, "the suite finished before it could be killed"
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    deadline = time.monotonic() + 30
+    while _ray_workers() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not _ray_workers()
+    assert main(run_argv(tiny, "--workers", "2")) == 0
+    _check_once_finished(tiny["db"], len(plan(load_suite(tiny["suite"]))))
+
+
 @pytest.mark.slow
 def test_a_parallel_and_a_serial_invocation_on_one_store_compute_each_run_once(tiny, tmp_path):
     """A parallel invocation and a serial one with other filters, started together: the serial one skips the runs
