@@ -106,12 +106,18 @@ def test_a_killed_worker_is_retried_and_its_runs_appear_once(tiny, tmp_path, mon
     assert _metrics(disturbed["db"]) == _metrics(calm["db"])
 
 
-def test_sigterm_stops_the_workers_marks_the_parent_killed_and_a_rerun_resumes(tiny, tmp_path):
+def _parallel_suite_mid_way(tiny: dict, tmp_path: Path) -> subprocess.Popen:
+    """The tiny suite on two workers in a child process, returned once its first run is stored."""
     proc = _child(run_argv(tiny, "--workers", "2"), tmp_path)
     deadline = time.monotonic() + 120
     while proc.poll() is None and time.monotonic() < deadline and _finished(tiny["db"]) < 1:
         time.sleep(0.02)
-    assert proc.poll() is None, "the suite finished before SIGTERM"
+    assert proc.poll() is None, "the suite finished before it could be stopped"
+    return proc
+
+
+def test_sigterm_stops_the_workers_marks_the_parent_killed_and_a_rerun_resumes(tiny, tmp_path):
+    proc = _parallel_suite_mid_way(tiny, tmp_path)
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=60) == 128 + signal.SIGTERM, proc.stderr.read().decode()[-2000:]
     runs = stored_runs(tiny["db"])
@@ -126,11 +132,7 @@ def test_sigterm_stops_the_workers_marks_the_parent_killed_and_a_rerun_resumes(t
 def test_kill_9_of_the_driver_takes_the_local_ray_with_it_and_a_rerun_finishes_once(tiny, tmp_path):
     """The driver killed with SIGKILL mid-suite: its local Ray's workers go too (Ray shares the driver's fate), and
     a rerun on two workers leaves every run once, FINISHED, with no claim left."""
-    proc = _child(run_argv(tiny, "--workers", "2"), tmp_path)
-    deadline = time.monotonic() + 120
-    while proc.poll() is None and time.monotonic() < deadline and _finished(tiny["db"]) < 1:
-        time.sleep(0.02)
-    assert proc.poll() is None, "the suite finished before it could be killed"
+    proc = _parallel_suite_mid_way(tiny, tmp_path)
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=30)
     deadline = time.monotonic() + 30
