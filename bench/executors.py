@@ -196,7 +196,13 @@ class RayExecutor:
                 ray.init(num_cpus=_local_cpus(), num_gpus=torch.cuda.device_count(), **options)
         except Exception as err:  # noqa: BLE001 - Ray raises ConnectionError, RuntimeError, ValueError, ...
             where = f"the Ray cluster at {self.address!r}" if self.address else "a local Ray"
-            raise ExecutorError(f"could not start {where}: {type(err).__name__}: {_last_line(err)}") from None
+            hint = ""
+            if self.address and "RAY_AUTH_MODE" not in os.environ and isinstance(err, ConnectionError) \
+                    and "nothing answers" not in str(err):
+                # Ray 2.5x clusters use token authentication by default, and a driver sends no token unless told
+                hint = " (if the cluster uses token authentication, set RAY_AUTH_MODE=token and give its token in " \
+                       "RAY_AUTH_TOKEN or ~/.ray/auth_token)"
+            raise ExecutorError(f"could not start {where}: {type(err).__name__}: {_last_line(err)}{hint}") from None
 
     def _size(self, workers: int | str) -> tuple[int, int]:
         resources = self._ray.cluster_resources()

@@ -143,6 +143,29 @@ def test_kill_9_of_the_driver_takes_the_local_ray_with_it_and_a_rerun_finishes_o
     _check_once_finished(tiny["db"], len(plan(load_suite(tiny["suite"]))))
 
 
+def test_an_existing_cluster_runs_the_suite(tiny, tmp_path):
+    """`ray start --head` on this machine, then --ray-address: the same code path as a remote cluster (token
+    authentication on, as Ray now starts clusters), every run once and FINISHED, the cluster left running."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    ray_cli = [sys.executable, "-m", "ray.scripts.scripts"]
+    env = {**os.environ, "RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0"}
+    subprocess.run([*ray_cli, "start", "--head", f"--port={port}", "--num-cpus=2", "--include-dashboard=false"],
+                   env=env, check=True, capture_output=True, timeout=120)
+    try:
+        # A driver process of its own: Ray reads RAY_AUTH_MODE once per process.
+        proc = _child(run_argv(tiny, "--ray-address", f"127.0.0.1:{port}"), tmp_path, {"RAY_AUTH_MODE": "token"})
+        assert proc.wait(timeout=300) == 0, proc.stderr.read().decode()[-2000:]
+        _check_once_finished(tiny["db"], len(plan(load_suite(tiny["suite"]))))
+        tags = [t for _, _, t in stored_runs(tiny["db"])]
+        assert f"Ray cluster at 127.0.0.1:{port}" in next(t["executor"] for t in tags if t.get("kind") == "suite")
+    finally:
+        subprocess.run([*ray_cli, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
 @pytest.mark.slow
 def test_a_parallel_and_a_serial_invocation_on_one_store_compute_each_run_once(tiny, tmp_path):
     """A parallel invocation and a serial one with other filters, started together: the serial one skips the runs
