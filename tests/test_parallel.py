@@ -129,7 +129,7 @@ def test_sigterm_stops_the_workers_marks_the_parent_killed_and_a_rerun_resumes(t
     _check_once_finished(tiny["db"], len(plan(load_suite(tiny["suite"]))))
 
 
-def test_kill_9_of_the_driver_takes_the_local_ray_with_it_and_a_rerun_finishes_once(tiny, tmp_path):
+def test_kill_9_of_the_driver_takes_the_local_ray_with_it_and_a_rerun_finishes_once(tiny, tmp_path, capsys):
     """The driver killed with SIGKILL mid-suite: its local Ray's workers go too (Ray shares the driver's fate), and
     a rerun on two workers leaves every run once, FINISHED, with no claim left."""
     proc = _parallel_suite_mid_way(tiny, tmp_path)
@@ -139,7 +139,7 @@ def test_kill_9_of_the_driver_takes_the_local_ray_with_it_and_a_rerun_finishes_o
     while _ray_workers() and time.monotonic() < deadline:
         time.sleep(0.2)
     assert not _ray_workers()
-    assert main(run_argv(tiny, "--workers", "2")) == 0
+    assert main(run_argv(tiny, "--workers", "2")) == 0, capsys.readouterr().err[-2000:]
     _check_once_finished(tiny["db"], len(plan(load_suite(tiny["suite"]))))
 
 
