@@ -199,7 +199,7 @@ class RayExecutor:
             hint = ""
             if self.address and "RAY_AUTH_MODE" not in os.environ and isinstance(err, ConnectionError) \
                     and "nothing answers" not in str(err):
-                # Ray 2.5x clusters use token authentication by default, and a driver sends no token unless told
+                # Ray (2.60 here) starts clusters with token authentication, and a driver sends no token unless told
                 hint = " (if the cluster uses token authentication, set RAY_AUTH_MODE=token and give its token in " \
                        "RAY_AUTH_TOKEN or ~/.ray/auth_token)"
             raise ExecutorError(f"could not start {where}: {type(err).__name__}: {_last_line(err)}{hint}") from None

@@ -467,3 +467,33 @@ def test_a_list_of_allocations_runs_one_entry_per_variant(tmp_path):
     assert suite.variants == {}  # the allocation list is not the suite's pair variants
     hashes = {spec.config_hash for spec in plan(suite) if spec.kind == "method"}
     assert len(hashes) == len([spec for spec in plan(suite) if spec.kind == "method"])  # variants are distinct runs
+
+
+def test_a_group_whose_worker_keeps_dying_fails_its_runs_and_a_rerun_redoes_them(tiny):
+    """A group that dies past Ray's retries (the executor's GroupFailed) after its first run: that run is kept, the
+    group's other runs are logged FAILED with the worker's cause, and the next invocation computes only those."""
+    from bench.executors import GroupFailed, SerialExecutor
+    from bench.groups import RunResult
+    from bench.runner import run_suite
+
+    class DiesAfterOneRun(SerialExecutor):
+        def run(self, tasks):
+            for task in tasks:
+                for _, event in super().run(iter([task])):
+                    yield task, event
+                    if isinstance(event, RunResult):
+                        yield task, GroupFailed("worker failed: ActorDiedError: the worker died")
+                        break
+
+    suite = load_suite(tiny["suite"])
+    expected, groups = len(plan(suite)), len(suite.pairs) * len(suite.seeds)
+    outcome = run_suite(suite, Tracker(tiny["uri"], suite.name), data_dir=str(tiny["data"]), progress=False,
+                        executor=DiesAfterOneRun(data_dir=str(tiny["data"])))
+    assert outcome.finished == groups
+    assert len(outcome.failed) == expected - groups
+    failed = [t for _, status, t in stored_runs(tiny["db"]) if status == "FAILED" and "config_hash" in t]
+    assert len(failed) == expected - groups and all(t["error"].startswith("worker failed") for t in failed)
+    assert main(run_argv(tiny)) == 0
+    finished = [t["config_hash"] for _, status, t in stored_runs(tiny["db"])
+                if status == "FINISHED" and t.get("kind") in ("method", "mcue", "train")]
+    assert len(finished) == len(set(finished)) == expected
