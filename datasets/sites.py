@@ -4,15 +4,17 @@ A site is a module path plus a unit axis, written ``"path"`` or ``"path:axis"``:
 
 * ``"layer2.0.bn1"``: the output channels of that BatchNorm (axis ``channels``, dimension 1);
 * ``"classifier.4"``: the output features of a Linear layer (axis ``features``, the last dimension);
-* ``"relu1"``: a stage of a flat ``nn.Sequential``, as the flat models have always named their units.
+* ``"relu1"``: a stage of a flat ``nn.Sequential``, as the flat models have always named their units;
+* ``"blocks.0.attn.heads"``: the heads of an attention module, at its ``HeadGate`` (axis ``heads``, dimension -2 of
+  its (batch, tokens, heads, head_dim) output; ``datasets.attention``).
 
 A unit is removed by zeroing it in the site module's output (a forward hook), so a site should be where a zero means
 "this unit is gone" for everything downstream: after the BatchNorm that follows a conv (zeroing the conv's output
 would leave the BatchNorm's shift), or after the ReLU.
 
-The default axis is ``features`` for a Linear layer (its output may be (batch, tokens, features)) and ``channels``
-for every other module. A site module must run exactly once per forward pass: a module reused at two places (as
-torchvision's ResNet reuses each block's ReLU) would mask both, so it is refused.
+The default axis is ``features`` for a Linear layer (its output may be (batch, tokens, features)), ``heads`` for a
+``HeadGate``, and ``channels`` for every other module. A site module must run exactly once per forward pass: a
+module reused at two places (as torchvision's ResNet reuses each block's ReLU) would mask both, so it is refused.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from torch import fx, nn
 
 from datasets.errors import UsageError
 
-AXES = {"channels": 1, "features": -1}
+AXES = {"channels": 1, "features": -1, "heads": -2}
 
 
 @dataclass(frozen=True)
@@ -35,7 +37,7 @@ class Site:
 
     Attributes:
         path: the module path (``model.get_submodule(path)``); a flat model's stage name.
-        axis: ``"channels"`` (dimension 1) or ``"features"`` (the last dimension).
+        axis: ``"channels"`` (dimension 1), ``"features"`` (the last dimension) or ``"heads"`` (dimension -2).
         size: the number of units.
         ndim: dimensions of the site's output, batch axis included.
         spec: how a pair writes it: the path alone when the axis is the module's default, else ``path:axis``.
@@ -62,6 +64,10 @@ def split_spec(spec: str) -> tuple[str, str | None]:
 
 
 def default_axis(module: nn.Module) -> str:
+    from datasets.attention import HeadGate
+
+    if isinstance(module, HeadGate):
+        return "heads"
     return "features" if isinstance(module, nn.Linear) else "channels"
 
 
@@ -131,6 +137,9 @@ def resolve_sites(model: nn.Module, specs: Sequence[str], input_shape: Sequence[
         if axis == "features" and output.dim() > 2 and isinstance(module, nn.Conv2d | nn.BatchNorm2d):
             raise UsageError(f"{where}unit site {path!r}: the features axis of a {type(module).__name__}'s "
                              f"{tuple(output.shape[1:])} output is a spatial axis; use channels")
+        if axis == "heads" and output.dim() < 4:
+            raise UsageError(f"{where}unit site {path!r}: the heads axis needs a (batch, tokens, heads, head_dim) "
+                             f"output; got {tuple(output.shape)}")
         spec = path if axis == default_axis(module) else f"{path}:{axis}"
         sites.append(Site(path, axis, int(output.shape[AXES[axis]]), output.dim(), spec))
     return sites

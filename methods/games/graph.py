@@ -72,8 +72,20 @@ def split_at_sites(model: nn.Module, paths: Sequence[str]) -> tuple[fx.GraphModu
     output = next(n for n in nodes if n.op == "output")
     if output not in tainted:
         raise ValueError("the model's output depends on no unit site")
-    boundary = [n for n in nodes if n not in tainted and n in per_sample and n.op != "output"
-                and any(user in tainted for user in n.users)]
+    # Values computed from shapes alone (``b, t, d = x.shape``, ``x.size(0)``) are not cached: the suffix runs on
+    # k coalitions x N samples at once, so it recomputes them from the batched tensors they read.
+    structural: set[fx.Node] = set()
+    for node in nodes:
+        reads_shape = ((node.op == "call_function" and node.target is getattr and node.args[1:2] == ("shape",))
+                       or (node.op == "call_method" and node.target in ("size", "dim")))
+        if reads_shape or (node.all_input_nodes and all(i in structural for i in node.all_input_nodes)):
+            structural.add(node)
+    needed = set(tainted)  # what the suffix computes
+    for node in reversed(nodes):
+        if node in structural and any(user in needed for user in node.users):
+            needed.add(node)
+    boundary = [n for n in nodes if n not in needed and n in per_sample and n.op != "output"
+                and any(user in needed for user in n.users)]
     for node in (n for n in nodes if in_place(model, n)):
         if node.args and node.args[0] in boundary:
             raise ValueError(f"{node.name} changes in place a value the cache would hold; nothing can be cached")
@@ -92,7 +104,7 @@ def split_at_sites(model: nn.Module, paths: Sequence[str]) -> tuple[fx.GraphModu
     for node in nodes:
         if node in env:
             continue
-        if node in tainted or node not in per_sample:  # constants (parameters read directly) come along
+        if node in needed or node not in per_sample:  # constants (parameters read directly) come along
             env[node] = suffix_graph.node_copy(node, lambda n: env[n])
     parts = []
     for part_graph in (prefix_graph, suffix_graph):
