@@ -13,8 +13,8 @@ architecture (a coalition's cost does not depend on the weights): the coalition 
 game's default path at the profile's validation size, and the seconds of a training epoch (timed on up to 20 steps
 and scaled). The projection is work / rate; on D devices the groups are packed longest first, one group per device
 at a time, so D devices cannot beat the longest group. Left out, and so a lower bound: the other methods' scoring
-passes, the test-split curves and the physically pruned networks, which the default profiles measure at a few
-percent of a GTAP run, and the coalition chosen for MCUE's d (at most one more round per iterated run).
+passes, the test-split curves and the physically pruned networks, and the target at MCUE's d (at most one more round
+per iterated run).
 """
 
 from __future__ import annotations
@@ -88,18 +88,18 @@ def count(suite, pair_name: str, n_units: int, val_examples: int, train_examples
                     mcue, mcue_examples)
 
 
-def measure(work: PairWork, suite, *, device, data_dir: str | None) -> PairWork:
-    """Fills in the coalition rate and the epoch seconds of ``work`` on ``device``."""
+def measure(work: PairWork, suite, splits, *, device) -> PairWork:
+    """Fills in the coalition rate and the epoch seconds of ``work`` on ``device`` (``splits``: the pair's data)."""
     import torch
     from torch.utils.data import Subset
 
+    from bench.benchmarks.speed import _sync
     from datasets.data import as_tensors
     from datasets.models import build_model
-    from datasets.training import fit, load_splits
+    from datasets.training import fit
     from methods.games import neuron_game
 
     pair = suite.pair(work.pair)
-    splits = load_splits(pair, data_dir=data_dir)
     torch.manual_seed(0)
     model = build_model(pair.model, input_shape=splits.input_shape, num_classes=splits.num_classes,
                         **pair.model_options).to(device).eval()
@@ -129,13 +129,6 @@ def makespan(group_seconds: list[float], devices: int) -> float:
     for seconds in sorted(group_seconds, reverse=True):
         heapq.heappush(loads, heapq.heappop(loads) + seconds)
     return max(loads)
-
-
-def _sync(device) -> None:
-    import torch
-
-    if torch.device(device).type == "cuda":
-        torch.cuda.synchronize()
 
 
 def _duration(seconds: float) -> str:
@@ -174,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
             work = count(suite, pair_name, n_units, val, len(splits.train))
             if not args.no_measure:
                 print(f"measuring {pair_name} on {device} ...", file=sys.stderr)
-                measure(work, suite, device=device, data_dir=args.data_dir)
+                measure(work, suite, splits, device=device)
             rows.append(work)
     except (SuiteError, UsageError, ValueError, FileNotFoundError) as err:
         print(f"error: {one_line(str(err))}", file=sys.stderr)
