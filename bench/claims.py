@@ -122,9 +122,15 @@ class Claims:
             self.tracker.delete_runs([run_id])
 
     def release_all(self) -> None:
-        """Deletes every claim this invocation still holds (on the way out of an interrupted suite)."""
+        """Deletes every claim this invocation still holds (on the way out of an interrupted suite).
+
+        The store, not only our record of it, says which: a signal can land after a claim is written and before
+        ``acquire`` records it, or after ``release`` forgets one and before it is deleted.
+        """
         for config_hash in list(self._held):
             self.release(config_hash)
+        self.tracker.delete_runs([r.run_id for r in self.tracker.runs(f"tags.claim_owner = '{self.owner}'")
+                                  if _is_claim(r)])
 
     def _runs(self, config_hash: str) -> list[StoredRun]:
         return self.tracker.runs(f"tags.config_hash = '{config_hash}'")

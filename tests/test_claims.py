@@ -156,6 +156,32 @@ def test_release_all_leaves_no_claim(tracker):
     assert not [r for r in tracker.runs() if r.tags.get("kind") == CLAIM_KIND]
 
 
+@pytest.mark.parametrize("where", ["after the claim is written", "after it is forgotten"])
+def test_release_all_finds_a_claim_an_interrupt_left_unrecorded(tracker, monkeypatch, where):
+    """SIGTERM unwinds as an exception wherever it lands: between the store's write of a claim and our record of
+    it, or between forgetting a claim and deleting it. release_all must still leave none behind."""
+    claims = Claims(tracker, suite="s", parent_id="")
+    if where == "after the claim is written":
+        write = tracker.start_run
+
+        def written_then_interrupted(**kwargs):
+            write(**kwargs)
+            raise KeyboardInterrupt
+        monkeypatch.setattr(tracker, "start_run", written_then_interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            claims.acquire("a", "a")
+        monkeypatch.undo()
+    else:
+        assert claims.acquire("a", "a").state == "claimed"
+        monkeypatch.setattr(tracker, "delete_runs", lambda ids: (_ for _ in ()).throw(KeyboardInterrupt()))
+        with pytest.raises(KeyboardInterrupt):
+            claims.release("a")
+        monkeypatch.undo()
+    assert _claims_on(tracker, "a")
+    claims.release_all()
+    assert not _claims_on(tracker, "a")
+
+
 def test_a_zombie_or_a_reused_pid_is_not_a_live_owner(tracker):
     from bench.processes import owner_alive, process_identity
 
