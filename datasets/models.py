@@ -220,6 +220,31 @@ def resnet20(*, input_shape: tuple[int, ...], num_classes: int, stem_stride: int
     return model
 
 
+@register_model("vit")
+def vit(*, input_shape: tuple[int, ...], num_classes: int, patch: int = 7, width: int = 64, depth: int = 4,
+        heads: int = 4, hidden: int = 128, dropout: float = 0.0) -> nn.Module:
+    """A small vision transformer (``datasets.attention.VisionTransformer``): on 28x28 MNIST with the defaults, 16
+    patches of 7x7 and a classification token, 4 blocks of 4 heads and 128 MLP neurons, 0.2 M parameters.
+
+    Not flat: its players are ``blocks.N.attn.heads`` (the heads of block N) and ``blocks.N.act:features`` (its MLP
+    neurons)."""
+    from datasets.attention import VisionTransformer
+
+    return VisionTransformer(input_shape=input_shape, num_classes=num_classes, patch=patch, width=width, depth=depth,
+                             heads=heads, hidden=hidden, dropout=dropout)
+
+
+@register_model("text-transformer")
+def text_transformer(*, input_shape: tuple[int, ...], num_classes: int, vocab_size: int = 5000, width: int = 64,
+                     depth: int = 2, heads: int = 4, hidden: int = 128, dropout: float = 0.1) -> nn.Module:
+    """A small text transformer over token ids (``datasets.attention.TextTransformer``); ``vocab_size`` must be the
+    dataset's. Players: ``blocks.N.attn.heads`` and ``blocks.N.act:features``."""
+    from datasets.attention import TextTransformer
+
+    return TextTransformer(input_shape=input_shape, num_classes=num_classes, vocab_size=vocab_size, width=width,
+                           depth=depth, heads=heads, hidden=hidden, dropout=dropout)
+
+
 @register_model("face-mlp")
 def face_mlp(*, input_shape: tuple[int, ...], num_classes: int) -> nn.Sequential:
     """The fully connected baseline for face attributes (NEUROGAME's "standard MLP"): 512-256 ReLU hidden layers."""

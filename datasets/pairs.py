@@ -69,6 +69,9 @@ class Pair:
             ``coalition_size``, ...); part of the cache key.
         task: what the pair is asked to predict, for leaderboards that compare models per task ("UTKFace gender,
             64x64x3"); the dataset's name when empty.
+        checkpoint: the name its trained models are cached under (default: the pair's name). Pairs that train the
+            same network and differ only in their players (a transformer's heads, its MLP neurons) name the same
+            checkpoint, so the network is trained once per seed for both.
     """
 
     name: str
@@ -82,6 +85,7 @@ class Pair:
     family: str = "plain"
     model_options: dict[str, Any] = field(default_factory=dict)
     task: str = ""
+    checkpoint: str = ""
 
     @property
     def task_label(self) -> str:
@@ -216,3 +220,32 @@ register_pair(Pair(
     description="AlexNet (64x64) on UTKFace age groups, a stand-in for Tiny ImageNet; players: 9,344 conv channels "
                 "+ FC neurons",
 ))
+
+
+# Transformers: attention heads as players (``datasets.attention``; a head is removed by zeroing its output before
+# the output projection), and, as a second pair over the same trained network, the MLP neurons of every block
+# (``blocks.N.act:features``, the GELU outputs). Heads and neurons are separate games here, so each gets its own
+# leaderboard; both pairs name one checkpoint, so each seed trains once.
+def register_transformer_pairs(name: str, *, model: str, dataset: str, depth: int, recipe: Recipe,
+                               description: str, dataset_options: dict[str, Any] | None = None,
+                               model_options: dict[str, Any] | None = None) -> None:
+    """Registers NAME (players: the heads of every block) and NAME-mlp (the MLP neurons of every block)."""
+    common = {"model": model, "dataset": dataset, "recipe": recipe, "checkpoint": name,
+              "dataset_options": dict(dataset_options or {}), "model_options": dict(model_options or {})}
+    register_pair(Pair(name=name, units=tuple(f"blocks.{b}.attn.heads" for b in range(depth)),
+                       description=f"{description}; players: the heads of its {depth} blocks", **common))
+    register_pair(Pair(name=f"{name}-mlp", units=tuple(f"blocks.{b}.act:features" for b in range(depth)),
+                       description=f"{description}; players: the MLP neurons of its {depth} blocks", **common))
+
+
+register_transformer_pairs(
+    "vit-mnist", model="vit", dataset="mnist", depth=4,
+    # 10 epochs of Adam at 2e-3: test accuracy 0.982 (seed 0; 5 epochs at 1e-3: 0.966), about 3 minutes here.
+    recipe=Recipe(epochs=10, batch_size=128, lr=2e-3),
+    description="ViT (4 blocks x 4 heads, width 64, 7x7 patches) on MNIST")
+register_transformer_pairs(
+    "transformer-emotion", model="text-transformer", dataset="emotion", depth=2,
+    # Validation accuracy peaks by epoch 4 (0.909, seed 0) and the loss rises after epoch 2: 4 epochs, about 40 s.
+    recipe=Recipe(epochs=4, batch_size=64, lr=1e-3),
+    dataset_options={"vocab_size": 5000, "sequence_length": 48}, model_options={"vocab_size": 5000},
+    description="text transformer (2 blocks x 4 heads, width 64) on emotion token sequences")

@@ -1,8 +1,14 @@
-"""Binary bag-of-words features for the text datasets (the GTAP paper's representation).
+"""Text features over a vocabulary built on the training split only, so nothing about the validation or test texts
+leaks into them: binary bag-of-words vectors (the GTAP paper's representation) or token-id sequences (for
+transformers).
 
-Each text becomes a {0, 1} vector over a fixed vocabulary: 1 where the token occurs at least once. The
-vocabulary is built on the training split only, so nothing about the validation or test texts leaks into the
-features.
+Bag of words: each text becomes a {0, 1} vector over the vocabulary, 1 where the token occurs at least once.
+
+Token sequences: each text becomes ``length`` token ids, ``[CLS] t1 t2 ... [PAD] [PAD]``: id 0 pads, id 1 is the
+classification token that starts every sequence, id 2 stands for a token outside the vocabulary, and vocabulary
+token i is id i + 3 (``SPECIAL_TOKENS``). A text longer than ``length - 1`` tokens is cut at the end. The ids are
+stored as float32 (exact up to 2^24), so every layer of the project that reads a float tensor of inputs reads
+these too; the model casts them back to integers.
 """
 
 from __future__ import annotations
@@ -70,6 +76,34 @@ class Vocabulary:
         if rows:
             features[torch.tensor(rows), torch.tensor(cols)] = 1.0
         return features
+
+
+SPECIAL_TOKENS = ("[PAD]", "[CLS]", "[UNK]")
+PAD_ID, CLS_ID, UNK_ID = 0, 1, 2
+
+
+def sequences(vocabulary: Vocabulary, texts: Sequence[str], length: int) -> torch.Tensor:
+    """Token-id sequences of some texts (see the module docstring for the layout).
+
+    Args:
+        vocabulary: the training vocabulary.
+        texts: the texts to encode.
+        length: ids per text, the classification token included (at least 2).
+
+    Returns:
+        float32 tensor (len(texts), length) of ids in [0, len(vocabulary) + 3).
+    """
+    if length < 2:
+        raise UsageError(f"sequence_length must be at least 2 (the classification token and one word), got {length}")
+    out = torch.full((len(texts), length), float(PAD_ID), dtype=torch.float32)
+    out[:, 0] = CLS_ID
+    offset = len(SPECIAL_TOKENS)
+    for row, text in enumerate(texts):
+        ids = [vocabulary.index[token] + offset if token in vocabulary.index else UNK_ID
+               for token in tokenize(text)][: length - 1]
+        if ids:
+            out[row, 1: 1 + len(ids)] = torch.tensor(ids, dtype=torch.float32)
+    return out
 
 
 def build_vocabulary(texts: Iterable[str], *, vocab_size: int) -> Vocabulary:

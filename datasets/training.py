@@ -171,7 +171,7 @@ def _recipe_key(recipe: Recipe) -> dict[str, Any]:
 
 
 def checkpoint_path(pair: Pair, key: str) -> Path:
-    return cache_dir() / "models" / f"{pair.name}-{key}.pt"
+    return cache_dir() / "models" / f"{pair.checkpoint or pair.name}-{key}.pt"
 
 
 def load_splits(pair: Pair, *, data_dir: str | Path | None = None, val_fraction: float = 0.1, split_seed: int = 0,

@@ -359,7 +359,7 @@ def test_a_reused_module_is_refused():
 
 @pytest.mark.parametrize("name", MODELS.names())
 def test_registered_models_use_each_module_once(name):
-    shape = (32,) if name == "ffn" else (3, 64, 64)
+    shape = {"ffn": (32,), "text-transformer": (16,), "vit": (1, 28, 28)}.get(name, (3, 64, 64))
     check_modules_used_once(build_model(name, input_shape=shape, num_classes=3))
 
 

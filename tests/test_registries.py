@@ -15,7 +15,8 @@ from datasets.errors import UsageError
 from datasets.models import MODELS, ModelSpec, build_model, check_model_options, model_option_defaults
 from datasets.registry import Registry, UnknownNameError
 
-SHAPES = {"lenet300": (1, 28, 28), "lenet5": (1, 28, 28), "ffn": (50,), "alexnet": (3, 64, 64)}
+SHAPES = {"lenet300": (1, 28, 28), "lenet5": (1, 28, 28), "ffn": (50,), "alexnet": (3, 64, 64), "vit": (1, 28, 28),
+          "text-transformer": (16,)}
 FACE_SHAPE = (3, 64, 64)
 
 

@@ -1,6 +1,7 @@
-"""The text datasets, emotion (CARER) and twitter-topic, as binary bag-of-words vectors.
+"""The text datasets, emotion (CARER) and twitter-topic, as binary bag-of-words vectors or token-id sequences.
 
-Each text becomes a {0, 1} float32 vector over a vocabulary (see :mod:`datasets.text`) built on the training
+Each text becomes a {0, 1} float32 vector over a vocabulary (see :mod:`datasets.text`), or with
+``sequence_length`` a sequence of token ids over it (for transformers); the vocabulary is built on the training
 split only, so nothing about the validation or test texts leaks into the features. Emotion ships its own
 validation split, carved by its authors from their training data, and uses it; twitter-topic carves one from
 its training CSV.
@@ -17,7 +18,7 @@ from torch.utils.data import TensorDataset
 
 from datasets.data.core import DATASETS, LoadRequest, Splits, _read_text, _reading, _require
 from datasets.errors import DataError
-from datasets.text import build_vocabulary
+from datasets.text import build_vocabulary, sequences
 
 
 def _bag_of_words_splits(
@@ -27,10 +28,17 @@ def _bag_of_words_splits(
     test: tuple[list[str], list[int]],
     classes: Sequence[str],
     vocab_size: int,
+    sequence_length: int | None = None,
 ) -> Splits:
     vocabulary = build_vocabulary(train[0], vocab_size=vocab_size)
+
+    def encode(texts: list[str]) -> torch.Tensor:
+        if sequence_length is None:
+            return vocabulary.bag_of_words(texts)
+        return sequences(vocabulary, texts, sequence_length)
+
     encoded = [
-        TensorDataset(vocabulary.bag_of_words(texts), torch.tensor(labels, dtype=torch.int64))
+        TensorDataset(encode(texts), torch.tensor(labels, dtype=torch.int64))
         for texts, labels in (train, val, test)
     ]
     return Splits(
@@ -39,7 +47,7 @@ def _bag_of_words_splits(
         val=encoded[1],
         test=encoded[2],
         num_classes=len(classes),
-        input_shape=(len(vocabulary),),
+        input_shape=(len(vocabulary),) if sequence_length is None else (sequence_length,),
         classes=tuple(classes),
     )
 
@@ -69,8 +77,8 @@ def _read_carer(path: Path) -> tuple[list[str], list[int]]:
 
 
 @DATASETS.register("emotion")
-def emotion(request: LoadRequest, *, vocab_size: int = 5000) -> Splits:
-    """CARER emotion tweets (Saravia et al. 2018) as binary bag-of-words vectors; 6 classes.
+def emotion(request: LoadRequest, *, vocab_size: int = 5000, sequence_length: int | None = None) -> Splits:
+    """CARER emotion tweets (Saravia et al. 2018) as binary bag-of-words vectors, or token-id sequences; 6 classes.
 
     Reads ``<root>/emotion/{train,val,test}.txt``, one ``text;label`` line each, label names mapped to the HF
     ids (sadness 0, joy 1, love 2, anger 3, fear 4, surprise 5). The authors ship a validation split that they
@@ -80,14 +88,19 @@ def emotion(request: LoadRequest, *, vocab_size: int = 5000) -> Splits:
     Args:
         request: data root (split settings are ignored, see above).
         vocab_size: the number of most document-frequent training tokens kept as features.
+        sequence_length: None for bag-of-words vectors; else each text is this many token ids, its classification
+            token included (``datasets.text.sequences``: 0 pads, 1 classifies, 2 is a token outside the
+            vocabulary, word i of the vocabulary is i + 3). 48 keeps every word of 99% of the training texts.
 
     Returns:
         The splits (16,000 / 2,000 / 2,000 on the full data); x has shape (vocab_size,), or fewer features
-        when the training texts have fewer distinct tokens.
+        when the training texts have fewer distinct tokens; with ``sequence_length``, (sequence_length,) ids below
+        vocab_size + 3.
     """
     folder = request.root / "emotion"
     splits = [_read_carer(folder / f"{split}.txt") for split in ("train", "val", "test")]
-    return _bag_of_words_splits("emotion", *splits, classes=EMOTION_CLASSES, vocab_size=vocab_size)
+    return _bag_of_words_splits("emotion", *splits, classes=EMOTION_CLASSES, vocab_size=vocab_size,
+                                sequence_length=sequence_length)
 
 
 def _read_topic_csv(path: Path, n_classes: int) -> tuple[list[str], list[int]]:
