@@ -119,3 +119,122 @@ def test_exact_shapley_of_heads_matches_brute_force(toy, values, layerwise):
     else:
         expected = brute_shapley(values, list(range(N)))
     np.testing.assert_allclose(scores.values, [expected[i] for i in range(N)], rtol=0, atol=1e-10)
+
+
+# -- Michel et al.'s head importance ---------------------------------------------------------------------------------
+
+
+def hand_gate_gradients(net: Toy, x: torch.Tensor, y: torch.Tensor, keep: np.ndarray, eps: float = 1e-6) -> np.ndarray:
+    """dL(x_i)/d xi_j by central differences of the written-out attention, example by example: (examples, heads)."""
+    out = np.zeros((len(x), N))
+    with torch.no_grad():
+        for j in range(N):
+            up, down = torch.tensor(keep, dtype=torch.float64), torch.tensor(keep, dtype=torch.float64)
+            up[j] += eps
+            down[j] -= eps
+            plus = F.cross_entropy(written_out(net, x, up), y, reduction="none")
+            minus = F.cross_entropy(written_out(net, x, down), y, reduction="none")
+            out[:, j] = ((plus - minus) / (2 * eps)).numpy()
+    return out
+
+
+@pytest.mark.parametrize("pruned", [(), (1,)], ids=["all-heads", "head-1-pruned"])
+def test_michel_importance_is_the_mean_absolute_gate_gradient(toy, pruned):
+    """I_h = E_x |dL(x)/d xi_h| against finite differences of an independently written attention; pruned heads are
+    gated at 0 while the others are scored."""
+    net, x, y = toy
+    keep = np.ones(N)
+    keep[list(pruned)] = 0
+    expected = np.abs(hand_gate_gradients(net, x, y, keep)).mean(0)
+    problem = PruningProblem.build(net, SITES, x, y)
+    exclude = keep == 0
+    raw = build_scorer("michel", normalize="none")(problem, rng=np.random.default_rng(0), exclude=exclude)
+    free = ~exclude
+    np.testing.assert_allclose(raw.values[free], expected[free], rtol=1e-6, atol=1e-9)
+    assert np.isnan(raw.values[exclude]).all() and (raw.n_forward, raw.n_backward) == (len(x), len(x))
+    # The paper's reading: each layer's scores divided by their l2 norm.
+    normed = build_scorer("michel")(problem, rng=np.random.default_rng(0), exclude=exclude).values
+    for layer in (slice(0, HEADS), slice(HEADS, N)):
+        part = expected[layer].copy()
+        part[exclude[layer]] = np.nan
+        np.testing.assert_allclose(normed[layer], part / np.sqrt(np.nansum(part ** 2)), rtol=1e-6)
+
+
+# -- weights of a head, and removing it ----------------------------------------------------------------------------
+
+
+def test_a_heads_weights_are_its_qkv_rows_and_its_projection_columns(toy):
+    """WMP of a head: the mean |w| over its q, k and v rows of qkv and its columns of the output projection."""
+    net, x, y = toy
+    problem = PruningProblem.build(net, SITES, x, y)
+    scores = build_scorer("wmp")(problem, rng=np.random.default_rng(0)).values
+    d = WIDTH // HEADS
+    for b, block in enumerate(net.blocks):
+        qkv, proj = block.attn.qkv.weight.detach().abs(), block.attn.proj.weight.detach().abs()
+        for h in range(HEADS):
+            rows = [part * WIDTH + h * d + j for part in range(3) for j in range(d)]
+            weights = torch.cat([qkv[rows].flatten(), proj[:, h * d:(h + 1) * d].flatten()])
+            assert scores[b * HEADS + h] == pytest.approx(float(weights.mean()), rel=1e-12)
+
+
+def _random_inputs(model: nn.Module, shape: tuple[int, ...], n: int) -> torch.Tensor:
+    if len(shape) == 1:  # token ids: the classification token, words, then padding
+        ids = torch.randint(3, 40, (n, shape[0])).float()
+        ids[:, 0] = 1
+        ids[n // 2:, shape[0] // 2:] = 0
+        return ids
+    return torch.randn(n, *shape)
+
+
+@pytest.mark.parametrize("model_name", ["vit", "text-transformer"])
+@pytest.mark.parametrize("players", ["heads", "mlp", "both"])
+def test_a_physically_pruned_transformer_gives_the_masked_logits(model_name, players):
+    """Heads removed from qkv and the output projection, MLP neurons through Torch-Pruning: the pruned network's
+    logits equal the masked network's to 1e-5, down to layers with nothing kept, and it is smaller."""
+    from datasets.models import build_model
+    from methods.games.neuron import naive_site_logits
+    from methods.network.physical import network_cost, prune_network
+    from methods.network.structure import unit_groups
+
+    torch.manual_seed(0)
+    if model_name == "vit":
+        shape, options = (1, 28, 28), {"depth": 2}
+    else:
+        shape, options = (12,), {"vocab_size": 40}
+    model = build_model(model_name, input_shape=shape, num_classes=5, **options).eval()
+    units = {"heads": ["blocks.0.attn.heads", "blocks.1.attn.heads"],
+             "mlp": ["blocks.0.act:features", "blocks.1.act:features"]}
+    units["both"] = units["heads"] + units["mlp"]
+    groups = unit_groups(model, units[players], shape)
+    n = sum(g.size for g in groups)
+    x = _random_inputs(model, shape, 6)
+    full = network_cost(model, shape)["params"]
+    rng = np.random.default_rng(0)
+    for keep_fraction in (0.0, 0.4, 0.8):
+        mask = rng.random(n) < keep_fraction
+        mask[groups[0].players] = False  # the first layer emptied
+        pruned = prune_network(model, groups, mask, shape)
+        with torch.no_grad():
+            np.testing.assert_allclose(pruned(x).numpy(), naive_site_logits(model, units[players], x, mask).numpy(),
+                                       rtol=0, atol=1e-5)
+        assert network_cost(pruned, shape)["params"] < full
+
+
+def test_nn_multihead_attention_becomes_a_gated_attention_with_the_same_outputs():
+    """torchvision's ViT and nn.TransformerEncoderLayer use nn.MultiheadAttention, whose fused call no hook can
+    split into heads; the same weights in a SelfAttention give the same outputs, with or without padding."""
+    from datasets.attention import from_multihead_attention
+
+    torch.manual_seed(0)
+    fused = nn.MultiheadAttention(16, 4, batch_first=True).eval()
+    gated = from_multihead_attention(fused).eval()
+    x = torch.randn(3, 7, 16)
+    pad = torch.zeros(3, 7, dtype=torch.bool)
+    pad[1, 4:] = True
+    with torch.no_grad():
+        expected, _ = fused(x, x, x, need_weights=False)
+        np.testing.assert_allclose(gated(x).numpy(), expected.numpy(), rtol=0, atol=1e-6)
+        expected, _ = fused(x, x, x, key_padding_mask=pad, need_weights=False)
+        np.testing.assert_allclose(gated(x, pad).numpy(), expected.numpy(), rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="batch-first"):
+        from_multihead_attention(nn.MultiheadAttention(16, 4))

@@ -47,7 +47,7 @@ from torch import nn
 
 from datasets.errors import UsageError
 from methods.analyses.base import ANALYSES, AnalysisInput, AnalysisResult
-from methods.network.structure import Submodules, UnitGroup
+from methods.network.structure import Submodules, UnitGroup, producer_rows
 
 # name -> (scipy distribution, free parameters with loc fixed at 0)
 DISTRIBUTIONS: dict[str, tuple[Any, int]] = {
@@ -175,6 +175,8 @@ def _incoming_rows(model: nn.Sequential, group: UnitGroup, kept_units: np.ndarra
     if group.producer is None:
         return None
     weight = Submodules(model)[group.producer].weight.detach().double().cpu()
+    if group.heads:  # a head's q, k and v rows, (heads, 3 x head_dim, inputs)
+        weight = producer_rows(group, weight).reshape(group.size, -1, weight.shape[1]).transpose(1, 2)
     weight = weight.reshape(group.size, weight.shape[1], -1)  # (units, inputs, kernel positions)
     if kept_inputs is not None:
         weight = weight[:, torch.as_tensor(kept_inputs, dtype=torch.bool)]

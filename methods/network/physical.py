@@ -10,6 +10,8 @@ How each kind of group is removed:
 * A group with a producer (a Linear/Conv whose output channels are the units): Torch-Pruning removes the
   producer's output channels, and its dependency graph shrinks everything coupled to them (BatchNorms between, the
   consumer's input columns, ``fan`` columns per channel after a Flatten).
+* Attention heads: the attention module drops the heads' q, k and v rows and their output-projection columns
+  (``datasets.attention.SelfAttention.keep_heads``).
 * A group without a producer (LeNet5's 400 flattened conv features): each unit is one input column of a Linear
   consumer, and Torch-Pruning would remove whole conv channels instead (a different network). So the consumer's
   columns are dropped with Torch-Pruning's low-level ``prune_linear_in_channels`` and a :class:`KeptFeatures` stage,
@@ -238,15 +240,26 @@ def _prune_graph(model: nn.Module, groups: Sequence[UnitGroup], mask: np.ndarray
     stage) is refused: removing it there would remove it everywhere, which zeroing it at one site does not.
     A group with no unit kept keeps its first channel, whose outgoing weights are zeroed (torch runs no
     convolution with 0 channels), as the flat version does.
+
+    Attention heads are removed by their attention module itself (``SelfAttention.keep_heads``: the heads' q, k, v
+    rows and output-projection columns go), not through Torch-Pruning, whose graph cannot tell which rows of the
+    fused qkv layer belong to which head; with no head kept, the projection outputs its bias.
     """
+    pruned = copy.deepcopy(model)
+    was_training = model.training
+    pruned.eval()
+    for group in groups:  # heads first: the attention's own layers shrink, by head (SelfAttention.keep_heads)
+        if group.heads:
+            keep = np.flatnonzero(mask[group.players])
+            pruned.get_submodule(group.path.rpartition(".")[0]).keep_heads(keep.tolist())
+    groups = [group for group in groups if not group.heads]
+    if not groups:
+        return pruned.train(was_training)
     for group in groups:
         if group.producer is None or not group.zero_safe:
             why = "no producer layer" if group.producer is None else "a module between it and its consumer that " \
                 "does not keep zero at zero"
             raise NotImplementedError(f"units of {group.name!r} have {why}; they cannot be removed physically")
-    pruned = copy.deepcopy(model)
-    was_training = model.training
-    pruned.eval()
     param = next(pruned.parameters())
     import torch_pruning as tp
 
@@ -363,7 +376,10 @@ def measure_latency(model: nn.Module, input_shape: Sequence[int], *, batch_sizes
     try:
         with torch.inference_mode():
             for batch in batch_sizes:
-                x = torch.randn(batch, *input_shape, generator=generator).to(device=device, dtype=param.dtype)
+                example = getattr(model, "example_input", None)  # a model of token ids makes valid ones
+                x = example(batch, generator) if example is not None else torch.randn(batch, *input_shape,
+                                                                                     generator=generator)
+                x = x.to(device=device, dtype=param.dtype)
                 for _ in range(warmup):
                     model(x)
                 sync()

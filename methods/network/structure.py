@@ -3,6 +3,10 @@
 Removing a unit removes its incoming weights (the row or filter of the layer that produces it, when that layer
 produces exactly this unit) and its outgoing weights (the columns of the next Linear or Conv layer that reads it;
 after a Flatten a channel owns one column per spatial position).
+
+An attention head (a ``HeadGate`` site, ``datasets.attention``) owns its q, k and v rows of the attention's ``qkv``
+layer (its producer: ``head_dim`` rows in each of the three blocks q, k, v) and its ``head_dim`` columns of ``proj``
+(its consumer, ``fan = head_dim``); :func:`producer_rows` reads a producer's weights unit by unit either way.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from torch import fx, nn
 from datasets.sites import Site, SiteTracer, is_flat, resolve_sites
 
 # Stages that keep the unit axis one-to-one (a unit's value only moves along the other axes).
-_PASS_THROUGH = (nn.ReLU, nn.Dropout, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
+_PASS_THROUGH = (nn.ReLU, nn.GELU, nn.Dropout, nn.Identity, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d,
                  nn.BatchNorm1d, nn.BatchNorm2d)
 _WEIGHTED = (nn.Linear, nn.Conv2d)
 
@@ -47,6 +51,9 @@ class UnitGroup:
         dim: the unit axis of the site's output, batch axis included.
         zero_safe: whether every module between the site and the consumer keeps a zero at zero (so zeroing a unit
             is removing it); a BatchNorm there would not.
+        heads: the units are attention heads: the producer is the attention's ``qkv`` layer, whose rows hold each
+            head's q, k and v rows in three blocks, and the consumer its ``proj``, ``fan`` (= head_dim) columns per
+            head.
     """
 
     name: str
@@ -57,6 +64,7 @@ class UnitGroup:
     fan: int
     dim: int = 1
     zero_safe: bool = True
+    heads: bool = False
 
     @property
     def path(self) -> str:
@@ -82,6 +90,22 @@ class Submodules(Mapping):
 
     def __len__(self) -> int:
         return sum(1 for _ in self)
+
+
+def producer_rows(group: UnitGroup, weight: torch.Tensor) -> torch.Tensor:
+    """A producer's weight (or any tensor of its shape) unit by unit: (units, everything a unit owns there).
+
+    A unit owns one row (a conv filter); a head owns ``head_dim`` rows in each of the q, k and v blocks.
+    """
+    if not group.heads:
+        return weight.reshape(group.size, -1)
+    return weight.reshape(3, group.size, -1).transpose(0, 1).reshape(group.size, -1)
+
+
+def consumer_columns(group: UnitGroup, weight: torch.Tensor) -> torch.Tensor:
+    """A consumer's weight unit by unit: (units, every weight of the ``fan`` input columns a unit feeds)."""
+    columns = weight.transpose(0, 1).reshape(weight.shape[1], -1)  # (inputs, outputs x kernel)
+    return columns.reshape(group.size, group.fan * columns.shape[1])
 
 
 def unit_shape(group: UnitGroup, output: torch.Tensor) -> list[int]:
@@ -172,7 +196,7 @@ def parameter_counts(model: nn.Sequential, groups: Sequence[UnitGroup], mask: np
         weight = stage.weight
         n_out, n_in = weight.shape[0], weight.shape[1]
         per_connection = int(np.prod(weight.shape[2:])) if weight.dim() > 2 else 1
-        k_out = int(out_keep.sum()) if out_keep is not None else n_out
+        k_out = int(out_keep.sum()) * (n_out // len(out_keep)) if out_keep is not None else n_out  # a head: 3 x d rows
         k_in = int(in_keep.sum()) * fan if in_keep is not None else n_in
         has_bias = stage.bias is not None
         kept += k_out * k_in * per_connection + (k_out if has_bias else 0)
@@ -192,8 +216,8 @@ def per_unit_weight_statistic(model: nn.Sequential, groups: Sequence[UnitGroup],
         count = torch.zeros(group.size, dtype=torch.float64)
         if group.producer is not None:
             v = values[group.producer].detach().double().cpu()
-            total += v.reshape(group.size, -1).sum(1)
-            count += v[0].numel()
+            total += producer_rows(group, v).sum(1)
+            count += v.numel() // group.size
         if group.consumer is not None:
             v = values[group.consumer].detach().double().cpu()
             per_column = v.transpose(0, 1).reshape(v.shape[1], -1).sum(1)  # (in,)
@@ -255,6 +279,13 @@ def graph_unit_groups(model: nn.Module, sites: Sequence[Site]) -> list[UnitGroup
         producer = consumer = None
         fan, zero_safe = 1, True
         node = nodes.get(site.path)
+        attention = _attention_of(model, site)
+        if attention is not None:  # its weights are the attention's, by head (see UnitGroup.heads)
+            groups.append(UnitGroup(site.spec, site.size, slice(start, start + site.size), f"{attention}.qkv",
+                                    f"{attention}.proj", model.get_submodule(attention).head_dim, site.dim,
+                                    heads=True))
+            start += site.size
+            continue
         if node is not None:
             producer = _producer(model, node, site)
             consumer, fan, zero_safe = _consumer(model, node, site)
@@ -262,6 +293,17 @@ def graph_unit_groups(model: nn.Module, sites: Sequence[Site]) -> list[UnitGroup
                                 site.dim, zero_safe))
         start += site.size
     return groups
+
+
+def _attention_of(model: nn.Module, site: Site) -> str | None:
+    """The path of the ``SelfAttention`` whose head gate is the site (its heads as players), else None."""
+    from datasets.attention import HeadGate, SelfAttention
+
+    parent, _, name = site.path.rpartition(".")
+    if site.axis != "heads" or not isinstance(model.get_submodule(site.path), HeadGate):
+        return None
+    owner = model.get_submodule(parent) if parent else model
+    return parent if isinstance(owner, SelfAttention) and name == "heads" else None
 
 
 def _out_width(module: nn.Module) -> int:

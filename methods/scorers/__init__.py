@@ -6,7 +6,7 @@ import fails here, naming itself, rather than leaving a half-filled registry). A
 line below.
 """
 
-from methods.scorers import activation, captum, gradient, magnitude, power, random, torch_pruning  # noqa: F401
+from methods.scorers import activation, captum, gradient, heads, magnitude, power, random, torch_pruning  # noqa: F401
 from methods.scorers.activation import MeanActivation
 from methods.scorers.base import (
     FAMILIES,
@@ -28,6 +28,7 @@ from methods.scorers.captum import (
     captum_layer_scores,
 )
 from methods.scorers.gradient import FirstOrderTaylor, WeightGradientMagnitude
+from methods.scorers.heads import GateGradientImportance, gate_gradients
 from methods.scorers.magnitude import WeightMagnitude
 from methods.scorers.power import FOLLOW, GTAPScorer, followed_keep_prob
 from methods.scorers.random import RandomScorer
@@ -35,8 +36,8 @@ from methods.scorers.torch_pruning import TPHessian, TPMagnitude, TPTaylor, tp_s
 
 __all__ = [
     "FAMILIES", "FOLLOW", "PARAM_AXIS", "SCORERS", "UNIT_AXIS", "CaptumConductance", "CaptumDeepLift",
-    "CaptumGradientXActivation", "CaptumIntegratedGradients", "FirstOrderTaylor", "GTAPScorer", "MeanActivation",
-    "PruningProblem", "RandomScorer", "Scorer", "ScorerBase", "Scores", "TPHessian", "TPMagnitude", "TPTaylor",
-    "WeightGradientMagnitude", "WeightMagnitude", "build_scorer", "captum_layer_scores", "check_method_params",
-    "followed_keep_prob", "tp_scores",
+    "CaptumGradientXActivation", "CaptumIntegratedGradients", "FirstOrderTaylor", "GTAPScorer",
+    "GateGradientImportance", "MeanActivation", "PruningProblem", "RandomScorer", "Scorer", "ScorerBase", "Scores",
+    "TPHessian", "TPMagnitude", "TPTaylor", "WeightGradientMagnitude", "WeightMagnitude", "build_scorer",
+    "captum_layer_scores", "check_method_params", "followed_keep_prob", "gate_gradients", "tp_scores",
 ]

@@ -24,7 +24,7 @@ from datasets.errors import UsageError
 from datasets.registry import Registry
 from methods.games.graph import GraphGame, neuron_game
 from methods.games.neuron import NeuronGame
-from methods.network.structure import Submodules, UnitGroup, unit_groups, unit_shape
+from methods.network.structure import Submodules, UnitGroup, producer_rows, unit_groups, unit_shape
 
 
 @dataclass
@@ -194,7 +194,7 @@ def _per_unit_max(groups: Sequence[UnitGroup], values: dict[str, torch.Tensor]) 
     for group in groups:
         best = torch.zeros(group.size, dtype=torch.float64)
         if group.producer is not None:
-            best = torch.maximum(best, values[group.producer].detach().double().reshape(group.size, -1).amax(1))
+            best = torch.maximum(best, producer_rows(group, values[group.producer].detach().double()).amax(1))
         if group.consumer is not None:
             v = values[group.consumer].detach().double()
             cols = v.transpose(0, 1).reshape(v.shape[1], -1).amax(1).reshape(group.size, group.fan).amax(1)

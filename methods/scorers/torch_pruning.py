@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from datasets.errors import UsageError
-from methods.network.structure import Submodules, UnitGroup
+from methods.network.structure import Submodules, UnitGroup, producer_rows
 from methods.scorers.base import (
     SCORERS,
     PruningProblem,
@@ -55,7 +55,7 @@ def importance_by_hand(group: UnitGroup, stages: dict[str, nn.Module], kind: str
     """
     terms = []
     if group.producer is not None:
-        terms.append(_local_terms(kind, stages[group.producer].weight, p).reshape(group.size, -1).sum(1))
+        terms.append(producer_rows(group, _local_terms(kind, stages[group.producer].weight, p)).sum(1))
     if group.consumer is not None:
         v = _local_terms(kind, stages[group.consumer].weight, p)
         per_column = v.transpose(0, 1).reshape(v.shape[1], -1).sum(1)
@@ -138,7 +138,8 @@ def tp_scores(problem: PruningProblem, exclude: np.ndarray, *, kind: str, p: int
     model = private_copy(problem.model)
     stages = Submodules(model)
     n_forward = n_backward = 0
-    owned = [g for g in problem.groups if g.producer is not None]
+    # Heads are scored by hand: Torch-Pruning's graph sees the qkv layer's rows, not which head each belongs to.
+    owned = [g for g in problem.groups if g.producer is not None and not g.heads]
     tp_groups: dict[str, Any] = {}
     if owned:
         graph = tp.DependencyGraph().build_dependency(model, example_inputs=problem.x[:1])
