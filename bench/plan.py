@@ -105,6 +105,8 @@ def plan(suite: Suite) -> list[RunSpec]:
                 config = {**common, "kind": "mcue"}
                 specs.append(RunSpec("mcue", pair_name, seed, None, config, config_hash(config)))
             for entry in suite.methods:
+                if not entry.applies_to(pair_name):
+                    continue
                 entry, step = tuned_entry(suite, pair_name, entry)
                 config = {**common, "kind": "method", "method": entry.name, "scorer": entry.method,
                           "params": _resolved_params(entry), "strategy": entry.strategy,

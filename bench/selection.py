@@ -38,8 +38,9 @@ def parse_seeds(text: str) -> tuple[int, ...]:
 
 def run_count(suite: Suite) -> int:
     """How many runs ``bench.plan.plan(suite)`` holds, without planning them: per pair and seed, the training run,
-    MCUE (when the suite has it) and one run per method entry."""
-    return len(suite.pairs) * len(suite.seeds) * (1 + (suite.mcue is not None) + len(suite.methods))
+    MCUE (when the suite has it) and one run per method entry that applies to the pair."""
+    per_seed = sum(1 + (suite.mcue is not None) + sum(e.applies_to(p) for e in suite.methods) for p in suite.pairs)
+    return len(suite.seeds) * per_seed
 
 
 def check_plan_size(suite: Suite, *, yes: bool = False, limit: int | None = None) -> int:
@@ -48,9 +49,9 @@ def check_plan_size(suite: Suite, *, yes: bool = False, limit: int | None = None
     limit = MAX_RUNS if limit is None else limit
     count = run_count(suite)
     if count > limit and not yes:
-        per_seed = 1 + (suite.mcue is not None) + len(suite.methods)
-        raise SuiteError(f"suite {suite.name} ({suite.profile}) plans {count:,} runs ({len(suite.pairs)} pair(s) x "
-                         f"{len(suite.seeds):,} seed(s) x {per_seed} run(s) each), above {limit:,}; check --seeds "
+        per_seed = count // max(len(suite.seeds), 1)
+        raise SuiteError(f"suite {suite.name} ({suite.profile}) plans {count:,} runs ({len(suite.seeds):,} seed(s) x "
+                         f"{per_seed} run(s) over its {len(suite.pairs)} pair(s)), above {limit:,}; check --seeds "
                          "and the suite's seeds, or pass --yes to run it anyway")
     return count
 

@@ -27,6 +27,7 @@ Schema (``lenet.yaml`` is the full example)::
       - {name: gtap-beta-top-n, method: gtap, params: {index: beta}, strategy: top-n, allocation: global}
       - {name: wmp, method: wmp, allocation: [uniform, normalized]}   # a list: one entry per variant, wmp-uniform
                                                                        # and wmp-normalized; reports show the best
+      - {name: exact, method: gtap, params: {estimator: exact}, pairs: [vit-mnist]}   # only on these pairs
     analyses: [microstructure]        # optional: registered analyses of each trained pair (or {name:, params:})
     profiles:                         # named overrides of the keys above; "default" is the file as written
       full: {seeds: [0, 1, 2, 3, 4], defaults: {gtap: {budget: 20000}}}
@@ -109,7 +110,7 @@ TOP_KEYS = ("name", "description", "pairs", "seeds", "fractions", "step", "recip
             "physical", "val_samples", "defaults", "methods", "analyses", "tuning", "profiles")
 SPACE_KEYS = ("type", "low", "high", "log", "choices")
 PROFILE_KEYS = tuple(k for k in TOP_KEYS if k not in ("name", "profiles"))
-ENTRY_KEYS = ("name", "method", "params", "strategy", "allocation")
+ENTRY_KEYS = ("name", "method", "params", "strategy", "allocation", "pairs")
 ANALYSIS_KEYS = ("name", "params")
 VARIANT_KEYS = ("name", "pair", "model_options", "dataset_options", "task", "description")
 
@@ -128,6 +129,7 @@ class MethodEntry:
             share from unstructured WMP at F, the GTAP paper's AlexNet protocol; Top-n only).
         variant_of: the name an entry with a list of allocations was written under (its variants are named
             ``NAME-ALLOCATION``); reports rank such a baseline at its best variant. Empty for a plain entry.
+        pairs: the suite's pairs it runs on (an exact game only where the players are few); empty: every pair.
     """
 
     name: str
@@ -136,6 +138,11 @@ class MethodEntry:
     strategy: str = "top-n"
     allocation: str = "global"
     variant_of: str = ""
+    pairs: tuple[str, ...] = ()
+
+    def applies_to(self, pair: str) -> bool:
+        """Whether the entry runs on ``pair``."""
+        return not self.pairs or pair in self.pairs
 
     @property
     def scorer(self) -> Any:
@@ -408,10 +415,11 @@ def _parse(raw: Any, path: Path, profile: str) -> Suite:
                 check_allocation(allocation)
         except (UnknownNameError, ValueError) as err:
             raise SuiteError(f"{where}: {err}") from None
+        only = _entry_pairs(item.get("pairs"), pairs, where)
         listed = isinstance(allocations, list)
         for allocation in chosen:
             entry = MethodEntry(f"{name}-{allocation}" if listed else name, item["method"], params, strategy,
-                                allocation, variant_of=name if listed else "")
+                                allocation, variant_of=name if listed else "", pairs=only)
             if any(e.name == entry.name for e in entries):
                 raise SuiteError(f"{where}: duplicate method name {entry.name!r}")
             entries.append(entry)
@@ -436,6 +444,21 @@ def _flag(value: Any, key: str) -> bool:
     if not isinstance(value, bool):
         raise SuiteError(f"'{key}' is true or false, got {value!r}")
     return value
+
+
+def _entry_pairs(items: Any, pairs: Sequence[str], where: str) -> tuple[str, ...]:
+    """A method entry's ``pairs``: absent (every pair), or a list of the suite's pairs."""
+    if items is None:
+        return ()
+    if not isinstance(items, list) or not items or not all(isinstance(p, str) for p in items):
+        raise SuiteError(f"{where}: 'pairs' must be a non-empty list of the suite's pairs, got {items!r}")
+    for name in items:
+        if name not in pairs:
+            close = difflib.get_close_matches(name, pairs, n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise SuiteError(f"{where}: pairs: {name!r} is not a pair of this suite.{hint} Its pairs: "
+                             f"{', '.join(pairs)}")
+    return tuple(dict.fromkeys(items))
 
 
 def _pairs(items: Any) -> tuple[tuple[str, ...], dict[str, Any]]:

@@ -94,7 +94,7 @@ def test_yes_runs_a_plan_above_the_cap(tiny, capsys, no_runs, monkeypatch):
 
     monkeypatch.setattr(selection, "MAX_RUNS", 13)
     assert main(run_argv(tiny)) == 2  # 2 seeds x 7 runs
-    assert "plans 14 runs (1 pair(s) x 2 seed(s) x 7 run(s) each), above 13" in _one_line(capsys)
+    assert "plans 14 runs (2 seed(s) x 7 run(s) over its 1 pair(s)), above 13" in _one_line(capsys)
     with pytest.raises(Started):  # --yes lets it start
         main(run_argv(tiny, "--yes"))
     assert "14 runs" in capsys.readouterr().err  # the header says how many

@@ -17,7 +17,7 @@ from helpers import REGISTER_TINY_PAIR, run_argv, stored_runs, tiny_suite
 from bench.cli import main
 from bench.frames import load_frames
 from bench.plan import plan
-from bench.selection import parse_seeds, select
+from bench.selection import parse_seeds, run_count, select
 from bench.suite import SUITES_DIR, SuiteError, load_suite, suite_registry
 from bench.tracking import Tracker
 from methods.games.mcue import OUTPUTS
@@ -46,8 +46,9 @@ def test_every_shipped_suite_loads_under_every_profile(name):
         suite = load_suite(name, profile=profile)
         specs = plan(suite)
         assert len({s.config_hash for s in specs}) == len(specs)
-        expected = len(suite.pairs) * len(suite.seeds) * (len(suite.methods) + (suite.mcue is not None) + 1)
-        assert len(specs) == expected
+        per_seed = sum(1 + (suite.mcue is not None) + sum(e.applies_to(p) for e in suite.methods)
+                       for p in suite.pairs)
+        assert len(specs) == len(suite.seeds) * per_seed == run_count(suite)
 
 
 def test_lenet_suite_covers_the_issue():
