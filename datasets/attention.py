@@ -25,7 +25,6 @@ from torch import nn
 
 from datasets.text import PAD_ID, SPECIAL_TOKENS
 
-
 MASKED_SCORE = torch.finfo(torch.float32).min  # the attention score of a padding token (a constant: fx traces it)
 
 
