@@ -19,6 +19,7 @@ from reports.data import (
     CLASS_COLUMNS,
     CURVE_COLUMNS,
     HISTORY_COLUMNS,
+    LAYER_CURVE_COLUMNS,
     MCUE_BAND_COLUMNS,
     MCUE_COLUMNS,
     MCUE_READINGS,
@@ -31,9 +32,10 @@ from reports.data import (
 
 
 def load_frames(tracker: Tracker, hashes: Sequence[str]) -> dict[str, Any]:
-    """The stored results of a plan's finished runs as DataFrames: runs, curves, scores, mcue, mcue_runs,
-    histories (per-epoch learning curves), and analyses ("ANALYSIS/TABLE" -> the table over every pair and seed)."""
-    runs, curves, scores, mcue, mcue_runs, histories = [], [], [], [], [], []
+    """The stored results of a plan's finished runs as DataFrames: runs, curves, layer_curves (attention heads
+    pruned one layer at a time), scores, mcue, mcue_runs, histories (per-epoch learning curves), and analyses
+    ("ANALYSIS/TABLE" -> the table over every pair and seed)."""
+    runs, curves, scores, mcue, mcue_runs, histories, layer_curves = [], [], [], [], [], [], []
     models, classes, predictions = [], [], []
     glass_box: dict[tuple[str, int, str], bytes] = {}
     analyses: dict[str, list[pd.DataFrame]] = {}
@@ -91,6 +93,10 @@ def load_frames(tracker: Tracker, hashes: Sequence[str]) -> dict[str, Any]:
         curve = tracker.read_csv(run_id, "curve.csv")
         if curve is not None:
             curves.append(curve.assign(run_id=run_id, pair=key["pair"], method=row["method"], seed=key["seed"]))
+        per_layer = tracker.read_csv(run_id, "layer_curve.csv")
+        if per_layer is not None:
+            layer_curves.append(per_layer.assign(run_id=run_id, pair=key["pair"], method=row["method"],
+                                                 seed=key["seed"]))
         unit_scores = tracker.read_csv(run_id, "scores.csv")
         if unit_scores is not None:
             scores.append(unit_scores.assign(run_id=run_id, pair=key["pair"], method=row["method"],
@@ -99,6 +105,7 @@ def load_frames(tracker: Tracker, hashes: Sequence[str]) -> dict[str, Any]:
         "runs": pd.DataFrame(runs, columns=list(RUN_COLUMNS)),
         "curves": _concat(curves, CURVE_COLUMNS),
         "scores": _concat(scores, SCORE_COLUMNS),
+        "layer_curves": _concat(layer_curves, LAYER_CURVE_COLUMNS),
         "mcue": _concat(mcue, MCUE_COLUMNS),
         "mcue_runs": pd.DataFrame(mcue_runs, columns=list(MCUE_RUN_COLUMNS)),
         "histories": _concat(histories, HISTORY_COLUMNS),

@@ -26,7 +26,7 @@ from bench.plan import RunSpec
 from bench.streams import Stream, stream
 from bench.suite import Suite
 from methods.analyses.base import AnalysisInput
-from methods.pruning.curves import MAC_REDUCTIONS, accuracy_at_mac_fraction, area_under_curve
+from methods.pruning.curves import MAC_REDUCTIONS, accuracy_at_mac_fraction, area_under_curve, layer_curves
 from methods.scorers import UNIT_AXIS
 
 
@@ -361,4 +361,7 @@ def _method_run(suite: Suite, spec: RunSpec, trained: Any, problem: Any, test_ga
             position[units] = np.arange(len(units))
         artifacts["scores.csv"] = pd.DataFrame({"unit": np.arange(problem.n_units), "layer": unit_layer,
                                                 "position": position, "score": experiment.path.first_scores})
+        if on_units and any(g.heads for g in problem.groups):  # a few heads per layer: each layer pruned alone
+            artifacts["layer_curve.csv"] = pd.DataFrame(
+                layer_curves(experiment.path.first_scores, problem.groups, test_game))
     return metrics, steps, artifacts

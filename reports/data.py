@@ -25,6 +25,8 @@ CURVE_COLUMNS = (
     "mac_fraction", "latency_b1", "latency_b256",
 )
 SCORE_COLUMNS = ("run_id", "pair", "method", "scorer", "seed", "unit", "layer", "position", "score")
+# Pairs whose players are attention heads: test accuracy with one layer's heads pruned in the method's order.
+LAYER_CURVE_COLUMNS = ("run_id", "pair", "method", "seed", "layer", "units_kept", "size", "accuracy")
 # MCUE_READINGS: MCUE's readings of the network's output, in its order; var_<reading> holds each one's heatmap (for
 # "entropy" the mean entropy, not a variance) and t_star_<reading> its t*, whichever reading chose d.
 MCUE_COLUMNS = ("pair", "seed", "p", "q", *(f"{kind}_{name}" for name in MCUE_READINGS for kind in ("var", "mean")))
@@ -58,6 +60,7 @@ FRAME_COLUMNS = {
     "runs": RUN_COLUMNS,
     "curves": CURVE_COLUMNS,
     "scores": SCORE_COLUMNS,
+    "layer_curves": LAYER_CURVE_COLUMNS,
     "mcue": MCUE_COLUMNS,
     "mcue_runs": MCUE_RUN_COLUMNS,
     "correlations": CORRELATION_COLUMNS,
@@ -97,6 +100,8 @@ class SuiteData:
             one (see :func:`reports.tables.method_families`).
         curves: one row per point of each run's compression curve (``CURVE_COLUMNS``).
         scores: one row per unit per run, the unit scores (``SCORE_COLUMNS``).
+        layer_curves: for pairs whose players are attention heads, the test accuracy of each layer pruned alone in
+            each method's order (``LAYER_CURVE_COLUMNS``; ``methods.pruning.curves.layer_curves``).
         mcue: MCUE heatmap cells, one per (pair, seed, p, q) (``MCUE_COLUMNS``).
         mcue_runs: one row per (pair, seed) MCUE run (``MCUE_RUN_COLUMNS``).
         correlations: rank correlations between methods' unit scores per pair and layer (``CORRELATION_COLUMNS``).
@@ -118,6 +123,7 @@ class SuiteData:
     runs: pd.DataFrame = field(default_factory=lambda: empty_frame(RUN_COLUMNS))
     curves: pd.DataFrame = field(default_factory=lambda: empty_frame(CURVE_COLUMNS))
     scores: pd.DataFrame = field(default_factory=lambda: empty_frame(SCORE_COLUMNS))
+    layer_curves: pd.DataFrame = field(default_factory=lambda: empty_frame(LAYER_CURVE_COLUMNS))
     mcue: pd.DataFrame = field(default_factory=lambda: empty_frame(MCUE_COLUMNS))
     mcue_runs: pd.DataFrame = field(default_factory=lambda: empty_frame(MCUE_RUN_COLUMNS))
     correlations: pd.DataFrame = field(default_factory=lambda: empty_frame(CORRELATION_COLUMNS))

@@ -8,7 +8,8 @@ in :mod:`reports.tables`. Callers import the plots from this module; they are dr
 - :mod:`reports.styles`: each method's colour, line and marker;
 - :mod:`reports.plots_curves`: compression, cost and learning curves;
 - :mod:`reports.plots_heatmaps`: MCUE heatmaps, rank correlations, spread over seeds;
-- :mod:`reports.plots_units`: power index against magnitude, NEUROGAME's glass-box maps.
+- :mod:`reports.plots_units`: power index against magnitude, NEUROGAME's glass-box maps;
+- :mod:`reports.plots_heads`: attention heads: each layer pruned alone, and a layer x head map per method.
 
 The report (:func:`reports.render.write_plots`) looks its plot functions up here when it runs.
 """
@@ -24,6 +25,7 @@ from reports.plots_curves import (
     plot_variant_curves,
     plot_weight_curves,
 )
+from reports.plots_heads import plot_head_maps, plot_layer_curves
 from reports.plots_heatmaps import (
     ANNOTATE_UP_TO,
     P_LABEL,
@@ -54,7 +56,7 @@ __all__ = [
     "ANNOTATE_UP_TO", "AXIS_MARKERS", "DPI", "FAMILY_COLOURS", "FIGURE_WIDTH", "INDEX_COLOURS", "OTHER_COLOUR",
     "P_LABEL", "Q_LABEL", "READABLE", "STRATEGY_LINES", "STRATEGY_ORDER", "UNPRUNED_LINE", "colour_key", "file_stem",
     "mcue_description", "mcue_title", "method_palette", "method_styles", "plot_correlations", "plot_cost_curves",
-    "plot_curves", "plot_glass_box", "plot_index_vs_magnitude", "plot_learning_curves", "plot_mcue",
-    "plot_mcue_grid", "plot_seed_variance", "plot_task_learning_curves", "plot_variant_curves", "plot_weight_curves",
-    "save_figure", "strategy_panels",
+    "plot_curves", "plot_glass_box", "plot_head_maps", "plot_index_vs_magnitude", "plot_layer_curves",
+    "plot_learning_curves", "plot_mcue", "plot_mcue_grid", "plot_seed_variance", "plot_task_learning_curves",
+    "plot_variant_curves", "plot_weight_curves", "save_figure", "strategy_panels",
 ]

@@ -238,3 +238,25 @@ def test_nn_multihead_attention_becomes_a_gated_attention_with_the_same_outputs(
         np.testing.assert_allclose(gated(x, pad).numpy(), expected.numpy(), rtol=0, atol=1e-6)
     with pytest.raises(ValueError, match="batch-first"):
         from_multihead_attention(nn.MultiheadAttention(16, 4))
+
+
+def test_a_layer_curve_prunes_one_layers_heads_in_score_order(toy):
+    """Each layer's heads kept from the highest score down, the other layer whole: accuracies of the written-out
+    attention, in one batched call."""
+    from methods.network.structure import unit_groups
+    from methods.pruning.curves import layer_curves
+
+    net, x, y = toy
+    game = neuron_game(net, SITES, x, y)  # accuracy
+    groups = unit_groups(net, SITES, (TOKENS, 4))
+    scores = np.array([0.2, 0.9, 0.5, 0.1])  # block 0: head 1 first; block 1: head 0 first
+    records = layer_curves(scores, groups, game)
+    expected_keep = {("blocks.0.attn.heads", 2): [1, 1, 1, 1], ("blocks.0.attn.heads", 1): [0, 1, 1, 1],
+                     ("blocks.0.attn.heads", 0): [0, 0, 1, 1], ("blocks.1.attn.heads", 2): [1, 1, 1, 1],
+                     ("blocks.1.attn.heads", 1): [1, 1, 1, 0], ("blocks.1.attn.heads", 0): [1, 1, 0, 0]}
+    assert [(r["layer"], r["units_kept"]) for r in records] == list(expected_keep)
+    with torch.no_grad():
+        for record in records:
+            keep = torch.tensor(expected_keep[(record["layer"], record["units_kept"])], dtype=torch.float64)
+            accuracy = float((written_out(net, x, keep).argmax(1) == y).double().mean())
+            assert record["accuracy"] == pytest.approx(accuracy, abs=1e-12) and record["size"] == HEADS

@@ -760,3 +760,41 @@ def test_the_accuracy_columns_follow_the_grid():
     assert column_fractions([0.05, 0.1, 0.2, 0.3, 0.5, 0.75, 1.0]) == (0.1, 0.2, 0.5)
     assert column_fractions([0.3, 0.5, 0.7, 0.8, 0.9, 1.0]) == (0.3, 0.5, 0.7)  # a grid for a fragile net
     assert column_fractions([0.1, 0.5, 1.0]) == (0.1, 0.5)
+
+
+# -- pairs whose players are attention heads -------------------------------------------------------------------------
+
+
+def _with_head_curves(suite: SuiteData, pair: str = "lenet5-mnist") -> SuiteData:
+    """The synthetic suite with per-layer head curves for one pair (its layers stand in for heads layers)."""
+    rows = []
+    for run in suite.runs[(suite.runs["pair"] == pair) & (suite.runs["axis"] == "unit_fraction")].itertuples():
+        for layer, size in LAYERS.items():
+            for kept in range(size + 1):
+                rows.append({"run_id": run.run_id, "pair": pair, "method": run.method, "seed": run.seed,
+                             "layer": layer, "units_kept": kept, "size": size, "accuracy": 0.5 + 0.4 * kept / size})
+    return dataclasses.replace(suite, layer_curves=pd.DataFrame(rows))
+
+
+def test_a_heads_pair_gets_its_layer_curves_head_maps_and_removable_heads(suite, tmp_path):
+    from reports.plots_heads import head_map, heads_before_a_drop
+
+    data = _with_head_curves(suite)
+    paths = build_report(data, tmp_path / "report")
+    names = {p.name for p in paths}
+    assert {"layer_curves_lenet5-mnist.png", "head_maps_lenet5-mnist.png"} <= names
+    assert not any(n.startswith("layer_curves_ffn") for n in names)  # no head curves there
+    text = (tmp_path / "report" / "report.md").read_text()
+    assert text.count("### Attention heads") == 1 and "heads removable" in text
+    # gtap-beta-top-n's scores are wmp's squared: the same ranks, so the same map; each seed's ranks span [0, 1].
+    np.testing.assert_allclose(head_map(data, "lenet5-mnist", "gtap-beta-top-n").to_numpy(float),
+                               head_map(data, "lenet5-mnist", "wmp").to_numpy(float))
+    assert head_map(data, "lenet5-mnist", "wmp").stack().dropna().between(0, 1).all()  # layers of 12 and 8
+    # Removable units: the fewest kept on the grid whose seed-mean accuracy stays within 0.01 of the unpruned 0.98.
+    table = heads_before_a_drop(data, "lenet5-mnist").set_index("method")
+    for method, row in table.iterrows():
+        curve = data.curves[(data.curves["pair"] == "lenet5-mnist") & (data.curves["method"] == method)
+                            & ~data.curves["is_mcue_point"]].groupby("units_kept")["accuracy"].mean()
+        above = curve[curve >= 0.98 - 0.01]
+        assert row["of"] == curve.index.max()
+        assert row["removable"] == (curve.index.max() - above.index.min() if len(above) else 0)

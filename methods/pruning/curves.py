@@ -219,6 +219,35 @@ def weight_pruning_curve(model: nn.Sequential, groups: Sequence[UnitGroup], frac
     return points
 
 
+def layer_curves(scores: np.ndarray, groups: Sequence[UnitGroup], game: object) -> list[dict[str, object]]:
+    """Test accuracy with one layer's units pruned in a method's order and every other layer whole.
+
+    For each unit group (a layer of attention heads, say) and each count k from its size down to 0, the k units
+    of that group with the highest scores are kept (ties: the lower index first) and all other groups are whole;
+    every such network is one coalition of ``game`` (the test split's), all evaluated in one call.
+
+    Args:
+        scores: one score per unit of all groups (a method's first scores).
+        groups: the layers to prune, one at a time.
+        game: the neuron game on the test split (accuracy).
+
+    Returns:
+        One record per (layer, kept): ``layer``, ``units_kept``, ``size``, ``accuracy``.
+    """
+    scores = np.asarray(scores, dtype=float)
+    n = sum(g.size for g in groups)
+    coalitions, records = [], []
+    for group in groups:
+        order = group.players.start + np.argsort(-np.nan_to_num(scores[group.players], nan=-np.inf), kind="stable")
+        for kept in range(group.size, -1, -1):
+            coalition = np.ones(n, dtype=bool)
+            coalition[order[kept:]] = False
+            coalitions.append(coalition)
+            records.append({"layer": group.name, "units_kept": kept, "size": group.size})
+    values = game(np.array(coalitions))
+    return [{**record, "accuracy": float(value)} for record, value in zip(records, values, strict=True)]
+
+
 def fine_tune(model: nn.Sequential, groups: Sequence[UnitGroup], mask: np.ndarray, x: torch.Tensor, y: torch.Tensor,
               *, epochs: int = 1, lr: float = 1e-3, batch_size: int = 128, seed: int = 0) -> nn.Sequential:
     """A copy of ``model`` trained for a few epochs with the pruned units held at zero (their activations masked).
