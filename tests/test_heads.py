@@ -260,3 +260,18 @@ def test_a_layer_curve_prunes_one_layers_heads_in_score_order(toy):
             keep = torch.tensor(expected_keep[(record["layer"], record["units_kept"])], dtype=torch.float64)
             accuracy = float((written_out(net, x, keep).argmax(1) == y).double().mean())
             assert record["accuracy"] == pytest.approx(accuracy, abs=1e-12) and record["size"] == HEADS
+
+
+def test_torch_prunings_magnitude_of_a_head_sums_its_own_weights(toy):
+    """tp-magnitude on heads: per coupled layer the sum of w^2 over the head's weights (its q, k, v rows of qkv; its
+    columns of proj), the two layers' terms averaged (Torch-Pruning's group_reduction "mean")."""
+    net, x, y = toy
+    problem = PruningProblem.build(net, SITES, x, y)
+    scores = build_scorer("tp-magnitude", p=2)(problem, rng=np.random.default_rng(0)).values
+    d = WIDTH // HEADS
+    for b, block in enumerate(net.blocks):
+        qkv, proj = block.attn.qkv.weight.detach(), block.attn.proj.weight.detach()
+        for h in range(HEADS):
+            rows = [part * WIDTH + h * d + j for part in range(3) for j in range(d)]
+            terms = [float(qkv[rows].pow(2).sum()), float(proj[:, h * d:(h + 1) * d].pow(2).sum())]
+            assert scores[b * HEADS + h] == pytest.approx(np.mean(terms), rel=1e-6)
