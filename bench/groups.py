@@ -362,6 +362,6 @@ def _method_run(suite: Suite, spec: RunSpec, trained: Any, problem: Any, test_ga
         artifacts["scores.csv"] = pd.DataFrame({"unit": np.arange(problem.n_units), "layer": unit_layer,
                                                 "position": position, "score": experiment.path.first_scores})
         if on_units and any(g.heads for g in problem.groups):  # a few heads per layer: each layer pruned alone
-            artifacts["layer_curve.csv"] = pd.DataFrame(
-                layer_curves(experiment.path.first_scores, problem.groups, test_game))
+            artifacts["layer_curve.csv"] = pd.DataFrame(layer_curves(
+                experiment.path.first_scores, problem.groups, test_game, [g for g in problem.groups if g.heads]))
     return metrics, steps, artifacts

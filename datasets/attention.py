@@ -69,7 +69,11 @@ class SelfAttention(nn.Module):
         """Removes every head outside ``keep`` (indices, in order), in place: its q, k and v rows of ``qkv`` and its
         columns of ``proj`` go, so the module computes what it computed with those heads' gate outputs zeroed.
         With no head kept, ``proj`` reads zero features and outputs its bias."""
-        keep = torch.as_tensor(keep, dtype=torch.long, device=self.qkv.weight.device)
+        keep = torch.as_tensor(keep, dtype=torch.long, device=self.qkv.weight.device).flatten()
+        if len(keep) and (keep.unique().numel() != len(keep) or not bool((keep[1:] > keep[:-1]).all())
+                          or int(keep.min()) < 0 or int(keep.max()) >= self.n_heads):
+            raise ValueError(f"heads to keep must be distinct increasing indices in [0, {self.n_heads}), "
+                             f"got {keep.tolist()}")
         width, d = self.qkv.in_features, self.head_dim
         features = (keep[:, None] * d + torch.arange(d, device=keep.device)).flatten()  # the heads' columns
         rows = torch.cat([part * self.n_heads * d + features for part in range(3)])  # their q, k, v rows
@@ -88,9 +92,13 @@ class SelfAttention(nn.Module):
 
 def from_multihead_attention(attention: nn.MultiheadAttention) -> SelfAttention:
     """A :class:`SelfAttention` with the weights of a batch-first ``nn.MultiheadAttention`` (self-attention, q, k
-    and v of one width, biases on): the same outputs, with a ``HeadGate`` whose heads can be players."""
-    if not attention.batch_first or not attention._qkv_same_embed_dim or attention.in_proj_bias is None:
-        raise ValueError("only batch-first nn.MultiheadAttention with one width for q, k, v and biases is supported")
+    and v of one width, biases on, no ``add_bias_kv`` or ``add_zero_attn``): the same outputs in eval mode (the
+    attention-weight dropout of ``nn.MultiheadAttention`` is not carried over), with a ``HeadGate`` whose heads can be
+    players."""
+    if not attention.batch_first or not attention._qkv_same_embed_dim or attention.in_proj_bias is None \
+            or attention.bias_k is not None or attention.add_zero_attn:
+        raise ValueError("only batch-first nn.MultiheadAttention with one width for q, k, v, biases, and neither "
+                         "add_bias_kv nor add_zero_attn is supported")
     module = SelfAttention(attention.embed_dim, attention.num_heads)
     with torch.no_grad():
         module.qkv.weight.copy_(attention.in_proj_weight)
@@ -191,6 +199,15 @@ class TextTransformer(nn.Module):
         _init(self)
         nn.init.trunc_normal_(self.embed.weight, std=0.02)
         nn.init.trunc_normal_(self.pos, std=0.02)
+
+    discrete_inputs = True  # token ids: an input interpolated towards a baseline means nothing
+
+    def check_inputs(self, x: torch.Tensor) -> None:
+        """Raises a one-line ValueError unless ``x`` holds whole token ids this model embeds."""
+        if x.numel() and (bool((x != x.round()).any()) or float(x.min()) < 0 or float(x.max()) >= self.n_ids):
+            raise ValueError(f"token ids must be whole numbers in [0, {self.n_ids}) (vocab_size {self.n_ids - 3} + "
+                             f"3 special ids); got values in [{float(x.min()):g}, {float(x.max()):g}]: is the "
+                             "model's vocab_size the dataset's?")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         ids = x.long()

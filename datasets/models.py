@@ -224,7 +224,7 @@ def resnet20(*, input_shape: tuple[int, ...], num_classes: int, stem_stride: int
 def vit(*, input_shape: tuple[int, ...], num_classes: int, patch: int = 7, width: int = 64, depth: int = 4,
         heads: int = 4, hidden: int = 128, dropout: float = 0.0) -> nn.Module:
     """A small vision transformer (``datasets.attention.VisionTransformer``): on 28x28 MNIST with the defaults, 16
-    patches of 7x7 and a classification token, 4 blocks of 4 heads and 128 MLP neurons, 0.2 M parameters.
+    patches of 7x7 and a classification token, 4 blocks of 4 heads and 128 MLP neurons, 0.14 M parameters.
 
     Not flat: its players are ``blocks.N.attn.heads`` (the heads of block N) and ``blocks.N.act:features`` (its MLP
     neurons)."""

@@ -12,6 +12,7 @@ every family and for fine-tuning pruned networks (``methods.pruning.curves``).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
@@ -217,7 +218,40 @@ def train_pair(
     model = build_model(pair.model, input_shape=splits.input_shape, num_classes=splits.num_classes,
                         **pair.model_options)
     resolve_sites(model, pair.units, splits.input_shape, owner=f"pair {pair.name!r}")  # a bad unit site stops here
+    check = getattr(model, "check_inputs", None)  # a model of token ids: are they ids it embeds?
+    if check is not None:
+        for name in ("train", "val", "test"):
+            try:
+                check(as_tensors(getattr(splits, name))[0])
+            except ValueError as error:
+                raise UsageError(f"pair {pair.name!r}, {name} split: {error}") from None
+    # Pairs that share a checkpoint (a transformer's heads and MLP pairs) may be trained at once by two workers:
+    # the second waits for the first and loads its checkpoint.
+    with _checkpoint_lock(path):
+        return _load_or_train(pair, model, splits, key, path, seed=seed, device=device, force=force,
+                              progress=progress)
 
+
+@contextlib.contextmanager
+def _checkpoint_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on a checkpoint's cache entry (a lock file beside it), where the OS offers ``flock``."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, at worst a seed trained twice to the same weights
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _load_or_train(pair: Pair, model: nn.Module, splits: Splits, key: str, path: Path, *, seed: int,
+                   device: torch.device, force: bool, progress: bool) -> TrainedPair:
+    """``train_pair`` once its checkpoint's entry is locked: load the checkpoint, or train and save it."""
     damaged = False
     if path.exists() and not force:
         try:

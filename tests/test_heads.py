@@ -275,3 +275,70 @@ def test_torch_prunings_magnitude_of_a_head_sums_its_own_weights(toy):
             rows = [part * WIDTH + h * d + j for part in range(3) for j in range(d)]
             terms = [float(qkv[rows].pow(2).sum()), float(proj[:, h * d:(h + 1) * d].pow(2).sum())]
             assert scores[b * HEADS + h] == pytest.approx(np.mean(terms), rel=1e-6)
+
+
+@pytest.mark.parametrize("name", ["tp-magnitude", "tp-taylor", "tp-hessian"])
+def test_every_torch_pruning_importance_scores_heads(toy, name):
+    net, x, y = toy
+    problem = PruningProblem.build(net, SITES, x, y)
+    values = build_scorer(name)(problem, rng=np.random.default_rng(0)).values
+    assert values.shape == (N,) and np.isfinite(values).all() and (values > 0).all()
+
+
+def test_a_head_layout_counts_the_parameters_that_removing_heads_removes():
+    """parameter_counts of the attached layers (qkv, proj) equals what the physically pruned attention holds."""
+    from datasets.models import build_model
+    from methods.network.physical import prune_network
+    from methods.network.structure import parameter_counts, unit_groups
+
+    torch.manual_seed(0)
+    model = build_model("vit", input_shape=(1, 28, 28), num_classes=3, depth=2).eval()
+    units = ["blocks.0.attn.heads", "blocks.1.attn.heads"]
+    groups = unit_groups(model, units, (1, 28, 28))
+    mask = np.array([1, 0, 1, 1, 0, 0, 1, 0], dtype=bool)
+    pruned = prune_network(model, groups, mask, (1, 28, 28))
+    held = sum(p.numel() for b in pruned.blocks for p in [*b.attn.qkv.parameters(), *b.attn.proj.parameters()])
+    assert parameter_counts(model, groups, mask)[0] == held
+
+
+def test_keep_heads_and_the_multihead_conversion_refuse_what_they_cannot_do():
+    from datasets.attention import SelfAttention, from_multihead_attention
+
+    attention = SelfAttention(8, 4)
+    for bad in ([0, 0, 1], [2, 1], [4]):
+        with pytest.raises(ValueError, match=r"distinct increasing indices in \[0, 4\)"):
+            attention.keep_heads(bad)
+    for options in ({"add_bias_kv": True}, {"add_zero_attn": True}):
+        with pytest.raises(ValueError, match="neither add_bias_kv nor add_zero_attn"):
+            from_multihead_attention(nn.MultiheadAttention(8, 2, batch_first=True, **options))
+
+
+def test_token_ids_outside_the_models_vocabulary_stop_with_one_line(tmp_path):
+    """A text transformer whose vocab_size is smaller than its data's stops before training, naming the pair."""
+    from helpers import OPTIONS, write_emotion
+
+    from datasets.pairs import get_pair
+    from datasets.training import train_pair
+
+    write_emotion(tmp_path)
+    pair = get_pair("transformer-emotion")
+    pair = type(pair)(**{**pair.__dict__, "dataset_options": {**OPTIONS.get("emotion", {}), "sequence_length": 8},
+                         "model_options": {"vocab_size": 3}})
+    with pytest.raises(UsageError, match=r"pair 'transformer-emotion', train split: token ids must be whole numbers "
+                                         r"in \[0, 6\)") as error:
+        train_pair(pair, seed=0, data_dir=tmp_path, progress=False)
+    assert "\n" not in str(error.value)
+
+
+def test_captum_path_methods_refuse_token_ids():
+    from datasets.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("text-transformer", input_shape=(6,), num_classes=3, vocab_size=20, depth=1).eval()
+    x = torch.randint(3, 23, (8, 6)).float()
+    x[:, 0] = 1
+    problem = PruningProblem.build(model, ["blocks.0.attn.heads"], x, torch.randint(0, 3, (8,)))
+    assert np.isfinite(build_scorer("captum-gxa")(problem, rng=np.random.default_rng(0)).values).all()
+    for name in ("captum-ig", "captum-conductance", "captum-deeplift"):
+        with pytest.raises(UsageError, match="reads discrete token ids"):
+            build_scorer(name)(problem, rng=np.random.default_rng(0))

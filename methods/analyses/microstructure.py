@@ -284,11 +284,14 @@ class Microstructure:
         """(group, quantity, per-unit values, zero fraction) for every measured quantity of every layer."""
         out = []
         previous_keep: np.ndarray | None = None
+        previous: UnitGroup | None = None
         for group in data.groups:
             unit_keep = keep[group.players] if keep is not None else None
             if self.direction in ("in", "both"):
-                # An input is kept when it is a unit of the previous group that the pruned network keeps.
+                # An input is kept when it is a unit of the previous group that the pruned network keeps: only where
+                # the previous group's units are this producer's inputs (not across a transformer's residual stream).
                 inputs = previous_keep if previous_keep is not None and group.producer is not None and \
+                    previous is not None and previous.consumer == group.producer and \
                     Submodules(model)[group.producer].weight.shape[1] == len(previous_keep) else None
                 rows = _incoming_rows(model, group, unit_keep, inputs)
                 if rows is not None:
@@ -305,7 +308,7 @@ class Microstructure:
             values = acts.transpose(0, 1).flatten(1).numpy()  # (units, examples x positions)
             zero_fraction = float(np.mean(values <= 0)) if values.size else math.nan
             out.append((group, "outputs", [v[v > 0] for v in values], zero_fraction))
-            previous_keep = unit_keep
+            previous_keep, previous = unit_keep, group
         return out
 
     def _measure(self, network: str, model: nn.Sequential, keep: np.ndarray | None, data: AnalysisInput,

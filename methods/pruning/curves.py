@@ -219,17 +219,19 @@ def weight_pruning_curve(model: nn.Sequential, groups: Sequence[UnitGroup], frac
     return points
 
 
-def layer_curves(scores: np.ndarray, groups: Sequence[UnitGroup], game: object) -> list[dict[str, object]]:
+def layer_curves(scores: np.ndarray, groups: Sequence[UnitGroup], game: object,
+                 layers: Sequence[UnitGroup] | None = None) -> list[dict[str, object]]:
     """Test accuracy with one layer's units pruned in a method's order and every other layer whole.
 
-    For each unit group (a layer of attention heads, say) and each count k from its size down to 0, the k units
-    of that group with the highest scores are kept (ties: the lower index first) and all other groups are whole;
-    every such network is one coalition of ``game`` (the test split's), all evaluated in one call.
+    For each unit group of ``layers`` (the layers of attention heads, say) and each count k from its size down to 0,
+    the k units of that group with the highest scores are kept (ties: the lower index first) and all other groups
+    are whole; every such network is one coalition of ``game`` (the test split's), all evaluated in one call.
 
     Args:
         scores: one score per unit of all groups (a method's first scores).
-        groups: the layers to prune, one at a time.
+        groups: every unit group of the game, in player order.
         game: the neuron game on the test split (accuracy).
+        layers: the groups to prune, one at a time (default: all of them).
 
     Returns:
         One record per (layer, kept): ``layer``, ``units_kept``, ``size``, ``accuracy``.
@@ -237,7 +239,7 @@ def layer_curves(scores: np.ndarray, groups: Sequence[UnitGroup], game: object) 
     scores = np.asarray(scores, dtype=float)
     n = sum(g.size for g in groups)
     coalitions, records = [], []
-    for group in groups:
+    for group in groups if layers is None else layers:
         order = group.players.start + np.argsort(-np.nan_to_num(scores[group.players], nan=-np.inf), kind="stable")
         for kept in range(group.size, -1, -1):
             coalition = np.ones(n, dtype=bool)

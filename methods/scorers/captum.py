@@ -62,6 +62,9 @@ def captum_layer_scores(problem: PruningProblem, exclude: np.ndarray, *, method:
         (scores (n_units,), forward passes, backward passes), passes counted over single examples.
     """
     _check_choice("output", output, ("logit", "log_prob"))
+    if method != "gxa" and getattr(problem.model, "discrete_inputs", False):
+        raise UsageError(f"Captum's {method!r} interpolates inputs towards a baseline; {type(problem.model).__name__} "
+                         "reads discrete token ids, where that means nothing (captum-gxa works on them)")
     attr = _library("captum.attr", "captum")
     model = private_copy(problem.model)
     stages = Submodules(model)

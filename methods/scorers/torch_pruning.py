@@ -77,7 +77,8 @@ def tp_pruning_group(graph: Any, stages: dict[str, nn.Module], group: UnitGroup)
 
 
 def _coupled_layers(tp_groups: Sequence[Any], groups: Sequence[UnitGroup], stages: dict[str, nn.Module]) -> list:
-    """The weighted modules whose weights enter any score (those of the pruning groups and the consumers)."""
+    """The weighted modules whose weights enter any score: those of the pruning groups, and the producers and
+    consumers of the groups scored by hand (heads: their attention's qkv and output projection)."""
     modules: list[nn.Module] = []
     for tp_group in tp_groups:
         for dep, _ in tp_group:
@@ -85,8 +86,9 @@ def _coupled_layers(tp_groups: Sequence[Any], groups: Sequence[UnitGroup], stage
             if getattr(module, "weight", None) is not None and module not in modules:
                 modules.append(module)
     for group in groups:
-        if group.consumer is not None and stages[group.consumer] not in modules:
-            modules.append(stages[group.consumer])
+        for path in (group.producer, group.consumer):
+            if path is not None and stages[path] not in modules:
+                modules.append(stages[path])
     return modules
 
 
