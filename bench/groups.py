@@ -137,6 +137,7 @@ def compute_group(task: GroupTask, *, device: str, data_dir: str | None, downloa
                   "test": len(trained.splits.test)}
     layers = {g.name: np.arange(g.players.start, g.players.stop) for g in problem.groups} if problem else {}
     latency_cache: dict = {}  # pruned-network shapes -> latency, shared by this trained network's runs
+    layer_cache: dict = {}  # coalition -> test accuracy of the per-layer head curves, shared the same way
     scores = dict(task.scores)
     for spec in sorted(task.specs, key=lambda s: s.kind == "train"):  # the training run last: analyses read scores
         yield Stage(f"{pair_name} s{seed} {spec.method}", here)
@@ -154,7 +155,7 @@ def compute_group(task: GroupTask, *, device: str, data_dir: str | None, downloa
                 metrics.update(trained_metrics)
             else:
                 metrics, steps, artifacts = _method_run(suite, spec, trained, problem, test_game, mcue_result,
-                                                        layers, latency_cache)
+                                                        layers, latency_cache, layer_cache)
                 metrics.update(trained_metrics)
                 resolved = metrics.pop("_params")
                 if "scores.csv" in artifacts:
@@ -313,7 +314,7 @@ def _mcue_plot(result: Any, title: str) -> bytes:
 
 
 def _method_run(suite: Suite, spec: RunSpec, trained: Any, problem: Any, test_game: Any, mcue_result: Any,
-                layers: dict[str, np.ndarray], latency_cache: dict | None = None,
+                layers: dict[str, np.ndarray], latency_cache: dict | None = None, layer_cache: dict | None = None,
                 ) -> tuple[dict[str, Any], dict[str, list], dict[str, Any]]:
     entry = spec.entry
     assert entry is not None
@@ -363,5 +364,6 @@ def _method_run(suite: Suite, spec: RunSpec, trained: Any, problem: Any, test_ga
                                                 "position": position, "score": experiment.path.first_scores})
         if on_units and any(g.heads for g in problem.groups):  # a few heads per layer: each layer pruned alone
             artifacts["layer_curve.csv"] = pd.DataFrame(layer_curves(
-                experiment.path.first_scores, problem.groups, test_game, [g for g in problem.groups if g.heads]))
+                experiment.path.first_scores, problem.groups, test_game, [g for g in problem.groups if g.heads],
+                cache=layer_cache))
     return metrics, steps, artifacts

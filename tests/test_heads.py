@@ -251,6 +251,11 @@ def test_a_layer_curve_prunes_one_layers_heads_in_score_order(toy):
     groups = unit_groups(net, SITES, (TOKENS, 4))
     scores = np.array([0.2, 0.9, 0.5, 0.1])  # block 0: head 1 first; block 1: head 0 first
     records = layer_curves(scores, groups, game)
+    cache: dict = {}
+    before = game.n_evaluations
+    assert layer_curves(scores, groups, game, cache=cache) == records
+    assert game.n_evaluations - before == 1 + 2 * 2  # the whole net once, then each layer's 1 and 0 heads kept
+    assert layer_curves(scores, groups, game, cache=cache) == records and game.n_evaluations - before == 5
     expected_keep = {("blocks.0.attn.heads", 2): [1, 1, 1, 1], ("blocks.0.attn.heads", 1): [0, 1, 1, 1],
                      ("blocks.0.attn.heads", 0): [0, 0, 1, 1], ("blocks.1.attn.heads", 2): [1, 1, 1, 1],
                      ("blocks.1.attn.heads", 1): [1, 1, 1, 0], ("blocks.1.attn.heads", 0): [1, 1, 0, 0]}

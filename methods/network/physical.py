@@ -124,6 +124,22 @@ def _out_channels_fn(layer: nn.Module):
     raise NotImplementedError(f"cannot prune the output channels of {type(layer).__name__}")
 
 
+def dependency_graph(model: nn.Module, example: torch.Tensor) -> Any:
+    """Torch-Pruning's ``DependencyGraph`` of ``model``, traced on ``example``.
+
+    Parameters outside any module (a transformer's positions and classification token) make Torch-Pruning warn that
+    it would prune their last dimension; they belong to the residual stream, which no unit site removes (a producer
+    coupled to it is refused), so the warning is silenced here.
+    """
+    import warnings
+
+    import torch_pruning as tp
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Unwrapped parameters detected", category=UserWarning)
+        return tp.DependencyGraph().build_dependency(model, example_inputs=example, verbose=False)
+
+
 def prune_network(model: nn.Module, groups: Sequence[UnitGroup], mask: np.ndarray,
                   input_shape: Sequence[int]) -> nn.Module:
     """A copy of ``model`` with the units outside ``mask`` physically removed and the layers around them shrunk.
@@ -196,7 +212,7 @@ def prune_network(model: nn.Module, groups: Sequence[UnitGroup], mask: np.ndarra
                           dtype=next(pruned.parameters()).dtype)
     import torch_pruning as tp
 
-    graph = tp.DependencyGraph().build_dependency(pruned, example_inputs=example, verbose=False)
+    graph = dependency_graph(pruned, example)
     for name, channels in remove.items():
         if channels:
             layer = layers[name]
@@ -261,12 +277,9 @@ def _prune_graph(model: nn.Module, groups: Sequence[UnitGroup], mask: np.ndarray
                 "does not keep zero at zero"
             raise NotImplementedError(f"units of {group.name!r} have {why}; they cannot be removed physically")
     param = next(pruned.parameters())
-    import torch_pruning as tp
 
     with torch.enable_grad():  # the dependency graph is traced through autograd
-        graph = tp.DependencyGraph().build_dependency(
-            pruned, example_inputs=torch.zeros(1, *input_shape, device=param.device, dtype=param.dtype),
-            verbose=False)
+        graph = dependency_graph(pruned, torch.zeros(1, *input_shape, device=param.device, dtype=param.dtype))
     layers = {name: pruned.get_submodule(name) for name in {g.producer for g in groups} | {
         g.consumer for g in groups if g.consumer is not None}}
     drops: dict[str, set[int]] = {}  # producer -> its output channels to remove (groups may share a producer)

@@ -220,7 +220,7 @@ def weight_pruning_curve(model: nn.Sequential, groups: Sequence[UnitGroup], frac
 
 
 def layer_curves(scores: np.ndarray, groups: Sequence[UnitGroup], game: object,
-                 layers: Sequence[UnitGroup] | None = None) -> list[dict[str, object]]:
+                 layers: Sequence[UnitGroup] | None = None, cache: dict | None = None) -> list[dict[str, object]]:
     """Test accuracy with one layer's units pruned in a method's order and every other layer whole.
 
     For each unit group of ``layers`` (the layers of attention heads, say) and each count k from its size down to 0,
@@ -232,6 +232,9 @@ def layer_curves(scores: np.ndarray, groups: Sequence[UnitGroup], game: object,
         groups: every unit group of the game, in player order.
         game: the neuron game on the test split (accuracy).
         layers: the groups to prune, one at a time (default: all of them).
+        cache: coalition (packed bits) -> value, shared between the calls for one trained network: the whole
+            network and each emptied layer are the same coalitions for every method, and methods often agree on a
+            layer's order, so only coalitions not seen before are evaluated (in one call).
 
     Returns:
         One record per (layer, kept): ``layer``, ``units_kept``, ``size``, ``accuracy``.
@@ -246,8 +249,14 @@ def layer_curves(scores: np.ndarray, groups: Sequence[UnitGroup], game: object,
             coalition[order[kept:]] = False
             coalitions.append(coalition)
             records.append({"layer": group.name, "units_kept": kept, "size": group.size})
-    values = game(np.array(coalitions))
-    return [{**record, "accuracy": float(value)} for record, value in zip(records, values, strict=True)]
+    cache = {} if cache is None else cache
+    keys = [np.packbits(c).tobytes() for c in coalitions]
+    new = list(dict.fromkeys(k for k in keys if k not in cache))
+    if new:
+        first = {k: i for i, k in reversed(list(enumerate(keys)))}
+        for key, value in zip(new, game(np.array([coalitions[first[k]] for k in new])), strict=True):
+            cache[key] = float(value)
+    return [{**record, "accuracy": cache[key]} for record, key in zip(records, keys, strict=True)]
 
 
 def fine_tune(model: nn.Sequential, groups: Sequence[UnitGroup], mask: np.ndarray, x: torch.Tensor, y: torch.Tensor,

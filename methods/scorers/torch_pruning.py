@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from datasets.errors import UsageError
+from methods.network.physical import dependency_graph
 from methods.network.structure import Submodules, UnitGroup, producer_rows
 from methods.scorers.base import (
     SCORERS,
@@ -144,7 +145,7 @@ def tp_scores(problem: PruningProblem, exclude: np.ndarray, *, kind: str, p: int
     owned = [g for g in problem.groups if g.producer is not None and not g.heads]
     tp_groups: dict[str, Any] = {}
     if owned:
-        graph = tp.DependencyGraph().build_dependency(model, example_inputs=problem.x[:1])
+        graph = dependency_graph(model, problem.x[:1])
         n_forward += 1
         tp_groups = {g.name: tp_pruning_group(graph, stages, g) for g in owned}
     n = len(problem.y)
