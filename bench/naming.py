@@ -26,6 +26,7 @@ PAIR_WORDS = {
     "alexnet": "alex", "tiny-imagenet": "", "alexnet-utkface-age": "A-age", "resnet20-utkface-age": "R-age",
     "neurogame": "NG", "face-cnn-dropout": "CNNd", "face-cnn": "CNN", "face-mlp": "MLP",
     "utkface": "", "utkface128g": "128g", "celeba": "cel", "rho-constant": "rhoc", "random-filter": "rndf",
+    "vit": "ViT", "transformer-emotion": "TE", "mlp": "m",
 }
 METHOD_WORDS = {
     "gtap": "", "shapley": "sh", "banzhaf": "bz", "beta": "bd", "follow-target": "ft",
@@ -34,6 +35,7 @@ METHOD_WORDS = {
     "captum": "", "deeplift": "dl", "conductance": "cond",
     "tp-magnitude": "tpm", "tp-hessian": "tph", "tp-taylor": "tpt",
     "global": "g", "uniform": "u", "normalized": "n", "shared": "shr", "wmp@0.3": "@.3",
+    "michel": "mi", "exact": "x", "layer-exact": "lx",
 }
 KIND_WORDS = {"train": "fit", "mcue": "mcue"}
 

@@ -7,7 +7,9 @@ staged copy), while the cache folder is always ours to write, so anything we der
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 from datasets.errors import DataError
@@ -64,3 +66,21 @@ def cache_dir() -> Path:
             f"point {CACHE_ENV} at a writable folder"
         ) from error
     return folder
+
+
+@contextlib.contextmanager
+def cache_lock(path: Path) -> Iterator[None]:
+    """An exclusive lock on one entry of the cache (a lock file beside ``path``), where the OS offers ``flock``:
+    two processes that would write the same entry (two workers training one shared checkpoint) take turns."""
+    try:
+        import fcntl
+    except ImportError:  # not POSIX: no lock, at worst an entry computed twice, to the same contents
+        yield
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.with_name(path.name + ".lock"), "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

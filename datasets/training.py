@@ -12,7 +12,6 @@ every family and for fine-tuning pruned networks (``methods.pruning.curves``).
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import hashlib
 import json
@@ -39,7 +38,7 @@ from datasets.data.images import UInt8Images
 from datasets.errors import DataError, UsageError, one_line
 from datasets.models import build_model
 from datasets.pairs import Pair, Recipe, get_pair
-from datasets.paths import cache_dir
+from datasets.paths import cache_dir, cache_lock
 from datasets.registry import Registry
 from datasets.sites import resolve_sites
 
@@ -227,26 +226,9 @@ def train_pair(
                 raise UsageError(f"pair {pair.name!r}, {name} split: {error}") from None
     # Pairs that share a checkpoint (a transformer's heads and MLP pairs) may be trained at once by two workers:
     # the second waits for the first and loads its checkpoint.
-    with _checkpoint_lock(path):
+    with cache_lock(path):
         return _load_or_train(pair, model, splits, key, path, seed=seed, device=device, force=force,
                               progress=progress)
-
-
-@contextlib.contextmanager
-def _checkpoint_lock(path: Path) -> Iterator[None]:
-    """An exclusive lock on a checkpoint's cache entry (a lock file beside it), where the OS offers ``flock``."""
-    try:
-        import fcntl
-    except ImportError:  # not POSIX: no lock, at worst a seed trained twice to the same weights
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path.with_name(path.name + ".lock"), "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 def _load_or_train(pair: Pair, model: nn.Module, splits: Splits, key: str, path: Path, *, seed: int,

@@ -1,5 +1,6 @@
-"""Figures and a table for pairs whose players are attention heads: each layer pruned alone, where each method puts
-its heads (a layer x head map), and how many heads a network loses before its test accuracy drops a point."""
+"""Figures, a table and the report's section for pairs whose players are attention heads: each layer pruned alone, where
+each method puts its heads (a layer x head map), and how many heads a network loses before its test accuracy drops a
+point."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import pandas as pd
 
 from reports.data import SuiteData
 from reports.figures import FIGURE_WIDTH, READABLE, file_stem, save_figure
+from reports.format import Block
 from reports.leaderboard import sample_sd
 from reports.styles import method_styles
 from reports.tables import drawn_methods, method_table
@@ -157,3 +159,30 @@ def heads_before_a_drop(data: SuiteData, pair: str) -> pd.DataFrame:
                         "unpruned": float(trained.mean())})
     return pd.DataFrame(records, columns=["method", "removable", "of", "accuracy_there", "unpruned"]).sort_values(
         "removable", ascending=False, kind="stable").reset_index(drop=True)
+
+
+def head_blocks(data: SuiteData, pair: str, images: dict[tuple[str, str], str]) -> list[Block]:
+    """A pair whose players are attention heads: how many heads each method removes before the test accuracy drops
+    a point, each layer pruned alone, and where each method puts the important heads."""
+    if pair not in head_pairs(data):
+        return []
+    blocks = [Block("h3", "Attention heads")]
+    table = heads_before_a_drop(data, pair)
+    if len(table):
+        blocks.append(Block("p", "Heads removable before the test accuracy falls more than 0.01 below the unpruned "
+                                 "network's (seed means, on the suite's grid of kept fractions; Top-n order unless "
+                                 "the name says otherwise)."))
+        shown = table.assign(accuracy_there=table["accuracy_there"].map(lambda v: f"{v:.4f}"),
+                             unpruned=table["unpruned"].map(lambda v: f"{v:.4f}"))
+        blocks.append(Block("table", table=shown.rename(columns={"removable": "heads removable", "of": "of",
+                                                                  "accuracy_there": "accuracy there"})))
+    for kind, caption in (
+        ("layer_curves", "Test accuracy with one layer's heads pruned in each method's order (its highest-scored "
+                         "heads kept), every other layer whole; seed means, baselines at their best variant."),
+        ("head_maps", "Head importance per layer and head: each method's within-model rank of every head (1: its "
+                      "most important), seed mean. The rank correlations of these scores (GTAP against Michel et "
+                      "al. and the rest) are under 'Rank correlations between methods'."),
+    ):
+        if (kind, pair) in images:
+            blocks.append(Block("image", text=f"{pair}: {caption}", path=images[(kind, pair)]))
+    return blocks

@@ -36,7 +36,7 @@ from reports.leaderboard import (
     mcue_summary,
 )
 from reports.models import model_blocks, write_model_plots
-from reports.plots_heads import head_pairs, heads_before_a_drop
+from reports.plots_heads import head_blocks
 from reports.tables import analysis_summary, drawn_methods
 
 # Re-exported: callers (bench/analyze.py, the estimator report, tests) render blocks through this module.
@@ -339,7 +339,7 @@ def report_blocks(
             blocks.append(Block("table", table=leaderboard_cells(weights, fixed_fractions), role="leaderboard"))
             blocks.append(Block("p", f"{PARAM_FOOTNOTE} Its AUC is over kept weights, so it is ranked apart from the "
                                      "unit-level methods."))
-        blocks.extend(_head_blocks(data, pair, images))
+        blocks.extend(head_blocks(data, pair, images))
         paper_lines = reference_items(references, pair, rows["method"].tolist())
         if paper_lines:
             blocks.append(Block("p", "Paper figures for this pair (GTAP, arXiv 2311.10468):"))
@@ -385,33 +385,6 @@ def report_blocks(
                                 **_drawn(data, pair, "seed_variance")))
     blocks.extend(model_blocks(data, references, *model_images))
     blocks.extend(analysis_blocks(data, analysis_images or {}, image_dir))
-    return blocks
-
-
-def _head_blocks(data: SuiteData, pair: str, images: dict[tuple[str, str], str]) -> list[Block]:
-    """A pair whose players are attention heads: how many heads each method removes before the test accuracy drops
-    a point, each layer pruned alone, and where each method puts the important heads."""
-    if pair not in head_pairs(data):
-        return []
-    blocks = [Block("h3", "Attention heads")]
-    table = heads_before_a_drop(data, pair)
-    if len(table):
-        blocks.append(Block("p", "Heads removable before the test accuracy falls more than 0.01 below the unpruned "
-                                 "network's (seed means, on the suite's grid of kept fractions; Top-n order unless "
-                                 "the name says otherwise)."))
-        shown = table.assign(accuracy_there=table["accuracy_there"].map(lambda v: f"{v:.4f}"),
-                             unpruned=table["unpruned"].map(lambda v: f"{v:.4f}"))
-        blocks.append(Block("table", table=shown.rename(columns={"removable": "heads removable", "of": "of",
-                                                                  "accuracy_there": "accuracy there"})))
-    for kind, caption in (
-        ("layer_curves", "Test accuracy with one layer's heads pruned in each method's order (its highest-scored "
-                         "heads kept), every other layer whole; seed means, baselines at their best variant."),
-        ("head_maps", "Head importance per layer and head: each method's within-model rank of every head (1: its "
-                      "most important), seed mean. The rank correlations of these scores (GTAP against Michel et "
-                      "al. and the rest) are under 'Rank correlations between methods'."),
-    ):
-        if (kind, pair) in images:
-            blocks.append(Block("image", text=f"{pair}: {caption}", path=images[(kind, pair)]))
     return blocks
 
 
