@@ -211,8 +211,7 @@ def _unit_masks(model: nn.Module, groups: Sequence[UnitGroup], keep: np.ndarray,
     The hooks return the masked output, so hooks registered after them (Captum's, in
     ``methods.scorers.captum``) see the masked activations.
     """
-    stages = Submodules(model)
-    handles = []
+    hooks = []
     for g, group in enumerate(groups):
         mask = torch.as_tensor(keep[group.players], dtype=torch.float32, device=next(model.parameters()).device)
 
@@ -227,7 +226,16 @@ def _unit_masks(model: nn.Module, groups: Sequence[UnitGroup], keep: np.ndarray,
                 record[g] += per_example.sum(0).double().cpu()
             return output
 
-        handles.append(stages[group.path].register_forward_hook(hook))
+        hooks.append(hook)
+    with site_hooks(model, groups, hooks):
+        yield
+
+
+@contextlib.contextmanager
+def site_hooks(model: nn.Module, groups: Sequence[UnitGroup], hooks: Sequence[Any]) -> Iterator[None]:
+    """Registers ``hooks[g]`` as a forward hook on group g's site module for the duration of the block."""
+    stages = Submodules(model)
+    handles = [stages[group.path].register_forward_hook(hook) for group, hook in zip(groups, hooks, strict=True)]
     try:
         yield
     finally:

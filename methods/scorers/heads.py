@@ -32,8 +32,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods.network.structure import Submodules, UnitGroup
-from methods.scorers.base import SCORERS, ScorerBase, Scores, _fixed, _with_nan
+from methods.network.structure import UnitGroup
+from methods.scorers.base import SCORERS, ScorerBase, Scores, _fixed, _with_nan, site_hooks
 from methods.scorers.library import _check_choice, _check_count, private_copy
 
 NORMALIZATIONS = ("layer-l2", "none")
@@ -43,20 +43,15 @@ NORMALIZATIONS = ("layer-l2", "none")
 def unit_gates(model: nn.Module, groups: Sequence[UnitGroup], gates: Sequence[torch.Tensor]) -> Iterator[None]:
     """Multiplies each site's output by its gates during forward passes: ``gates[g]`` is (batch, units), one gate
     per example and unit, broadcast over the unit's other positions (tokens, head_dim, a feature map)."""
-    stages = Submodules(model)
-    handles = []
-    for group, gate in zip(groups, gates, strict=True):
-        def hook(_module, _inputs, output, group=group, gate=gate):
+    def gate_hook(group: UnitGroup, gate: torch.Tensor):
+        def hook(_module, _inputs, output):
             shape = [1] * output.dim()
             shape[0], shape[group.dim] = gate.shape[0], group.size
             return output * gate.view(shape).to(output.dtype)
+        return hook
 
-        handles.append(stages[group.path].register_forward_hook(hook))
-    try:
+    with site_hooks(model, groups, [gate_hook(g, gate) for g, gate in zip(groups, gates, strict=True)]):
         yield
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def gate_gradients(model: nn.Module, groups: Sequence[UnitGroup], x: torch.Tensor, y: torch.Tensor,
