@@ -24,7 +24,8 @@ A claim is live while its owner is: on the same host, while the process with its
 not a zombie, and not a later process that got the pid, told by its start time); on another host, or in another pid
 namespace of this one (a container sharing the host name), for ``REMOTE_CLAIM_HOURS`` after it was written, since
 a process cannot see those processes. A claim of a process killed with ``kill -9`` is therefore taken over by the
-next invocation on that host.
+next invocation on that host, and ``sweep`` deletes it at that invocation's start even where the run it names was
+finished (a kill between writing the result and deleting the claim), which acquiring never visits.
 """
 
 from __future__ import annotations
@@ -131,6 +132,14 @@ class Claims:
             self.release(config_hash)
         self.tracker.delete_runs([r.run_id for r in self.tracker.runs(f"tags.claim_owner = '{self.owner}'")
                                   if _is_claim(r)])
+
+    def sweep(self) -> int:
+        """Deletes the suite's claims whose owners are gone (killed before they could release them); returns how
+        many. A live owner's claims, and another host's younger than ``REMOTE_CLAIM_HOURS``, are kept."""
+        dead = [r.run_id for r in self.tracker.runs(f"tags.suite = '{self.suite}'")
+                if _is_claim(r) and r.tags.get("claim_owner") != self.owner and not _live(r)]
+        self.tracker.delete_runs(dead)
+        return len(dead)
 
     def _runs(self, config_hash: str) -> list[StoredRun]:
         return self.tracker.runs(f"tags.config_hash = '{config_hash}'")

@@ -139,8 +139,9 @@ def run_suite(suite: Suite, tracker: Tracker, *, device: str = "auto", data_dir:
         on_parent(parent_id)
     # Each run is claimed before it is computed (bench.claims), so another invocation on this store, with other
     # filters or on another machine, never computes it too; the leftovers of a killed invocation are deleted when
-    # their run is claimed again.
+    # their run is claimed again, or at once where their run was finished before the kill.
     claims = Claims(tracker, suite=suite.name, parent_id=parent_id)
+    claims.sweep()
     outcome = SuiteOutcome(parent_id, planned=len(specs), skipped=len(specs) - len(todo), finished=0)
     bar = tqdm(total=len(specs), initial=outcome.skipped, unit="run", disable=not progress, dynamic_ncols=True,
                desc=suite.name)

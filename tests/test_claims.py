@@ -36,9 +36,9 @@ def _dead_pid() -> int:
     return proc.pid
 
 
-def _rival(tracker: Tracker, config_hash: str, pid: int, host: str | None = None) -> str:
+def _rival(tracker: Tracker, config_hash: str, pid: int, host: str | None = None, suite: str = "s") -> str:
     tags = {"kind": CLAIM_KIND, "config_hash": config_hash, "claim_owner": f"rival-{pid}", "pid": str(pid),
-            "host": host or socket.gethostname()}
+            "host": host or socket.gethostname(), "suite": suite}
     return tracker._client.create_run(tracker.experiment_id, run_name="rival", tags=tags).info.run_id
 
 
@@ -82,6 +82,20 @@ def test_a_dead_owners_claim_and_leftovers_are_taken_over(tracker):
     ids = {r.run_id for r in tracker.runs("tags.config_hash = 'h'")}
     assert ids == {got.run_id}  # the dead claim and the half-written result are gone
     assert dead not in ids and leftover not in ids
+
+
+def test_sweep_deletes_the_dead_claims_of_finished_runs_and_keeps_the_live(tracker, other_process):
+    """A kill -9 between writing a result and deleting its claim: acquiring never visits that run again."""
+    _result(tracker, "done")
+    dead = _rival(tracker, "done", _dead_pid())
+    live = _rival(tracker, "busy", other_process)
+    remote = _rival(tracker, "far", 1, host="elsewhere")
+    other_suite = _rival(tracker, "done", _dead_pid(), suite="t")
+    claims = Claims(tracker, suite="s", parent_id="")
+    mine = claims.acquire("mine", "wmp s0").run_id
+    assert claims.sweep() == 1
+    left = {r.run_id for r in tracker.runs() if r.tags.get("kind") == CLAIM_KIND}
+    assert dead not in left and left == {live, remote, other_suite, mine}
 
 
 def test_another_hosts_claim_is_trusted_for_a_while(tracker):

@@ -2,6 +2,7 @@
 
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -281,7 +282,14 @@ def test_unfinished_runs_are_redone_once(tiny):
     failed = client.create_run(experiment.experiment_id, tags={"suite": "tiny", "kind": "method",
                                                                "config_hash": spec.config_hash})
     client.set_terminated(failed.info.run_id, "FAILED")
+    done = next(s for s in plan(select(load_suite(tiny["suite"]), methods=["wmp"])) if s.kind == "method")
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    client.create_run(experiment.experiment_id, tags={  # killed after its result was written, before the claim went
+        "suite": "tiny", "kind": "claim", "config_hash": done.config_hash, "claim_owner": "gone", "pid": str(dead.pid),
+        "host": socket.gethostname()})
     assert main(run_argv(tiny)) == 0
+    assert not [r for r in _runs(tiny["db"]) if r[2].get("kind") == "claim"]
     runs = [r for r in _runs(tiny["db"]) if r[2].get("kind") in ("method", "mcue", "train")]
     hashes = [r[2]["config_hash"] for r in runs]
     assert len(hashes) == len(set(hashes)) == len(plan(load_suite(tiny["suite"])))
