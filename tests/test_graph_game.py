@@ -20,6 +20,7 @@ from torchvision.models.resnet import BasicBlock
 from datasets.sites import resolve_sites
 from methods.games import GraphGame, naive_site_logits, neuron_game
 from methods.games.graph import split_at_sites
+from methods.games.skipping import mutates_inputs, select_units
 from methods.network import prune_network, unit_groups
 from methods.scorers import PruningProblem, build_scorer
 
@@ -181,6 +182,7 @@ def test_the_sparse_path_skips_the_block_channels_and_folds_the_other_norms(tiny
         (None, 1, "layer1_0_bn1", "layer1_0_conv2"), ("layer1_1_conv1", None, "layer1_1_bn1", "layer1_1_conv2")]
     assert game.folded == 3  # bn2 of both blocks and the shortcut's BatchNorm; the sites stay
     assert "bn2" not in game._suffix.code and "downsample_1" not in game._suffix.code
+    assert game.fused == 2 and game._suffix.code.count("aten._add_relu.Tensor(") == 2  # each block's add and ReLU
 
 
 @pytest.mark.parametrize("align", [1, 3, 8])
@@ -390,6 +392,58 @@ def test_in_place_ops_neither_vanish_nor_corrupt_the_cache(mutate_boundary):
         expected = -float(F.cross_entropy(net(x), y))
     for k in (1, 1, 3):
         np.testing.assert_allclose(game(np.ones((k, 4), bool)), expected, rtol=0, atol=1e-12)
+
+
+class ViewInPlace(nn.Module):
+    """Changes a cached value in place through a view made after a site (so the split cannot see it)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.main, self.side = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(3, 4, 1)
+        self.bn, self.fc = nn.BatchNorm2d(4), nn.Linear(4, 3)
+
+    def forward(self, x):
+        out = self.main(x)  # coalition-free: cached
+        h = self.bn(self.side(x))
+        out.view(h.shape).add_(h)
+        return self.fc(out.mean((2, 3)) + h.mean((2, 3)))
+
+
+def test_a_cached_value_changed_through_a_view_runs_the_model_whole():
+    """fx cannot see that ``out.mean`` reads ``out`` after the in-place add: cached, it would miss the add."""
+    torch.manual_seed(0)
+    net = ViewInPlace().double().eval()
+    x, y = torch.randn(20, *SHAPE, dtype=torch.float64), torch.randint(0, 3, (20,))
+    with pytest.warns(UserWarning, match="changes a cached value in place"):
+        game = GraphGame(net, ["bn"], x, y, metric="neg_loss")
+    assert not game.traced and game._copy_inputs
+    coalition = np.array([1, 0, 1, 1], bool)
+    expected = -float(F.cross_entropy(naive_site_logits(net, ["bn"], x, coalition), y))
+    for k in (1, 1, 2):  # one coalition at a time would change the cached input, were it not copied
+        np.testing.assert_allclose(game(np.repeat(coalition[None], k, 0)), expected, rtol=0, atol=1e-12)
+
+
+def test_a_residual_nets_cache_goes_to_the_suffix_uncopied(tiny, coalition_values):
+    net, x, y = tiny
+    game = GraphGame(net, UNITS, x, y, metric="neg_loss", strategy="sparse")
+    assert not game._copy_inputs and not mutates_inputs(game._suffix)
+    before = [c.clone() for c in game._cached]
+    coalitions = np.random.default_rng(3).random((8, N_UNITS)) < 0.5
+    index = (coalitions.astype(int) << np.arange(N_UNITS)).sum(1)
+    np.testing.assert_allclose(game(coalitions), coalition_values[index], rtol=0, atol=1e-12)
+    assert all(torch.equal(a, b) for a, b in zip(before, game._cached, strict=True))
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("layout", [torch.channels_last, torch.contiguous_format])
+def test_selecting_channels_is_index_select_in_the_maps_layout(dtype, layout):
+    x = torch.randn(5, 7, 3, 4, dtype=dtype).contiguous(memory_format=layout) * 1e3
+    for index in ([0, 2, 3, 6], [5], list(range(7)), []):
+        index = torch.tensor(index, dtype=torch.long)
+        got = select_units(x, 1, index)
+        assert torch.equal(got, x.index_select(1, index))  # bit for bit
+        if layout == torch.channels_last and len(index) > 1:
+            assert got.is_contiguous(memory_format=torch.channels_last)
 
 
 class Viewed(nn.Module):

@@ -13,6 +13,7 @@ from datasets.data import as_tensors, load_dataset
 from datasets.models import MODELS, build_model, unit_counts
 from datasets.pairs import PAIRS
 from datasets.training import train_pair
+from methods.games import GraphGame
 from methods.scorers import PruningProblem
 
 pytestmark = pytest.mark.usefixtures("private_cache")
@@ -42,6 +43,8 @@ def test_pair_contract(name, tmp_path):
     problem = PruningProblem.build(model, pair.units, x, y)
     assert problem.n_units == sum(sizes.values())
     assert problem.game(np.ones((1, problem.n_units), bool)).shape == (1,)
+    if isinstance(problem.game, GraphGame):  # torch.fx traces it: the coalition-free part is cached
+        assert problem.game.traced
     # The pair trains with a registered family, and its recipe and family both enter the cache key.
     assert training.FAMILIES.get(pair.family).name == pair.family
     key = training.cache_key(pair, seed=0, val_fraction=0.1, split_seed=0)

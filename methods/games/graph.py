@@ -38,7 +38,15 @@ from torch import fx, nn
 from datasets.sites import SiteTracer, is_flat, mask_units, resolve_sites
 from methods.games.base import check_coalitions
 from methods.games.neuron import DEFAULT_MEMORY_CAP, METRICS, MaskedNetworkGame, NeuronGame
-from methods.games.skipping import SkippingInterpreter, find_chains, fold_batch_norms, in_place, padded_members
+from methods.games.skipping import (
+    SkippingInterpreter,
+    find_chains,
+    fold_batch_norms,
+    fuse_add_relu,
+    in_place,
+    mutates_inputs,
+    padded_members,
+)
 
 GRAPH_STRATEGIES = ("auto", "dense", "sparse")
 # The sparse path pads a coalition's members to a multiple of this many channels (see methods.games.skipping).
@@ -112,6 +120,9 @@ def split_at_sites(model: nn.Module, paths: Sequence[str]) -> tuple[fx.GraphModu
         part.graph.eliminate_dead_code(lambda n, part=part: n.op in ("placeholder", "output") or in_place(part, n))
         part.recompile()
         parts.append(part)
+    if mutates_inputs(parts[1]):  # through a view: the cache would change, and the prefix may read it before
+        raise ValueError("the part after the first site changes a cached value in place (through a view); "
+                         "nothing can be cached")
     return parts[0], parts[1], len(boundary)
 
 
@@ -170,6 +181,8 @@ class GraphGame(MaskedNetworkGame):
             prefix, self._suffix, self.traced = None, net, False
         # BatchNorms after a conv, other than the sites, fold into the conv (eval mode: the same function).
         self.folded = fold_batch_norms(self._suffix, {site.path for site in self.sites}) if self.traced else 0
+        # A residual add and the ReLU after it run as one op (the same values, one pass over the map less).
+        self.fused = fuse_add_relu(self._suffix, {site.path for site in self.sites}) if self.traced else 0
         self.chains = find_chains(self._suffix, self.sites) if self.traced else []
         if strategy == "auto":
             strategy = "sparse" if self.chains and self.device.type == "cpu" else "dense"
@@ -179,6 +192,9 @@ class GraphGame(MaskedNetworkGame):
         self.strategy = strategy
         self._previous: np.ndarray | None = None  # the sparse path's last coalition, for reuse
         self._skipper = SkippingInterpreter(self._suffix, self.chains, self.sites) if strategy == "sparse" else None
+        # The cache is passed to the suffix as it is: a traced suffix never changes its inputs (split_at_sites
+        # refuses one that could); a whole untraced model might change its input, so that gets a copy.
+        self._copy_inputs = not self.traced
         self._masks: list[torch.Tensor | None] | None = None
         for g, site in enumerate(self.sites):
             self._suffix.get_submodule(site.path).register_forward_hook(self._hook(g, site.dim))
@@ -253,7 +269,8 @@ class GraphGame(MaskedNetworkGame):
             total = torch.zeros((), device=self.device, dtype=torch.float64)
             try:
                 for part in samples:
-                    inputs = [_layout(c[part].clone(), self.channels_last) for c in self._cached]  # never the cache
+                    inputs = [c[part] for c in self._cached]
+                    inputs = [_layout(c.clone() if self._copy_inputs else c, self.channels_last) for c in inputs]
                     logits = self._skipper.run_coalition(inputs, kept, changed)
                     total += self._metric_sum(logits.unsqueeze(0), self.y[part])[0]
             finally:
@@ -283,8 +300,9 @@ class GraphGame(MaskedNetworkGame):
         rows coalition-major when not ``shared``."""
         k = len(coalitions)
         full = torch.as_tensor(coalitions, device=self.device, dtype=torch.float32)
-        if shared:  # a copy (k > 1 copies anyway): the suffix may change its inputs in place, never the cache
-            inputs = [c.clone() if k == 1 else c.unsqueeze(0).expand(k, *c.shape).flatten(0, 1) for c in inputs]
+        if shared:  # k > 1 copies anyway; one coalition's are copied when the suffix could change them in place
+            inputs = [(c.clone() if self._copy_inputs else c) if k == 1
+                      else c.unsqueeze(0).expand(k, *c.shape).flatten(0, 1) for c in inputs]
         inputs = [_layout(c, self.channels_last) for c in inputs]
         self._masks = [full[:, s] for s in self.group_slices]
         try:

